@@ -1,0 +1,171 @@
+//! Strict bearer-token extraction (RFC 6750 §2, RFC 9110 §11).
+
+use std::borrow::Cow;
+
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, COOKIE};
+
+use crate::reject::{Rejection, RejectionKind};
+
+/// Where tokens may come from, besides the `Authorization` header.
+#[derive(Debug, Clone)]
+pub(crate) struct ExtractConfig {
+    pub(crate) max_len: usize,
+    pub(crate) cookie: Option<Box<str>>,
+    pub(crate) query: Option<Box<str>>,
+}
+
+/// Which method carried the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    Header,
+    Cookie,
+    Query,
+}
+
+/// A token found in the request.
+#[derive(Debug)]
+pub(crate) struct Found<'a> {
+    pub(crate) token: Cow<'a, str>,
+    pub(crate) source: Source,
+}
+
+fn invalid_request(message: &'static str) -> Rejection {
+    Rejection::with_message(RejectionKind::InvalidRequest, message)
+}
+
+/// RFC 6750 §2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+pub(crate) fn is_b64token(token: &[u8]) -> bool {
+    let body_len = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    body_len > 0
+        && token[..body_len]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+fn checked(token: &str, max_len: usize) -> Result<&str, Rejection> {
+    // Checked before any decoding: an oversized token costs nothing but this comparison.
+    if token.len() > max_len {
+        return Err(invalid_request("The access token is too long"));
+    }
+    if !is_b64token(token.as_bytes()) {
+        return Err(invalid_request("The access token is malformed"));
+    }
+    Ok(token)
+}
+
+/// The bearer token of the `Authorization` header, `None` when there is none or it uses
+/// another scheme (e.g. `Basic`), which counts as "no bearer credentials".
+fn from_header<'a>(headers: &'a HeaderMap, max_len: usize) -> Result<Option<&'a str>, Rejection> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    // `HeaderMap::get` would silently pick the first of two: ambiguity is a 400 (RFC 6750 §3.1).
+    if values.next().is_some() {
+        return Err(invalid_request("More than one Authorization header"));
+    }
+    let bytes = value.as_bytes();
+    if bytes.len() > max_len.saturating_add(64) {
+        return Err(invalid_request("The access token is too long"));
+    }
+    let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
+        Some(i) => (&bytes[..i], &bytes[i..]),
+        None => (bytes, &[][..]),
+    };
+    // RFC 9110 §11.1: the auth-scheme is case-insensitive.
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Ok(None);
+    }
+    let token = &rest[rest.iter().take_while(|&&b| b == b' ').count()..];
+    if token.is_empty() {
+        return Err(invalid_request("The bearer token is empty"));
+    }
+    let token = std::str::from_utf8(token).map_err(|_| invalid_request("The access token is malformed"))?;
+    checked(token, max_len).map(Some)
+}
+
+fn from_cookie<'a>(headers: &'a HeaderMap, name: &str, max_len: usize) -> Result<Option<&'a str>, Rejection> {
+    let mut found = None;
+    for value in headers.get_all(COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            let Some((k, v)) = pair.trim().split_once('=') else { continue };
+            if k != name {
+                continue;
+            }
+            if found.is_some() {
+                return Err(invalid_request("More than one token cookie"));
+            }
+            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+            found = Some(checked(v, max_len)?);
+        }
+    }
+    Ok(found)
+}
+
+fn from_query<'a>(query: Option<&'a str>, name: &str, max_len: usize) -> Result<Option<Cow<'a, str>>, Rejection> {
+    let Some(query) = query else { return Ok(None) };
+    let mut found = None;
+    for (k, v) in crate::query::pairs(query) {
+        if k != name {
+            continue;
+        }
+        if found.is_some() {
+            return Err(invalid_request("More than one access token parameter"));
+        }
+        if v.len() > max_len.saturating_mul(3) {
+            return Err(invalid_request("The access token is too long"));
+        }
+        let v = crate::query::decode(v).ok_or_else(|| invalid_request("The access token is malformed"))?;
+        checked(&v, max_len)?;
+        found = Some(v);
+    }
+    Ok(found)
+}
+
+/// Finds the request's bearer token, enforcing "exactly one method" (RFC 6750 §2).
+pub(crate) fn extract<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    config: &ExtractConfig,
+) -> Result<Option<Found<'a>>, Rejection> {
+    let mut found: Option<Found<'a>> = None;
+    let mut offer = |token: Cow<'a, str>, source| {
+        if found.is_some() {
+            return Err(invalid_request("More than one authentication method"));
+        }
+        found = Some(Found { token, source });
+        Ok(())
+    };
+    if let Some(token) = from_header(headers, config.max_len)? {
+        offer(Cow::Borrowed(token), Source::Header)?;
+    }
+    if let Some(name) = &config.cookie
+        && let Some(token) = from_cookie(headers, name, config.max_len)?
+    {
+        offer(Cow::Borrowed(token), Source::Cookie)?;
+    }
+    if let Some(name) = &config.query
+        && let Some(token) = from_query(query, name, config.max_len)?
+    {
+        offer(token, Source::Query)?;
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn b64token_grammar() {
+        assert!(is_b64token(b"abc.DEF-_~+/"));
+        assert!(is_b64token(b"abc=="));
+        assert!(!is_b64token(b"=="));
+        assert!(!is_b64token(b""));
+        assert!(!is_b64token(b"ab=c"));
+        assert!(!is_b64token(b"a b"));
+        assert!(!is_b64token(b"a,b"));
+    }
+}

@@ -1,0 +1,319 @@
+//! `BearerAuthLayer`: the layer, its service and its response future.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response};
+use tower_layer::{Layer, Stack};
+use tower_service::Service;
+
+use super::extract::{ExtractConfig, Source, extract};
+use super::{AuthError, Authenticate, Token};
+use crate::gate::{Gate, GateFuture, take_ready};
+use crate::path::{PathPattern, PathSet};
+use crate::reject::{JsonErrorLayer, Rejection, RejectionKind, render};
+use crate::{Authenticated, ConfigError};
+
+/// The default maximum token length: 8 KiB, far above real JWTs, far below header limits.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+
+#[derive(Debug, Clone)]
+struct Config {
+    realm: Option<Arc<str>>,
+    optional: bool,
+    public: PathSet,
+    bypass_preflight: bool,
+    extract: ExtractConfig,
+}
+
+/// Authenticates every request's bearer token; see the [module docs](crate::auth).
+///
+/// - **Required** (default): no token gives 401 with a bare `Bearer` challenge.
+/// - **Optional** ([`optional`](Self::optional)): no token passes as anonymous (no
+///   [`Authenticated`] inserted), a bad token still gives 401.
+/// - **Public paths** ([`public_path`](Self::public_path)) skip authentication.
+/// - CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) pass through
+///   untouched unless [`authenticate_preflight`](Self::authenticate_preflight) is set.
+///
+/// Malformed or ambiguous credentials (two `Authorization` headers, a token in two places,
+/// characters outside `b64token`, a token over the length limit) give 400 `invalid_request`.
+/// On success the user is inserted as [`Authenticated<A::User>`](Authenticated) and the
+/// `Authorization` header is marked sensitive.
+#[derive(Clone)]
+pub struct BearerAuthLayer<A> {
+    authenticator: A,
+    config: Arc<Config>,
+}
+
+impl<A> std::fmt::Debug for BearerAuthLayer<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerAuthLayer").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+fn header_safe(setting: &'static str, value: &str) -> Result<(), ConfigError> {
+    if value.is_empty() || !value.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        return Err(ConfigError::InvalidValue {
+            setting,
+            reason: "use printable ASCII without `\"` or `\\`".into(),
+        });
+    }
+    Ok(())
+}
+
+fn name_safe(setting: &'static str, value: &str) -> Result<(), ConfigError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
+        return Err(ConfigError::InvalidValue { setting, reason: "use letters, digits, `-`, `_`, `.` or `~`".into() });
+    }
+    Ok(())
+}
+
+impl<A: Authenticate> BearerAuthLayer<A> {
+    /// Requires a valid bearer token on every request, checked by `authenticator`.
+    pub fn new(authenticator: A) -> Self {
+        Self {
+            authenticator,
+            config: Arc::new(Config {
+                realm: Some(Arc::from("api")),
+                optional: false,
+                public: PathSet::default(),
+                bypass_preflight: true,
+                extract: ExtractConfig { max_len: DEFAULT_MAX_TOKEN_LEN, cookie: None, query: None },
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Sets the `realm` of the `WWW-Authenticate` challenge (default `api`).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] unless the realm is non-empty printable ASCII without `"`
+    /// or `\`.
+    pub fn realm(mut self, realm: &str) -> Result<Self, ConfigError> {
+        header_safe("realm", realm)?;
+        self.config_mut().realm = Some(Arc::from(realm));
+        Ok(self)
+    }
+
+    /// Lets requests without any token through as anonymous; a bad token is still a 401.
+    #[must_use]
+    pub fn optional(mut self) -> Self {
+        self.config_mut().optional = true;
+        self
+    }
+
+    /// Skips authentication on paths matching `pattern` (see [`PathPattern`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidPathPattern`] when the pattern is malformed.
+    pub fn public_path(mut self, pattern: &str) -> Result<Self, ConfigError> {
+        let pattern = PathPattern::new(pattern)?;
+        self.config_mut().public.push(pattern);
+        Ok(self)
+    }
+
+    /// Sets the maximum token length in bytes (default 8 KiB), checked before any decoding.
+    #[must_use]
+    pub fn max_token_len(mut self, max_len: usize) -> Self {
+        self.config_mut().extract.max_len = max_len;
+        self
+    }
+
+    /// Also accepts the token from the cookie `name` (off by default).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] when `name` is not a plain cookie name.
+    pub fn token_from_cookie(mut self, name: &str) -> Result<Self, ConfigError> {
+        name_safe("cookie name", name)?;
+        self.config_mut().extract.cookie = Some(name.into());
+        Ok(self)
+    }
+
+    /// Also accepts the token from the query parameter `name`, e.g. `access_token` (off by
+    /// default). Responses then carry `Cache-Control: private` (RFC 6750 §2.3); keep the query
+    /// string out of your logs.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] when `name` is not a plain parameter name.
+    pub fn token_from_query(mut self, name: &str) -> Result<Self, ConfigError> {
+        name_safe("query parameter", name)?;
+        self.config_mut().extract.query = Some(name.into());
+        Ok(self)
+    }
+
+    /// Authenticates CORS preflights too, instead of passing them through untouched.
+    #[must_use]
+    pub fn authenticate_preflight(mut self) -> Self {
+        self.config_mut().bypass_preflight = false;
+        self
+    }
+
+    /// Renders this layer's rejections as JSON `{"error": "..."}` bodies.
+    pub fn json_errors(self) -> Stack<Self, JsonErrorLayer> {
+        Stack::new(self, JsonErrorLayer)
+    }
+
+    /// The authenticator, to share with code that authenticates outside the layer.
+    pub fn authenticator(&self) -> &A {
+        &self.authenticator
+    }
+
+    /// Authenticates the bearer token (header, or cookie when configured) of a `HeaderMap`,
+    /// with the same rules as the layer: Mastra's `getAuthenticatedUser`.
+    ///
+    /// Resolves to `Ok(None)` when no token was sent.
+    ///
+    /// # Errors
+    ///
+    /// The [`Rejection`] the layer would have answered with.
+    pub fn authenticate_headers(
+        &self,
+        headers: &HeaderMap,
+    ) -> impl Future<Output = Result<Option<Authenticated<A::User>>, Rejection>> + Send + 'static {
+        let pending = match extract(headers, None, &self.config.extract) {
+            Ok(Some(found)) => Ok(Some(self.authenticator.authenticate(Token::new(&found.token)))),
+            Ok(None) => Ok(None),
+            Err(rejection) => Err(rejection),
+        };
+        async move {
+            match pending? {
+                Some(fut) => fut.await.map(|u| Some(Authenticated::new(u))).map_err(Rejection::from),
+                None => Ok(None),
+            }
+        }
+    }
+}
+
+impl<S, A: Clone> Layer<S> for BearerAuthLayer<A> {
+    type Service = BearerAuth<S, A>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerAuth { inner, authenticator: self.authenticator.clone(), config: Arc::clone(&self.config) }
+    }
+}
+
+/// The service made by [`BearerAuthLayer`].
+#[derive(Clone)]
+pub struct BearerAuth<S, A> {
+    inner: S,
+    authenticator: A,
+    config: Arc<Config>,
+}
+
+impl<S: std::fmt::Debug, A> std::fmt::Debug for BearerAuth<S, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerAuth").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method` (Fetch §3.2.2).
+pub(crate) fn is_preflight<B>(req: &Request<B>) -> bool {
+    req.method() == Method::OPTIONS
+        && req.headers().contains_key(header::ORIGIN)
+        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+impl<S, A, ReqB, ResB> Service<Request<ReqB>> for BearerAuth<S, A>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    A: Authenticate,
+    ResB: Default,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, A, ReqB, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let config = &self.config;
+        if (config.bypass_preflight && is_preflight(&req))
+            || (!config.public.is_empty() && config.public.matches(req.uri().path()))
+        {
+            return GateFuture::pass(self.inner.call(req), None);
+        }
+        let (decision, private) = match extract(req.headers(), req.uri().query(), &config.extract) {
+            Ok(Some(found)) => {
+                (self.authenticator.authenticate(Token::new(&found.token)), found.source == Source::Query)
+            }
+            Ok(None) if config.optional => return GateFuture::pass(self.inner.call(req), None),
+            Ok(None) => {
+                let rejection = Rejection::new(RejectionKind::MissingCredentials);
+                return GateFuture::done(render(rejection, req.headers(), config.realm.as_deref()));
+            }
+            Err(rejection) => return GateFuture::done(render(rejection, req.headers(), config.realm.as_deref())),
+        };
+        let gate = AuthGate { config: Arc::clone(config), private, _user: PhantomData };
+        GateFuture::deciding(decision, req, take_ready(&mut self.inner), gate)
+    }
+}
+
+/// The response future of [`BearerAuth`].
+pub type ResponseFuture<S, A, ReqB, ResB> =
+    GateFuture<S, AuthGate<<A as Authenticate>::User>, <A as Authenticate>::Future, ReqB, ResB>;
+
+/// How [`BearerAuth`] applies an authentication outcome.
+pub struct AuthGate<U> {
+    config: Arc<Config>,
+    private: bool,
+    _user: PhantomData<fn() -> U>,
+}
+
+impl<U, ReqB> Gate<ReqB> for AuthGate<U>
+where
+    U: Send + Sync + 'static,
+{
+    type Outcome = Result<U, AuthError>;
+
+    fn admit(&self, outcome: <Self as Gate<ReqB>>::Outcome, req: &mut Request<ReqB>) -> Result<(), Rejection> {
+        let user = outcome?;
+        mark_sensitive(req.headers_mut());
+        req.extensions_mut().insert(Authenticated::new(user));
+        Ok(())
+    }
+
+    fn render<ResB: Default>(&self, rejection: Rejection, req: &Request<ReqB>) -> Response<ResB> {
+        render(rejection, req.headers(), self.config.realm.as_deref())
+    }
+
+    fn finish<ResB>(&self, response: &mut Response<ResB>) {
+        if self.private {
+            mark_private(response);
+        }
+    }
+}
+
+/// Credentials must not show in `Debug` output or HPACK tables downstream.
+fn mark_sensitive(headers: &mut HeaderMap) {
+    for name in [header::AUTHORIZATION, header::COOKIE] {
+        if let header::Entry::Occupied(mut entry) = headers.entry(name) {
+            for value in entry.iter_mut() {
+                value.set_sensitive(true);
+            }
+        }
+    }
+}
+
+/// RFC 6750 §2.3: a response to a request with the token in the URI must not be shared-cached.
+fn mark_private<B>(response: &mut Response<B>) {
+    let headers = response.headers_mut();
+    let already = headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("private") || v.contains("no-store"));
+    if !already {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+    }
+}

@@ -1,0 +1,224 @@
+//! Bearer authentication: who is calling.
+//!
+//! [`BearerAuthLayer`] extracts a bearer token strictly (RFC 6750), hands it to an
+//! [`Authenticate`] implementation — [`JwtAuthenticator`](crate::jwt::JwtAuthenticator),
+//! [`StaticTokens`], or any async closure — and inserts the result as
+//! [`Authenticated<U>`](crate::Authenticated) for the layers and handlers behind it.
+//!
+//! ```
+//! use http::{Request, Response, StatusCode, header};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_scope::{AuthError, Authenticated, BearerAuthLayer, BearerToken};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! // Any async closure is an authenticator: look the token up in your session store here.
+//! let lookup = |token: BearerToken| async move {
+//!     match token.expose_secret() {
+//!         "s3ss10n-alice" => Ok(String::from("alice")),
+//!         _ => Err(AuthError::invalid_token()),
+//!     }
+//! };
+//! let svc = ServiceBuilder::new()
+//!     .layer(BearerAuthLayer::new(lookup))
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         let user = req.extensions().get::<Authenticated<String>>().unwrap();
+//!         Ok::<_, std::convert::Infallible>(Response::new(format!("hello {}", &**user)))
+//!     }));
+//!
+//! let req = Request::get("/").header(header::AUTHORIZATION, "bearer s3ss10n-alice")
+//!     .body(String::new()).unwrap();
+//! let res = svc.clone().oneshot(req).await.unwrap();
+//! assert_eq!(res.into_body(), "hello alice");
+//!
+//! let req = Request::get("/").header(header::AUTHORIZATION, "Bearer wrong")
+//!     .body(String::new()).unwrap();
+//! assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+//! # }
+//! ```
+
+mod extract;
+mod layer;
+mod static_tokens;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+
+pub use layer::{AuthGate, BearerAuth, BearerAuthLayer, DEFAULT_MAX_TOKEN_LEN, ResponseFuture};
+pub use static_tokens::StaticTokens;
+
+use crate::reject::{Rejection, RejectionKind};
+
+/// A bearer token borrowed from the request. Its `Debug` output never shows the secret.
+#[derive(Clone, Copy)]
+pub struct Token<'a>(&'a str);
+
+impl<'a> Token<'a> {
+    /// Wraps a token string.
+    pub fn new(token: &'a str) -> Self {
+        Self(token)
+    }
+
+    /// The secret token text. Do not log it.
+    pub fn expose_secret(&self) -> &'a str {
+        self.0
+    }
+
+    /// An owned copy, for authenticators whose future outlives the request.
+    pub fn to_owned_token(&self) -> BearerToken {
+        BearerToken(self.0.into())
+    }
+}
+
+impl fmt::Debug for Token<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token([redacted])")
+    }
+}
+
+/// An owned bearer token, as async closure authenticators receive it. `Debug` is redacted.
+#[derive(Clone)]
+pub struct BearerToken(Box<str>);
+
+impl BearerToken {
+    /// The secret token text. Do not log it.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken([redacted])")
+    }
+}
+
+/// Turns a bearer token into a user, or says why not.
+///
+/// Implemented by [`JwtAuthenticator`](crate::jwt::JwtAuthenticator), [`StaticTokens`], and
+/// every `Fn(BearerToken) -> impl Future<Output = Result<U, AuthError>>` closure.
+/// Return [`AuthError::unavailable`] when a backend the decision needs is down: the layer
+/// answers 503 and never lets the request pass.
+pub trait Authenticate: Clone + Send + Sync + 'static {
+    /// The authenticated user (claims, a user record...).
+    type User: Send + Sync + 'static;
+    /// The future of one authentication.
+    type Future: Future<Output = Result<Self::User, AuthError>> + Send + 'static;
+
+    /// Authenticates one token.
+    fn authenticate(&self, token: Token<'_>) -> Self::Future;
+}
+
+impl<F, Fut, U> Authenticate for F
+where
+    F: Fn(BearerToken) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<U, AuthError>> + Send + 'static,
+    U: Send + Sync + 'static,
+{
+    type User = U;
+    type Future = Fut;
+
+    fn authenticate(&self, token: Token<'_>) -> Fut {
+        self(token.to_owned_token())
+    }
+}
+
+/// Why an [`Authenticate`] implementation refused a token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthError {
+    kind: AuthErrorKind,
+    message: Cow<'static, str>,
+    scope: Option<Cow<'static, str>>,
+}
+
+/// The kinds of [`AuthError`], each mapped to one HTTP status and gRPC code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthErrorKind {
+    /// Expired, forged, malformed or unknown token: 401 `invalid_token`.
+    InvalidToken,
+    /// Valid token, but this caller may not use the service: 403.
+    Forbidden,
+    /// Valid token without a required scope: 403 `insufficient_scope`.
+    InsufficientScope,
+    /// The authenticator's backend is down or too slow: 503, never a pass.
+    Unavailable,
+}
+
+impl AuthError {
+    /// 401 `invalid_token` with the default message.
+    pub fn invalid_token() -> Self {
+        Self::new(AuthErrorKind::InvalidToken, "Invalid or expired token")
+    }
+
+    /// 403 with the default message.
+    pub fn forbidden() -> Self {
+        Self::new(AuthErrorKind::Forbidden, "Access denied")
+    }
+
+    /// 403 `insufficient_scope` naming the scope the request needs.
+    pub fn insufficient_scope(scope: impl Into<Cow<'static, str>>) -> Self {
+        Self { scope: Some(scope.into()), ..Self::new(AuthErrorKind::InsufficientScope, "Insufficient scope") }
+    }
+
+    /// 503: the authenticator could not reach what it needs to decide.
+    pub fn unavailable() -> Self {
+        Self::new(AuthErrorKind::Unavailable, "Authentication backend unavailable")
+    }
+
+    /// An error of `kind` with a safe message of your own (never token or claim content).
+    pub fn new(kind: AuthErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self { kind, message: message.into(), scope: None }
+    }
+
+    /// Replaces the message with a safe one of your own.
+    #[must_use]
+    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    /// What kind of refusal this is.
+    pub fn kind(&self) -> AuthErrorKind {
+        self.kind
+    }
+
+    /// The safe message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Debug for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthError").field("kind", &self.kind).field("message", &self.message).finish()
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+impl From<AuthError> for Rejection {
+    fn from(err: AuthError) -> Self {
+        match err.kind {
+            AuthErrorKind::InvalidToken => Rejection::with_message(RejectionKind::InvalidToken, err.message),
+            AuthErrorKind::Forbidden => Rejection::with_message(RejectionKind::Forbidden, err.message),
+            AuthErrorKind::InsufficientScope => {
+                let rejection = Rejection::with_message(RejectionKind::InsufficientScope, err.message);
+                match err.scope {
+                    Some(scope) => rejection.with_scope(scope),
+                    None => rejection,
+                }
+            }
+            AuthErrorKind::Unavailable => Rejection::with_message(RejectionKind::Unavailable, err.message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,65 @@
+//! Configuration errors, reported when a layer or authenticator is built.
+
+use std::fmt;
+
+/// A configuration that cannot work, found when it was built (never at request time).
+///
+/// The message says what to change. It never contains a secret or key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// An HMAC secret shorter than the hash output (RFC 7518 §3.2).
+    WeakHmacSecret {
+        /// The algorithm the secret was configured for.
+        algorithm: &'static str,
+        /// The minimum length in bytes.
+        min_len: usize,
+        /// The length that was given.
+        actual_len: usize,
+    },
+    /// No JWT crypto backend is compiled in and none was given.
+    NoCryptoBackend,
+    /// A key could not be parsed or does not fit its algorithm.
+    InvalidKey(String),
+    /// No verification key was configured.
+    NoKeys,
+    /// A path pattern is malformed.
+    InvalidPathPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A header name is not a valid HTTP header name.
+    InvalidHeaderName(String),
+    /// A value (realm, parameter name, id...) is not allowed where it was given.
+    InvalidValue {
+        /// Which setting.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WeakHmacSecret { algorithm, min_len, actual_len } => write!(
+                f,
+                "the {algorithm} secret is {actual_len} bytes; use at least {min_len} random bytes (RFC 7518 section 3.2)"
+            ),
+            Self::NoCryptoBackend => f.write_str(
+                "no JWT crypto backend: enable the `aws-lc` or `rust-crypto` feature of tower-scope, or pass a provider with `crypto_provider`",
+            ),
+            Self::InvalidKey(what) => write!(f, "invalid key: {what}"),
+            Self::NoKeys => f.write_str("no verification key configured: add a secret, a PEM key or a JWK set"),
+            Self::InvalidPathPattern { pattern, reason } => {
+                write!(f, "invalid path pattern {pattern:?}: {reason}")
+            }
+            Self::InvalidHeaderName(name) => write!(f, "invalid header name {name:?}"),
+            Self::InvalidValue { setting, reason } => write!(f, "invalid {setting}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,248 @@
+//! The typed values the layers hand to the inner service through [`http::Extensions`].
+//!
+//! Every value is cheap to clone (an [`Arc`] inside) and `Send + Sync + 'static`, as axum's
+//! `Extension`, warp's `ext::get` and tonic's `Request::extensions` require.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// The user a [`BearerAuthLayer`](crate::BearerAuthLayer) authenticated, shared behind an [`Arc`].
+///
+/// It dereferences to `U`, so `user.sub` reads a field of your claims or user type.
+pub struct Authenticated<U>(Arc<U>);
+
+impl<U> Authenticated<U> {
+    /// Wraps an authenticated user.
+    pub fn new(user: U) -> Self {
+        Self(Arc::new(user))
+    }
+
+    /// The shared user value.
+    pub fn shared(&self) -> &Arc<U> {
+        &self.0
+    }
+
+    /// Returns the inner `Arc<U>`.
+    pub fn into_shared(self) -> Arc<U> {
+        self.0
+    }
+}
+
+impl<U> From<Arc<U>> for Authenticated<U> {
+    fn from(user: Arc<U>) -> Self {
+        Self(user)
+    }
+}
+
+impl<U> Clone for Authenticated<U> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<U> Deref for Authenticated<U> {
+    type Target = U;
+
+    fn deref(&self) -> &U {
+        &self.0
+    }
+}
+
+impl<U: fmt::Debug> fmt::Debug for Authenticated<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Authenticated").field(&self.0).finish()
+    }
+}
+
+impl<U: PartialEq> PartialEq for Authenticated<U> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+/// The longest id, in bytes, that [`ResourceId`] and [`ThreadId`] accept.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Why a string is not a valid [`ResourceId`] or [`ThreadId`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidId {
+    /// The id is empty.
+    Empty,
+    /// The id is longer than [`MAX_ID_LEN`] bytes.
+    TooLong,
+    /// The id contains a control character (U+0000..U+001F, U+007F..U+009F).
+    ControlCharacter,
+}
+
+impl fmt::Display for InvalidId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "id is empty",
+            Self::TooLong => "id is longer than 256 bytes",
+            Self::ControlCharacter => "id contains a control character",
+        })
+    }
+}
+
+impl std::error::Error for InvalidId {}
+
+/// Checks the rules shared by every id type: non-empty, bounded, no control characters.
+pub(crate) fn validate_id(id: &str) -> Result<(), InvalidId> {
+    if id.is_empty() {
+        return Err(InvalidId::Empty);
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(InvalidId::TooLong);
+    }
+    // Control characters would let an id forge log lines or smuggle header bytes.
+    if id.chars().any(char::is_control) {
+        return Err(InvalidId::ControlCharacter);
+    }
+    Ok(())
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Validates and wraps an id.
+            ///
+            /// # Errors
+            ///
+            /// [`InvalidId`] when the id is empty, longer than [`MAX_ID_LEN`] bytes, or contains a
+            /// control character.
+            pub fn new(id: impl AsRef<str>) -> Result<Self, InvalidId> {
+                let id = id.as_ref();
+                validate_id(id)?;
+                Ok(Self(Arc::from(id)))
+            }
+
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&&*self.0).finish()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidId;
+
+            fn from_str(s: &str) -> Result<Self, InvalidId> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidId;
+
+            fn try_from(s: String) -> Result<Self, InvalidId> {
+                validate_id(&s)?;
+                Ok(Self(Arc::from(s)))
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = InvalidId;
+
+            fn try_from(s: &str) -> Result<Self, InvalidId> {
+                Self::new(s)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                &*self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                &*self.0 == *other
+            }
+        }
+    };
+}
+
+id_type!(
+    /// The resource (tenant, user, `org:user`...) whose data a request may touch.
+    ///
+    /// Inserted by [`ResourceScopeLayer`](crate::ResourceScopeLayer) from the authenticated user,
+    /// or by an earlier trusted layer. Mastra calls it `MASTRA_RESOURCE_ID_KEY`.
+    ResourceId
+);
+
+id_type!(
+    /// The conversation thread a request operates on, once its ownership is established.
+    ///
+    /// A `ThreadId` set by a trusted earlier layer overrides the thread id the client sent
+    /// (Mastra's `MASTRA_THREAD_ID_KEY`).
+    ThreadId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_reject_empty_long_and_control_characters() {
+        assert_eq!(ResourceId::new(""), Err(InvalidId::Empty));
+        assert_eq!(ResourceId::new("a".repeat(257)), Err(InvalidId::TooLong));
+        assert!(ResourceId::new("a".repeat(256)).is_ok());
+        assert_eq!(ThreadId::new("a\nb"), Err(InvalidId::ControlCharacter));
+        assert_eq!(ThreadId::new("a\u{7f}"), Err(InvalidId::ControlCharacter));
+        assert_eq!(ThreadId::new("a\u{85}"), Err(InvalidId::ControlCharacter));
+    }
+
+    #[test]
+    fn composite_and_unicode_ids_are_accepted() {
+        let id = ResourceId::new("org-1:alice").unwrap();
+        assert_eq!(id, "org-1:alice");
+        assert_eq!(ThreadId::new("fil-ü-1").unwrap().as_str(), "fil-ü-1");
+    }
+
+    #[test]
+    fn authenticated_clones_share_the_user() {
+        let a = Authenticated::new(String::from("alice"));
+        let b = a.clone();
+        assert!(Arc::ptr_eq(a.shared(), b.shared()));
+        assert_eq!(b.len(), 5);
+    }
+}

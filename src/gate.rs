@@ -1,0 +1,131 @@
+//! The one state machine every deciding layer shares: wait for a decision, then either admit
+//! the request (possibly changed) to the inner service or answer with a rendered rejection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::reject::{Rejection, render};
+
+/// What a layer does with a decision. Public only because it appears in [`GateFuture`]'s
+/// bounds; it is not nameable outside the crate.
+pub trait Gate<ReqB> {
+    /// The decision's output.
+    type Outcome;
+
+    /// Applies the decision to the request, or says why it is refused.
+    fn admit(&self, outcome: Self::Outcome, req: &mut Request<ReqB>) -> Result<(), Rejection>;
+
+    /// Renders a refusal for this request.
+    fn render<ResB: Default>(&self, rejection: Rejection, req: &Request<ReqB>) -> Response<ResB> {
+        render(rejection, req.headers(), None)
+    }
+
+    /// Touches up every response the gate produced or let through.
+    fn finish<ResB>(&self, _response: &mut Response<ResB>) {}
+}
+
+pin_project! {
+    /// The response future of the deciding layers ([`BearerAuth`](crate::auth::BearerAuth),
+    /// [`ResourceScope`](crate::scope::ResourceScope)).
+    pub struct GateFuture<S, G, D, ReqB, ResB>
+    where
+        S: Service<Request<ReqB>>,
+    {
+        #[pin]
+        state: State<S, D, ReqB, ResB>,
+        gate: Option<G>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, D, ReqB, ResB>
+    where
+        S: Service<Request<ReqB>>,
+    {
+        Deciding { #[pin] decision: D, request: Option<Request<ReqB>>, inner: Option<S> },
+        Inner { #[pin] fut: S::Future },
+        Done { response: Option<Response<ResB>> },
+    }
+}
+
+impl<S, G, D, ReqB, ResB> GateFuture<S, G, D, ReqB, ResB>
+where
+    S: Service<Request<ReqB>>,
+{
+    /// Waits for `decision`, then calls `inner` (already ready) or refuses.
+    pub(crate) fn deciding(decision: D, request: Request<ReqB>, inner: S, gate: G) -> Self {
+        Self {
+            state: State::Deciding { decision, request: Some(request), inner: Some(inner) },
+            gate: Some(gate),
+        }
+    }
+
+    /// The request went to the inner service straight away.
+    pub(crate) fn pass(fut: S::Future, gate: Option<G>) -> Self {
+        Self { state: State::Inner { fut }, gate }
+    }
+
+    /// The request was refused straight away.
+    pub(crate) fn done(response: Response<ResB>) -> Self {
+        Self { state: State::Done { response: Some(response) }, gate: None }
+    }
+}
+
+/// Swaps the readied service out for a fresh clone, so the ready one serves this request.
+pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
+const POLLED_AFTER_DONE: &str = "GateFuture polled after completion";
+
+impl<S, G, D, ReqB, ResB> Future for GateFuture<S, G, D, ReqB, ResB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    G: Gate<ReqB>,
+    D: Future<Output = G::Outcome>,
+    ResB: Default,
+{
+    type Output = Result<Response<ResB>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Deciding { decision, request, inner } => {
+                    let outcome = ready!(decision.poll(cx));
+                    let mut req = request.take().expect(POLLED_AFTER_DONE);
+                    let gate = this.gate.as_ref().expect(POLLED_AFTER_DONE);
+                    match gate.admit(outcome, &mut req) {
+                        Ok(()) => {
+                            let fut = inner.take().expect(POLLED_AFTER_DONE).call(req);
+                            this.state.set(State::Inner { fut });
+                        }
+                        Err(rejection) => {
+                            let mut response = gate.render(rejection, &req);
+                            gate.finish(&mut response);
+                            this.state.set(State::Done { response: None });
+                            return Poll::Ready(Ok(response));
+                        }
+                    }
+                }
+                StateProj::Inner { fut } => {
+                    let mut response = ready!(fut.poll(cx))?;
+                    if let Some(gate) = this.gate.as_ref() {
+                        gate.finish(&mut response);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Done { response } => {
+                    return Poll::Ready(Ok(response.take().expect(POLLED_AFTER_DONE)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,758 @@
+//! JSON Web Token verification on `jsonwebtoken` 11, with the footguns removed.
+//!
+//! - Algorithms come from the configured keys, never from the token header; `alg: none` and
+//!   unknown algorithms are refused, and an HMAC key never verifies an RSA-declared token.
+//! - `exp` is required; `nbf` and `iat` are checked when present; leeway defaults to 30 s
+//!   (at most 60 s is recommended); `exp`/`nbf`/`iat` of the wrong JSON type are refused
+//!   (CVE-2026-25537).
+//! - A configured issuer or audience is a *required* claim, compared exactly.
+//! - `crit` header parameters are refused (RFC 7515 §4.1.11: we implement no extension);
+//!   `jku`, `x5u` and embedded `jwk` headers are ignored and never fetched.
+//! - Optional explicit typing (`typ: at+jwt`, RFC 9068).
+//! - HMAC secrets shorter than the hash output are refused by [`build`](JwtAuthenticatorBuilder::build).
+//! - The crypto backend is chosen by tower-scope's features (`aws-lc` by default, or
+//!   `rust-crypto`; AWS-LC wins deterministically when both are on), per authenticator, without
+//!   touching `jsonwebtoken`'s process-wide default. With neither, `build()` returns
+//!   [`ConfigError::NoCryptoBackend`] instead of panicking at the first request.
+//!
+//! ```
+//! use serde::Deserialize;
+//! use tower_scope::jwt::{JwtAuthenticator, JwtKey, Algorithm};
+//!
+//! #[derive(Deserialize)]
+//! struct Claims { sub: String }
+//!
+//! let auth = JwtAuthenticator::<Claims>::builder()
+//!     .key(JwtKey::hmac(Algorithm::HS256, b"a 32-byte or longer random secret!"))
+//!     .issuer("https://auth.example.com")
+//!     .audience("memory-api")
+//!     .map_user(|claims: Claims| Ok(claims.sub))
+//!     .build()
+//!     .unwrap();
+//! # let _ = auth;
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::{Ready, ready};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+pub use jsonwebtoken::Algorithm;
+use jsonwebtoken::crypto::CryptoProvider;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
+use jsonwebtoken::{AlgorithmFamily, DecodingKey};
+use serde::de::{self, DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Deserializer};
+
+use crate::ConfigError;
+use crate::auth::{AuthError, Authenticate, Token};
+
+/// The default clock leeway for `exp`, `nbf` and `iat`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+type MapUser<C, U> = dyn Fn(C) -> Result<U, AuthError> + Send + Sync;
+type Clock = dyn Fn() -> SystemTime + Send + Sync;
+
+/// A verification key and the algorithms it may verify.
+///
+/// `Debug` never shows key material.
+#[derive(Clone)]
+pub struct JwtKey {
+    material: Material,
+    algorithms: Vec<Algorithm>,
+    kid: Option<String>,
+}
+
+#[derive(Clone)]
+enum Material {
+    Secret(Arc<[u8]>),
+    RsaPem(Arc<[u8]>),
+    EcPem(Arc<[u8]>),
+    EdPem(Arc<[u8]>),
+}
+
+impl JwtKey {
+    /// An HMAC secret for `algorithm` (HS256, HS384 or HS512).
+    pub fn hmac(algorithm: Algorithm, secret: impl AsRef<[u8]>) -> Self {
+        Self::with(Material::Secret(Arc::from(secret.as_ref())), algorithm)
+    }
+
+    /// An RSA public key (PEM, PKCS#1 or SPKI) for `algorithm` (RS* or PS*).
+    pub fn rsa_pem(algorithm: Algorithm, pem: impl AsRef<[u8]>) -> Self {
+        Self::with(Material::RsaPem(Arc::from(pem.as_ref())), algorithm)
+    }
+
+    /// An EC public key (PEM) for `algorithm` (ES256 or ES384).
+    pub fn ec_pem(algorithm: Algorithm, pem: impl AsRef<[u8]>) -> Self {
+        Self::with(Material::EcPem(Arc::from(pem.as_ref())), algorithm)
+    }
+
+    /// An Ed25519 public key (PEM) for EdDSA.
+    pub fn ed_pem(pem: impl AsRef<[u8]>) -> Self {
+        Self::with(Material::EdPem(Arc::from(pem.as_ref())), Algorithm::EdDSA)
+    }
+
+    fn with(material: Material, algorithm: Algorithm) -> Self {
+        Self { material, algorithms: vec![algorithm], kid: None }
+    }
+
+    /// Also accepts `algorithm` with this key (same family only, checked at build).
+    #[must_use]
+    pub fn also_allow(mut self, algorithm: Algorithm) -> Self {
+        if !self.algorithms.contains(&algorithm) {
+            self.algorithms.push(algorithm);
+        }
+        self
+    }
+
+    /// Binds the key to a key id: tokens naming another `kid` never use it.
+    #[must_use]
+    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    fn family(&self) -> AlgorithmFamily {
+        match self.material {
+            Material::Secret(_) => AlgorithmFamily::Hmac,
+            Material::RsaPem(_) => AlgorithmFamily::Rsa,
+            Material::EcPem(_) => AlgorithmFamily::Ec,
+            Material::EdPem(_) => AlgorithmFamily::Ed,
+        }
+    }
+
+    fn into_verify_key(self) -> Result<VerifyKey, ConfigError> {
+        let family = self.family();
+        if let Some(alg) = self.algorithms.iter().find(|a| a.family() != family) {
+            return Err(ConfigError::InvalidKey(format!("a {family:?} key cannot verify {alg:?} tokens")));
+        }
+        let invalid = |what: &str| ConfigError::InvalidKey(format!("the {what} could not be parsed"));
+        let key = match &self.material {
+            Material::Secret(secret) => {
+                for alg in &self.algorithms {
+                    let min_len = hmac_min_len(*alg);
+                    if secret.len() < min_len {
+                        return Err(ConfigError::WeakHmacSecret {
+                            algorithm: alg_name(*alg),
+                            min_len,
+                            actual_len: secret.len(),
+                        });
+                    }
+                }
+                DecodingKey::from_secret(secret)
+            }
+            Material::RsaPem(pem) => DecodingKey::from_rsa_pem(pem).map_err(|_| invalid("RSA PEM key"))?,
+            Material::EcPem(pem) => DecodingKey::from_ec_pem(pem).map_err(|_| invalid("EC PEM key"))?,
+            Material::EdPem(pem) => DecodingKey::from_ed_pem(pem).map_err(|_| invalid("Ed25519 PEM key"))?,
+        };
+        Ok(VerifyKey { kid: self.kid.map(Into::into), key, algorithms: self.algorithms })
+    }
+}
+
+impl fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtKey")
+            .field("family", &self.family())
+            .field("algorithms", &self.algorithms)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
+fn hmac_min_len(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => 32,
+    }
+}
+
+fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::EdDSA => "EdDSA",
+        _ => "unknown",
+    }
+}
+
+fn parse_alg(name: &str) -> Option<Algorithm> {
+    // Exact, case-sensitive names (RFC 7518 §3.1): `none`, `None`, `HS256 ` are all refused.
+    Some(match name {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+struct VerifyKey {
+    kid: Option<Box<str>>,
+    key: DecodingKey,
+    algorithms: Vec<Algorithm>,
+}
+
+const ASYMMETRIC: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Turns one JWK into a verification key, or `None` when it must not or cannot verify.
+fn jwk_key(jwk: &Jwk, allowed: &[Algorithm]) -> Option<VerifyKey> {
+    let common = &jwk.common;
+    // RFC 7517 §4.2/§4.3: an encryption key, or one whose operations exclude `verify`, never verifies.
+    if matches!(common.public_key_use, Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))) {
+        return None;
+    }
+    if let Some(ops) = &common.key_operations
+        && !ops.iter().any(|op| matches!(op, KeyOperations::Verify))
+    {
+        return None;
+    }
+    let family_algs: Vec<Algorithm> = match &jwk.algorithm {
+        AlgorithmParameters::RSA(rsa) => {
+            // Moduli under 2048 bits are too weak to trust (NIST SP 800-131A).
+            let n = URL_SAFE_NO_PAD.decode(rsa.n.trim_end_matches('=')).ok()?;
+            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+            if bits < 2048 {
+                return None;
+            }
+            AlgorithmFamily::Rsa.algorithms().to_vec()
+        }
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => vec![Algorithm::ES256],
+            EllipticCurve::P384 => vec![Algorithm::ES384],
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => vec![Algorithm::EdDSA],
+        AlgorithmParameters::OctetKey(_) => AlgorithmFamily::Hmac.algorithms().to_vec(),
+        _ => return None,
+    };
+    let algorithms: Vec<Algorithm> = match common.key_algorithm {
+        Some(key_alg) => {
+            let alg = parse_alg(&key_alg.to_string())?;
+            if !family_algs.contains(&alg) {
+                return None;
+            }
+            vec![alg]
+        }
+        None => family_algs,
+    };
+    let algorithms: Vec<Algorithm> = algorithms.into_iter().filter(|a| allowed.contains(a)).collect();
+    if algorithms.is_empty() {
+        return None;
+    }
+    if let AlgorithmParameters::OctetKey(oct) = &jwk.algorithm {
+        let secret = URL_SAFE_NO_PAD.decode(oct.value.trim_end_matches('=')).ok()?;
+        if algorithms.iter().any(|a| secret.len() < hmac_min_len(*a)) {
+            return None;
+        }
+    }
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    Some(VerifyKey { kid: common.key_id.as_deref().map(Into::into), key, algorithms })
+}
+
+/// Verifies JWTs and maps their claims `C` to a user `U`; see the [module docs](self).
+///
+/// Build one with [`JwtAuthenticator::builder`]. Cloning is cheap (one `Arc`).
+pub struct JwtAuthenticator<C, U = C> {
+    inner: Arc<Inner<C, U>>,
+}
+
+struct Inner<C, U> {
+    keys: Vec<VerifyKey>,
+    policy: Policy,
+    provider: &'static CryptoProvider,
+    map_user: Box<MapUser<C, U>>,
+}
+
+struct Policy {
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    accept_any_audience: bool,
+    leeway: f64,
+    max_lifetime: Option<f64>,
+    typ: Option<String>,
+    clock: Option<Arc<Clock>>,
+}
+
+impl<C, U> Clone for JwtAuthenticator<C, U> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<C, U> fmt::Debug for JwtAuthenticator<C, U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kids: Vec<_> = self.inner.keys.iter().map(|k| (k.kid.as_deref(), &k.algorithms)).collect();
+        f.debug_struct("JwtAuthenticator")
+            .field("keys", &kids)
+            .field("issuers", &self.inner.policy.issuers)
+            .field("audiences", &self.inner.policy.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: DeserializeOwned + 'static> JwtAuthenticator<C, C> {
+    /// Starts a builder whose user is the claims value itself (see
+    /// [`map_user`](JwtAuthenticatorBuilder::map_user)).
+    pub fn builder() -> JwtAuthenticatorBuilder<C, C> {
+        JwtAuthenticatorBuilder {
+            keys: Vec::new(),
+            jwks: Vec::new(),
+            algorithms: None,
+            policy: Policy {
+                issuers: Vec::new(),
+                audiences: Vec::new(),
+                accept_any_audience: false,
+                leeway: DEFAULT_LEEWAY.as_secs_f64(),
+                max_lifetime: None,
+                typ: None,
+                clock: None,
+            },
+            provider: None,
+            map_user: Box::new(Ok),
+            _claims: PhantomData,
+        }
+    }
+}
+
+/// Builds a [`JwtAuthenticator`]; every setting is checked by [`build`](Self::build).
+pub struct JwtAuthenticatorBuilder<C, U> {
+    keys: Vec<JwtKey>,
+    jwks: Vec<String>,
+    algorithms: Option<Vec<Algorithm>>,
+    policy: Policy,
+    provider: Option<&'static CryptoProvider>,
+    map_user: Box<MapUser<C, U>>,
+    _claims: PhantomData<fn(C)>,
+}
+
+impl<C, U> fmt::Debug for JwtAuthenticatorBuilder<C, U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthenticatorBuilder").field("keys", &self.keys).finish_non_exhaustive()
+    }
+}
+
+impl<C: DeserializeOwned, U> JwtAuthenticatorBuilder<C, U> {
+    /// Adds a verification key.
+    #[must_use]
+    pub fn key(mut self, key: JwtKey) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// Adds the keys of a JWK set document (`{"keys": [...]}`).
+    ///
+    /// Keys with `use: enc`, `key_ops` without `verify`, an unsupported type, an RSA modulus
+    /// under 2048 bits, or an algorithm outside [`algorithms`](Self::algorithms) are skipped;
+    /// one malformed key does not discard the others. Symmetric (`oct`) keys are used only
+    /// when `algorithms` explicitly allows HS*.
+    #[must_use]
+    pub fn jwk_set_json(mut self, json: impl Into<String>) -> Self {
+        self.jwks.push(json.into());
+        self
+    }
+
+    /// Restricts JWK-set keys to these algorithms (default: every asymmetric algorithm).
+    #[must_use]
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+
+    /// Requires `iss` to equal this issuer exactly (call again to accept several).
+    #[must_use]
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.policy.issuers.push(issuer.into());
+        self
+    }
+
+    /// Requires `aud` to contain this audience (call again to accept several).
+    #[must_use]
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.policy.audiences.push(audience.into());
+        self
+    }
+
+    /// Accepts tokens carrying any `aud` when no audience is configured.
+    ///
+    /// By default a token with an `aud` claim is refused unless one of its audiences is
+    /// configured (RFC 7519 §4.1.3); this opts out of that rule.
+    #[must_use]
+    pub fn accept_any_audience(mut self) -> Self {
+        self.policy.accept_any_audience = true;
+        self
+    }
+
+    /// Sets the clock leeway for `exp`, `nbf` and `iat` (default 30 s).
+    #[must_use]
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.policy.leeway = leeway.as_secs_f64();
+        self
+    }
+
+    /// Refuses tokens that remain valid for longer than `max` (Envoy's `max_lifetime`).
+    #[must_use]
+    pub fn max_lifetime(mut self, max: Duration) -> Self {
+        self.policy.max_lifetime = Some(max.as_secs_f64());
+        self
+    }
+
+    /// Requires the header `typ` to be `typ` (case-insensitive, `application/` prefix optional),
+    /// e.g. `at+jwt` for RFC 9068 access tokens, so ID tokens are not accepted as access tokens.
+    #[must_use]
+    pub fn require_typ(mut self, typ: impl Into<String>) -> Self {
+        self.policy.typ = Some(typ.into());
+        self
+    }
+
+    /// Uses this clock instead of the system clock (for tests: no sleeping).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.policy.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Uses this `jsonwebtoken` crypto provider instead of the one tower-scope's features pick.
+    #[must_use]
+    pub fn crypto_provider(mut self, provider: &'static CryptoProvider) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// Maps verified claims to your user type; return an [`AuthError`] to refuse the token
+    /// (for example [`AuthError::forbidden`] for a disabled account).
+    pub fn map_user<V>(
+        self,
+        map: impl Fn(C) -> Result<V, AuthError> + Send + Sync + 'static,
+    ) -> JwtAuthenticatorBuilder<C, V> {
+        JwtAuthenticatorBuilder {
+            keys: self.keys,
+            jwks: self.jwks,
+            algorithms: self.algorithms,
+            policy: self.policy,
+            provider: self.provider,
+            map_user: Box::new(map),
+            _claims: PhantomData,
+        }
+    }
+
+    /// Checks the configuration and builds the authenticator.
+    ///
+    /// # Errors
+    ///
+    /// - [`ConfigError::NoCryptoBackend`] without a crypto backend;
+    /// - [`ConfigError::WeakHmacSecret`] for an HMAC secret shorter than the hash output;
+    /// - [`ConfigError::InvalidKey`] for an unparsable key or an algorithm outside its family;
+    /// - [`ConfigError::InvalidValue`] for an unparsable JWK set or an empty issuer/audience;
+    /// - [`ConfigError::NoKeys`] when no usable key remains.
+    pub fn build(self) -> Result<JwtAuthenticator<C, U>, ConfigError> {
+        let provider = self.provider.or_else(default_provider).ok_or(ConfigError::NoCryptoBackend)?;
+        if self.policy.issuers.iter().chain(&self.policy.audiences).any(String::is_empty) {
+            return Err(ConfigError::InvalidValue { setting: "issuer/audience", reason: "must not be empty".into() });
+        }
+        let mut keys = Vec::new();
+        for key in self.keys {
+            keys.push(key.into_verify_key()?);
+        }
+        let allowed = self.algorithms.unwrap_or_else(|| ASYMMETRIC.to_vec());
+        for json in &self.jwks {
+            let set: JwkSetDocument = serde_json::from_str(json).map_err(|_| ConfigError::InvalidValue {
+                setting: "JWK set",
+                reason: "not a JSON object with a `keys` array".into(),
+            })?;
+            for value in set.keys {
+                if let Ok(jwk) = serde_json::from_value::<Jwk>(value)
+                    && let Some(key) = jwk_key(&jwk, &allowed)
+                {
+                    keys.push(key);
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Err(ConfigError::NoKeys);
+        }
+        Ok(JwtAuthenticator { inner: Arc::new(Inner { keys, policy: self.policy, provider, map_user: self.map_user }) })
+    }
+}
+
+#[derive(Deserialize)]
+struct JwkSetDocument {
+    keys: Vec<serde_json::Value>,
+}
+
+/// The backend picked by features: AWS-LC when enabled (also when both are), else RustCrypto.
+fn default_provider() -> Option<&'static CryptoProvider> {
+    #[cfg(feature = "aws-lc")]
+    {
+        Some(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER)
+    }
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+    {
+        Some(&jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER)
+    }
+    #[cfg(not(any(feature = "aws-lc", feature = "rust-crypto")))]
+    {
+        None
+    }
+}
+
+#[derive(Deserialize)]
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
+    #[serde(default)]
+    enc: Option<IgnoredAny>,
+}
+
+/// A NumericDate (RFC 7519 §2): a JSON number, integer or not. Strings are refused.
+#[derive(Clone, Copy)]
+struct NumericDate(f64);
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = NumericDate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a NumericDate")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v as f64))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
+                if v.is_finite() { Ok(NumericDate(v)) } else { Err(E::custom("not finite")) }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
+struct Audience<'a>(Vec<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Audience<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> de::Visitor<'de> for V<'a> {
+            type Value = Audience<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Audience<'a>, E> {
+                Ok(Audience(vec![Cow::Borrowed(v)]))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audience<'a>, E> {
+                Ok(Audience(vec![Cow::Owned(v.to_owned())]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Audience<'a>, A::Error> {
+                let mut all = Vec::new();
+                while let Some(item) = seq.next_element::<Cow<'de, str>>()? {
+                    all.push(item);
+                }
+                Ok(Audience(all))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// The registered claims we validate. Serde refuses duplicate keys, so two `exp` fail here.
+#[derive(Deserialize)]
+struct Registered<'a> {
+    #[serde(default)]
+    exp: Option<NumericDate>,
+    #[serde(default)]
+    nbf: Option<NumericDate>,
+    #[serde(default)]
+    iat: Option<NumericDate>,
+    #[serde(default, borrow)]
+    iss: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    aud: Option<Audience<'a>>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    sub: Option<Cow<'a, str>>,
+}
+
+fn invalid(message: &'static str) -> AuthError {
+    AuthError::invalid_token().with_message(message)
+}
+
+fn b64(part: &str) -> Result<Vec<u8>, AuthError> {
+    URL_SAFE_NO_PAD.decode(part).map_err(|_| invalid("The token is malformed"))
+}
+
+fn typ_matches(given: &str, wanted: &str) -> bool {
+    // RFC 7515 §4.1.9: `application/` may be omitted; media types compare case-insensitively.
+    let strip = |s: &str| {
+        if s.len() > 12 && s[..12].eq_ignore_ascii_case("application/") { s[12..].to_owned() } else { s.to_owned() }
+    };
+    strip(given).eq_ignore_ascii_case(&strip(wanted))
+}
+
+impl<C: DeserializeOwned, U> JwtAuthenticator<C, U> {
+    /// Verifies a token and maps its claims to the user.
+    ///
+    /// # Errors
+    ///
+    /// An [`AuthError`] with a fixed, safe message saying what is wrong; never token content.
+    pub fn verify(&self, token: &str) -> Result<U, AuthError> {
+        let inner = &*self.inner;
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid("The token is malformed"));
+        };
+        if parts.next().is_some() {
+            return Err(invalid("Encrypted tokens (JWE) are not accepted"));
+        }
+
+        let header_json = b64(header_b64)?;
+        let header: JoseHeader<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| invalid("The token header is malformed"))?;
+        if header.enc.is_some() {
+            return Err(invalid("Encrypted tokens (JWE) are not accepted"));
+        }
+        let alg = parse_alg(&header.alg).ok_or_else(|| invalid("The token algorithm is not allowed"))?;
+        if header.crit.is_some() {
+            return Err(invalid("The token has critical header parameters this server does not understand"));
+        }
+        if let Some(wanted) = &inner.policy.typ
+            && !header.typ.as_deref().is_some_and(|t| typ_matches(t, wanted))
+        {
+            return Err(invalid("The token type is not accepted"));
+        }
+
+        let signature = b64(signature_b64)?;
+        let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        let mut candidates = inner.keys.iter().filter(|k| {
+            k.algorithms.contains(&alg)
+                && match (&header.kid, &k.kid) {
+                    (Some(wanted), Some(kid)) => **wanted == **kid,
+                    _ => true,
+                }
+        });
+        let mut any_key = false;
+        let verified = candidates.any(|k| {
+            any_key = true;
+            (inner.provider.verifier_factory)(&alg, &k.key)
+                .is_ok_and(|verifier| verifier.verify(message, &signature).is_ok())
+        });
+        if !any_key {
+            return Err(invalid("No key matches the token"));
+        }
+        if !verified {
+            return Err(invalid("The token signature is invalid"));
+        }
+
+        let payload = b64(payload_b64)?;
+        let registered: Registered<'_> =
+            serde_json::from_slice(&payload).map_err(|_| invalid("The token claims are malformed"))?;
+        inner.policy.check(&registered)?;
+        let claims: C = serde_json::from_slice(&payload).map_err(|_| invalid("The token claims are malformed"))?;
+        (inner.map_user)(claims)
+    }
+}
+
+impl Policy {
+    fn now(&self) -> f64 {
+        let now = self.clock.as_ref().map_or_else(SystemTime::now, |clock| clock());
+        now.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    }
+
+    fn check(&self, claims: &Registered<'_>) -> Result<(), AuthError> {
+        let now = self.now();
+        let Some(NumericDate(exp)) = claims.exp else {
+            return Err(invalid("The token has no expiry"));
+        };
+        if now >= exp + self.leeway {
+            return Err(invalid("The token has expired"));
+        }
+        if let Some(max) = self.max_lifetime
+            && exp - now > max + self.leeway
+        {
+            return Err(invalid("The token lifetime is too long"));
+        }
+        if let Some(NumericDate(nbf)) = claims.nbf
+            && nbf > now + self.leeway
+        {
+            return Err(invalid("The token is not valid yet"));
+        }
+        if let Some(NumericDate(iat)) = claims.iat
+            && iat > now + self.leeway
+        {
+            return Err(invalid("The token was issued in the future"));
+        }
+        if !self.issuers.is_empty() && !claims.iss.as_deref().is_some_and(|iss| self.issuers.iter().any(|i| i == iss))
+        {
+            return Err(invalid("The token issuer is not accepted"));
+        }
+        match &claims.aud {
+            Some(Audience(auds)) if !self.audiences.is_empty() => {
+                if !auds.iter().any(|a| self.audiences.iter().any(|c| c == a)) {
+                    return Err(invalid("The token audience is not accepted"));
+                }
+            }
+            None if !self.audiences.is_empty() => return Err(invalid("The token audience is not accepted")),
+            Some(Audience(auds)) if !auds.is_empty() && !self.accept_any_audience => {
+                return Err(invalid("The token audience is not accepted"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl<C, U> Authenticate for JwtAuthenticator<C, U>
+where
+    C: DeserializeOwned + 'static,
+    U: Send + Sync + 'static,
+{
+    type User = U;
+    type Future = Ready<Result<U, AuthError>>;
+
+    fn authenticate(&self, token: Token<'_>) -> Self::Future {
+        ready(self.verify(token.expose_secret()))
+    }
+}

@@ -1,0 +1,75 @@
+//! # tower-scope
+//!
+//! Framework-agnostic [`tower`](https://docs.rs/tower) layers that let a multi-user HTTP or
+//! gRPC service answer, on every request:
+//!
+//! 1. **who is calling** — [`BearerAuthLayer`] (strict RFC 6750 bearer tokens, JWT through
+//!    [`jwt::JwtAuthenticator`], API keys through [`StaticTokens`], or any async closure);
+//! 2. **which data they may touch** — [`ResourceScopeLayer`] maps the user to a [`ResourceId`]
+//!    and overrides any scope the client tried to supply.
+//!
+//! Every layer works on `http::Request<B>` / `http::Response<B>` and hands its results to the
+//! inner service through [`http::Extensions`], so one stack serves axum, tonic, warp and plain
+//! hyper alike. Rejections are typed ([`Rejection`]) and rendered in one place: RFC 6750
+//! challenges for HTTP, trailers-only answers for gRPC, and opt-in JSON bodies.
+//!
+//! ## Order
+//!
+//! Outermost first: `LogLayer -> CorsLayer -> BearerAuthLayer -> ResourceScopeLayer ->
+//! ThreadGuardLayer -> handler`. In axum the *last* `.layer()` call is the outermost; with
+//! `tower::ServiceBuilder` and tonic's `Server::builder()` the *first* is.
+//!
+//! ## Example
+//!
+//! ```
+//! use http::{Request, Response, StatusCode, header};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_scope::{BearerAuthLayer, ResourceId, ResourceScopeLayer, StaticTokens};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let tokens = StaticTokens::new().token("alice-api-key-0123456789abcdef", String::from("alice"));
+//! let svc = ServiceBuilder::new()
+//!     .layer(BearerAuthLayer::new(tokens))
+//!     .layer(ResourceScopeLayer::new(|user: &String| Some(format!("user:{user}"))))
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         // The handler trusts the scoped query: the layer rewrote `?resourceId=`.
+//!         let scope = req.extensions().get::<ResourceId>().unwrap().to_string();
+//!         Ok::<_, std::convert::Infallible>(Response::new(format!("{scope} {}", req.uri())))
+//!     }));
+//!
+//! let req = Request::get("/api/memory/threads?resourceId=bob")
+//!     .header(header::AUTHORIZATION, "Bearer alice-api-key-0123456789abcdef")
+//!     .body(String::new())
+//!     .unwrap();
+//! let res = svc.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert_eq!(res.into_body(), "user:alice /api/memory/threads?resourceId=user%3Aalice");
+//! # }
+//! ```
+#![deny(missing_docs, unsafe_code)]
+#![warn(unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod auth;
+mod error;
+pub mod extensions;
+mod gate;
+#[cfg(feature = "jwt")]
+pub mod jwt;
+pub mod path;
+mod query;
+pub mod reject;
+pub mod scope;
+pub mod when;
+
+#[cfg(feature = "axum")]
+mod axum;
+
+pub use auth::{AuthError, AuthErrorKind, Authenticate, BearerAuthLayer, BearerToken, StaticTokens, Token};
+pub use error::ConfigError;
+pub use gate::GateFuture;
+pub use extensions::{Authenticated, InvalidId, ResourceId, ThreadId};
+pub use path::PathPattern;
+pub use reject::{JsonErrorLayer, Rejection, RejectionKind};
+pub use scope::ResourceScopeLayer;
+pub use when::when_path;

@@ -1,0 +1,191 @@
+//! Path patterns shared by every layer: Mastra/Hono glob semantics.
+//!
+//! - `*` matches every path.
+//! - `/health` matches exactly `/health` (not `/health/`, not `/healthcheck`).
+//! - A trailing `/*` matches the prefix itself, the prefix with a slash, and everything below:
+//!   `/api/*` matches `/api`, `/api/` and `/api/x/y`, but not `/apix`.
+//! - `:name` or `{name}` matches exactly one non-empty segment: `/threads/{id}/messages`.
+//!
+//! Matching is case-sensitive and works on the raw (still percent-encoded) path, as the axum,
+//! hyper and tonic routers do.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::ConfigError;
+
+#[derive(Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(Box<str>),
+    Param,
+}
+
+/// A validated path pattern (see the [module docs](self)).
+#[derive(Clone)]
+pub struct PathPattern {
+    source: Arc<str>,
+    segments: Arc<[Segment]>,
+    any: bool,
+    wildcard_tail: bool,
+}
+
+impl PathPattern {
+    /// Parses a pattern.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidPathPattern`] when the pattern does not start with `/` (and is not
+    /// `*`), has an empty segment, uses `*` anywhere but as the last segment, or has an unnamed
+    /// parameter.
+    pub fn new(pattern: &str) -> Result<Self, ConfigError> {
+        let invalid = |reason| ConfigError::InvalidPathPattern { pattern: pattern.to_owned(), reason };
+        if pattern == "*" || pattern == "/*" {
+            return Ok(Self { source: pattern.into(), segments: Arc::new([]), any: true, wildcard_tail: true });
+        }
+        let Some(body) = pattern.strip_prefix('/') else {
+            return Err(invalid("a pattern starts with `/` (or is `*`)"));
+        };
+        let mut segments = Vec::new();
+        let mut wildcard_tail = false;
+        if !body.is_empty() {
+            let parts: Vec<&str> = body.split('/').collect();
+            for (i, part) in parts.iter().enumerate() {
+                let last = i + 1 == parts.len();
+                match *part {
+                    "*" if last => wildcard_tail = true,
+                    "" if last => return Err(invalid("a trailing `/` is ambiguous: write `/x` or `/x/*`")),
+                    "" => return Err(invalid("empty segment (`//`)")),
+                    p if p.contains('*') => return Err(invalid("`*` is only allowed as the whole last segment")),
+                    p if p.starts_with(':') || (p.starts_with('{') && p.ends_with('}')) => {
+                        let name = p.trim_start_matches(':').trim_start_matches('{').trim_end_matches('}');
+                        if name.is_empty() || name.contains(['{', '}', ':']) {
+                            return Err(invalid("a parameter needs a name: `:id` or `{id}`"));
+                        }
+                        segments.push(Segment::Param);
+                    }
+                    p if p.contains(['{', '}']) => return Err(invalid("`{` and `}` only wrap a whole segment")),
+                    p => segments.push(Segment::Literal(p.into())),
+                }
+            }
+        }
+        Ok(Self { source: pattern.into(), segments: segments.into(), any: false, wildcard_tail })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether `path` (a URI path, starting with `/`) matches.
+    pub fn matches(&self, path: &str) -> bool {
+        if self.any {
+            return true;
+        }
+        let Some(mut rest) = path.strip_prefix('/').map(Some) else {
+            return false;
+        };
+        if self.segments.is_empty() {
+            // `/` alone, or `/*` handled above.
+            return path == "/";
+        }
+        for segment in self.segments.iter() {
+            let Some(current) = rest else {
+                return false;
+            };
+            let (head, tail) = match current.split_once('/') {
+                Some((head, tail)) => (head, Some(tail)),
+                None => (current, None),
+            };
+            let ok = match segment {
+                Segment::Literal(lit) => **lit == *head,
+                Segment::Param => !head.is_empty(),
+            };
+            if !ok {
+                return false;
+            }
+            rest = tail;
+        }
+        self.wildcard_tail || rest.is_none()
+    }
+}
+
+impl fmt::Debug for PathPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PathPattern").field(&&*self.source).finish()
+    }
+}
+
+/// A list of patterns; a path matches when any of them does.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PathSet(Arc<[PathPattern]>);
+
+impl PathSet {
+    pub(crate) fn push(&mut self, pattern: PathPattern) {
+        let mut all = self.0.to_vec();
+        all.push(pattern);
+        self.0 = all.into();
+    }
+
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        self.0.iter().any(|p| p.matches(path))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pattern: &str, path: &str) -> bool {
+        PathPattern::new(pattern).unwrap().matches(path)
+    }
+
+    #[test]
+    fn wildcard_tail_matches_prefix_slash_and_below_but_not_lookalikes() {
+        assert!(m("/api/*", "/api"));
+        assert!(m("/api/*", "/api/"));
+        assert!(m("/api/*", "/api/x/y"));
+        assert!(!m("/api/*", "/apix"));
+        assert!(!m("/api/*", "/"));
+        assert!(!m("/api/*", "/API/x"));
+    }
+
+    #[test]
+    fn star_matches_everything() {
+        assert!(m("*", "/"));
+        assert!(m("*", "/anything/at/all"));
+        assert!(m("/*", "/x"));
+    }
+
+    #[test]
+    fn exact_pattern_is_segment_exact() {
+        assert!(m("/health", "/health"));
+        assert!(!m("/health", "/health/"));
+        assert!(!m("/health", "/healthcheck"));
+        assert!(!m("/health", "/health/x"));
+        assert!(m("/", "/"));
+        assert!(!m("/", "/x"));
+    }
+
+    #[test]
+    fn params_match_one_non_empty_segment() {
+        assert!(m("/threads/{id}", "/threads/t1"));
+        assert!(m("/threads/:id/messages", "/threads/t1/messages"));
+        assert!(!m("/threads/{id}", "/threads/"));
+        assert!(!m("/threads/{id}", "/threads/t1/messages"));
+        assert!(m("/threads/{id}/*", "/threads/t1/messages/x"));
+    }
+
+    #[test]
+    fn malformed_patterns_are_config_errors() {
+        for bad in ["api", "/a//b", "/a/*/b", "/a*", "/a/", "/{}", "/:", "/a{b}"] {
+            assert!(
+                matches!(PathPattern::new(bad), Err(ConfigError::InvalidPathPattern { .. })),
+                "{bad} should be rejected"
+            );
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Query-string helpers shared by the layers (form-urlencoded, as RFC 6750 §2.3 uses).
+
+use std::borrow::Cow;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+/// Splits a query into `(decoded key, raw value)` pairs; empty pieces are skipped.
+pub(crate) fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(k).unwrap_or(Cow::Borrowed("")), v)
+    })
+}
+
+/// Form-decodes one component (`+` is a space); `None` when it is not UTF-8.
+pub(crate) fn decode(raw: &str) -> Option<Cow<'_, str>> {
+    if !raw.contains(['+', '%']) {
+        return Some(Cow::Borrowed(raw));
+    }
+    let spaced = raw.replace('+', " ");
+    percent_decode_str(&spaced).decode_utf8().ok().map(|s| Cow::Owned(s.into_owned()))
+}
+
+/// Everything but the RFC 3986 unreserved characters is encoded.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Percent-encodes one query component.
+pub(crate) fn encode(value: &str) -> impl std::fmt::Display + '_ {
+    utf8_percent_encode(value, COMPONENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_decode_keys_and_keep_raw_values() {
+        let got: Vec<_> = pairs("a=1&&resource%49d=x%20y&flag").collect();
+        assert_eq!(got, vec![(Cow::from("a"), "1"), (Cow::from("resourceId"), "x%20y"), (Cow::from("flag"), "")]);
+    }
+
+    #[test]
+    fn decode_handles_plus_and_percent() {
+        assert_eq!(decode("a+b%2Bc").unwrap(), "a b+c");
+        assert_eq!(decode("%FF"), None);
+        assert_eq!(encode("org:al ice/é").to_string(), "org%3Aal%20ice%2F%C3%A9");
+    }
+}

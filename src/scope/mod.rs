@@ -1,0 +1,462 @@
+//! Resource scoping: which data the caller may touch.
+//!
+//! [`ResourceScopeLayer`] maps the [`Authenticated`] user to a [`ResourceId`] (Mastra's
+//! `mapUserToResourceId`) and makes the client's own idea of scope irrelevant:
+//!
+//! - an authenticated user the mapper cannot scope gets 403 (fail closed);
+//! - a `ResourceId` already set by an earlier, trusted layer is kept;
+//! - client-supplied scope — the `resourceId` query parameter by default, plus any headers you
+//!   name — is rewritten to the caller's id, so a handler reading `?resourceId=` gets the
+//!   caller's, and a listing without it is scoped too (the parameter is added). With
+//!   [`reject_mismatch`](ResourceScopeLayer::reject_mismatch) a different value is a 403
+//!   instead;
+//! - anonymous requests keep no client-supplied scope; an optional anonymous scope
+//!   (`anon_<session>` from a named cookie) serves public agents.
+//!
+//! ```
+//! use http::{Request, Response, StatusCode, header};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_scope::{Authenticated, ResourceId, ResourceScopeLayer};
+//!
+//! struct User { org: String, id: String }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let svc = ServiceBuilder::new()
+//!     .layer(ResourceScopeLayer::new(|u: &User| Some(format!("{}:{}", u.org, u.id))))
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         let scope = req.extensions().get::<ResourceId>().unwrap().to_string();
+//!         Ok::<_, std::convert::Infallible>(Response::new(scope))
+//!     }));
+//!
+//! let mut req = Request::get("/threads").body(String::new()).unwrap();
+//! req.extensions_mut().insert(Authenticated::new(User { org: "acme".into(), id: "alice".into() }));
+//! assert_eq!(svc.oneshot(req).await.unwrap().into_body(), "acme:alice");
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::{Future, Ready, ready};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri};
+use tower_layer::{Layer, Stack};
+use tower_service::Service;
+
+use crate::gate::{Gate, GateFuture, take_ready};
+use crate::reject::{JsonErrorLayer, Rejection, RejectionKind, is_grpc, render};
+use crate::{Authenticated, ConfigError, ResourceId, query};
+
+/// Maps an authenticated user to the resource they may touch.
+///
+/// Implemented for the wrappers [`ResourceScopeLayer::new`] (sync) and
+/// [`ResourceScopeLayer::new_async`] build around your closure.
+pub trait ResolveResource<U>: Clone + Send + Sync + 'static {
+    /// The future of one resolution.
+    type Future: Future<Output = Result<Option<ResourceId>, Rejection>> + Send + 'static;
+
+    /// Resolves the user's resource id; `Ok(None)` means "cannot be scoped" (403).
+    fn resolve(&self, user: &Authenticated<U>) -> Self::Future;
+}
+
+/// A synchronous mapper `Fn(&U) -> Option<S>`, `S: AsRef<str>`.
+pub struct SyncResolver<F, S> {
+    map: F,
+    _out: PhantomData<fn() -> S>,
+}
+
+impl<F: Clone, S> Clone for SyncResolver<F, S> {
+    fn clone(&self) -> Self {
+        Self { map: self.map.clone(), _out: PhantomData }
+    }
+}
+
+impl<U, F, S> ResolveResource<U> for SyncResolver<F, S>
+where
+    F: Fn(&U) -> Option<S> + Clone + Send + Sync + 'static,
+    S: AsRef<str> + 'static,
+{
+    type Future = Ready<Result<Option<ResourceId>, Rejection>>;
+
+    fn resolve(&self, user: &Authenticated<U>) -> Self::Future {
+        // An id that is not valid (empty, control characters) cannot scope anything.
+        ready(Ok((self.map)(user).and_then(|id| ResourceId::new(id).ok())))
+    }
+}
+
+/// An asynchronous mapper `Fn(Authenticated<U>) -> impl Future<Output = Result<Option<ResourceId>, Rejection>>`.
+#[derive(Clone)]
+pub struct AsyncResolver<F> {
+    map: F,
+}
+
+impl<U, F, Fut> ResolveResource<U> for AsyncResolver<F>
+where
+    F: Fn(Authenticated<U>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<ResourceId>, Rejection>> + Send + 'static,
+{
+    type Future = Fut;
+
+    fn resolve(&self, user: &Authenticated<U>) -> Fut {
+        (self.map)(user.clone())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mismatch {
+    Rewrite,
+    Reject,
+}
+
+#[derive(Debug, Clone)]
+struct AnonymousScope {
+    cookie: Box<str>,
+    prefix: Box<str>,
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    params: Vec<Box<str>>,
+    headers: Vec<HeaderName>,
+    mismatch: Mismatch,
+    add_param: bool,
+    anonymous: Option<AnonymousScope>,
+}
+
+/// Derives a [`ResourceId`] from the [`Authenticated<U>`] user; see the [module docs](self).
+pub struct ResourceScopeLayer<R, U> {
+    resolver: R,
+    config: Arc<Config>,
+    _user: PhantomData<fn() -> U>,
+}
+
+impl<R: Clone, U> Clone for ResourceScopeLayer<R, U> {
+    fn clone(&self) -> Self {
+        Self { resolver: self.resolver.clone(), config: Arc::clone(&self.config), _user: PhantomData }
+    }
+}
+
+impl<R, U> fmt::Debug for ResourceScopeLayer<R, U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResourceScopeLayer").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+fn default_config() -> Arc<Config> {
+    Arc::new(Config {
+        params: vec!["resourceId".into()],
+        headers: Vec::new(),
+        mismatch: Mismatch::Rewrite,
+        add_param: true,
+        anonymous: None,
+    })
+}
+
+impl<U, F, S> ResourceScopeLayer<SyncResolver<F, S>, U>
+where
+    F: Fn(&U) -> Option<S> + Clone + Send + Sync + 'static,
+    S: AsRef<str> + 'static,
+{
+    /// Scopes requests with a synchronous mapper; `None` (or an invalid id) gives 403.
+    pub fn new(map: F) -> Self {
+        Self { resolver: SyncResolver { map, _out: PhantomData }, config: default_config(), _user: PhantomData }
+    }
+}
+
+impl<U, F, Fut> ResourceScopeLayer<AsyncResolver<F>, U>
+where
+    F: Fn(Authenticated<U>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<ResourceId>, Rejection>> + Send + 'static,
+{
+    /// Scopes requests with an asynchronous mapper (a database lookup, say). `Ok(None)` gives
+    /// 403; return `Err(Rejection::new(RejectionKind::Unavailable))` when the backend is down.
+    pub fn new_async(map: F) -> Self {
+        Self { resolver: AsyncResolver { map }, config: default_config(), _user: PhantomData }
+    }
+}
+
+impl<R, U> ResourceScopeLayer<R, U> {
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Sets the query parameters carrying client-supplied scope (default `["resourceId"]`).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] for an empty name.
+    pub fn query_params<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Result<Self, ConfigError> {
+        let names: Vec<Box<str>> = names.into_iter().map(Into::into).collect();
+        if names.iter().any(|n| n.is_empty()) {
+            return Err(ConfigError::InvalidValue { setting: "query parameter", reason: "must not be empty".into() });
+        }
+        self.config_mut().params = names;
+        Ok(self)
+    }
+
+    /// Also overrides these request headers (e.g. `x-resource-id`).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidHeaderName`] for an invalid header name.
+    pub fn headers<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Result<Self, ConfigError> {
+        for name in names {
+            let parsed = HeaderName::try_from(name).map_err(|_| ConfigError::InvalidHeaderName(name.to_owned()))?;
+            self.config_mut().headers.push(parsed);
+        }
+        Ok(self)
+    }
+
+    /// Refuses (403) a request whose client-supplied scope differs from the caller's, instead
+    /// of rewriting it.
+    #[must_use]
+    pub fn reject_mismatch(mut self) -> Self {
+        self.config_mut().mismatch = Mismatch::Reject;
+        self
+    }
+
+    /// Does not add the scope parameter to requests that did not send it (it is added by
+    /// default, so listings are scoped too).
+    #[must_use]
+    pub fn without_added_param(mut self) -> Self {
+        self.config_mut().add_param = false;
+        self
+    }
+
+    /// Gives anonymous requests that carry the cookie `cookie` the scope `{prefix}{value}`
+    /// (e.g. `anon_<session>`), for public agents.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] when the cookie name is not a plain token.
+    pub fn anonymous_cookie(mut self, cookie: &str, prefix: &str) -> Result<Self, ConfigError> {
+        if cookie.is_empty() || !cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(ConfigError::InvalidValue {
+                setting: "anonymous cookie",
+                reason: "use letters, digits, `-`, `_` or `.`".into(),
+            });
+        }
+        self.config_mut().anonymous = Some(AnonymousScope { cookie: cookie.into(), prefix: prefix.into() });
+        Ok(self)
+    }
+
+    /// Renders this layer's rejections as JSON `{"error": "..."}` bodies.
+    pub fn json_errors(self) -> Stack<Self, JsonErrorLayer> {
+        Stack::new(self, JsonErrorLayer)
+    }
+}
+
+impl<S, R: Clone, U> Layer<S> for ResourceScopeLayer<R, U> {
+    type Service = ResourceScope<S, R, U>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ResourceScope { inner, resolver: self.resolver.clone(), config: Arc::clone(&self.config), _user: PhantomData }
+    }
+}
+
+/// The service made by [`ResourceScopeLayer`].
+pub struct ResourceScope<S, R, U> {
+    inner: S,
+    resolver: R,
+    config: Arc<Config>,
+    _user: PhantomData<fn() -> U>,
+}
+
+impl<S: Clone, R: Clone, U> Clone for ResourceScope<S, R, U> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            resolver: self.resolver.clone(),
+            config: Arc::clone(&self.config),
+            _user: PhantomData,
+        }
+    }
+}
+
+impl<S: fmt::Debug, R, U> fmt::Debug for ResourceScope<S, R, U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResourceScope").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+/// The response future of [`ResourceScope`].
+pub type ResponseFuture<S, R, U, ReqB, ResB> =
+    GateFuture<S, ScopeGate, <R as ResolveResource<U>>::Future, ReqB, ResB>;
+
+impl<S, R, U, ReqB, ResB> Service<Request<ReqB>> for ResourceScope<S, R, U>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    R: ResolveResource<U>,
+    U: Send + Sync + 'static,
+    ResB: Default,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, R, U, ReqB, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let config = &self.config;
+        // A trusted earlier layer decided already: keep its id.
+        let known = req.extensions().get::<ResourceId>().cloned();
+        let known = known.or_else(|| {
+            if req.extensions().get::<Authenticated<U>>().is_some() { None } else { anonymous_scope(&req, config) }
+        });
+        if let Some(id) = known {
+            return match apply_scope(&mut req, &id, config) {
+                Ok(()) => {
+                    req.extensions_mut().insert(id);
+                    GateFuture::pass(self.inner.call(req), None)
+                }
+                Err(rejection) => GateFuture::done(render(rejection, req.headers(), None)),
+            };
+        }
+        match req.extensions().get::<Authenticated<U>>() {
+            Some(user) => {
+                let decision = self.resolver.resolve(user);
+                let gate = ScopeGate { config: Arc::clone(config) };
+                GateFuture::deciding(decision, req, take_ready(&mut self.inner), gate)
+            }
+            None => {
+                // Anonymous and unscoped: whatever scope the client named is dropped.
+                strip_scope(&mut req, config);
+                GateFuture::pass(self.inner.call(req), None)
+            }
+        }
+    }
+}
+
+/// How [`ResourceScope`] applies a resolved id.
+pub struct ScopeGate {
+    config: Arc<Config>,
+}
+
+impl<ReqB> Gate<ReqB> for ScopeGate {
+    type Outcome = Result<Option<ResourceId>, Rejection>;
+
+    fn admit(&self, outcome: <Self as Gate<ReqB>>::Outcome, req: &mut Request<ReqB>) -> Result<(), Rejection> {
+        let Some(id) = outcome? else {
+            return Err(Rejection::with_message(
+                RejectionKind::Forbidden,
+                "Access denied: request could not be scoped to a resource",
+            ));
+        };
+        apply_scope(req, &id, &self.config)?;
+        req.extensions_mut().insert(id);
+        Ok(())
+    }
+}
+
+fn anonymous_scope<B>(req: &Request<B>, config: &Config) -> Option<ResourceId> {
+    let anon = config.anonymous.as_ref()?;
+    let value = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(k, v)| (k == &*anon.cookie).then_some(v))?;
+    // Only plain session tokens: the id must not smuggle separators into another scope.
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+        return None;
+    }
+    ResourceId::new(format!("{}{}", anon.prefix, value)).ok()
+}
+
+fn mismatch() -> Rejection {
+    Rejection::with_message(RejectionKind::Forbidden, "Access denied: cannot access a different resource")
+}
+
+/// Rewrites (or, by option, checks) every client-supplied scope to the caller's id.
+fn apply_scope<B>(req: &mut Request<B>, id: &ResourceId, config: &Config) -> Result<(), Rejection> {
+    for name in &config.headers {
+        if config.mismatch == Mismatch::Reject
+            && req.headers().get_all(name).iter().any(|v| v.as_bytes() != id.as_bytes())
+        {
+            return Err(mismatch());
+        }
+        let value = HeaderValue::from_bytes(id.as_bytes()).map_err(|_| mismatch())?;
+        req.headers_mut().insert(name.clone(), value);
+    }
+    if config.params.is_empty() {
+        return Ok(());
+    }
+    let add = config.add_param && !is_grpc(req.headers());
+    let query = req.uri().query().unwrap_or("");
+    let mut seen = vec![false; config.params.len()];
+    let mut rebuilt = String::with_capacity(query.len() + id.len() + 16);
+    for raw in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = raw.split_once('=').unwrap_or((raw, ""));
+        let key = query::decode(key).unwrap_or_default();
+        match config.params.iter().position(|p| **p == *key) {
+            Some(i) => {
+                if config.mismatch == Mismatch::Reject && query::decode(value).as_deref() != Some(id.as_str()) {
+                    return Err(mismatch());
+                }
+                if !seen[i] {
+                    seen[i] = true;
+                    push_pair(&mut rebuilt, &config.params[i], id);
+                }
+            }
+            None => {
+                if !rebuilt.is_empty() {
+                    rebuilt.push('&');
+                }
+                rebuilt.push_str(raw);
+            }
+        }
+    }
+    if add && !seen.iter().any(|s| *s) {
+        push_pair(&mut rebuilt, &config.params[0], id);
+    }
+    if rebuilt != query {
+        set_query(req, &rebuilt)?;
+    }
+    Ok(())
+}
+
+fn push_pair(out: &mut String, name: &str, id: &ResourceId) {
+    use std::fmt::Write as _;
+    if !out.is_empty() {
+        out.push('&');
+    }
+    let _ = write!(out, "{}={}", query::encode(name), query::encode(id));
+}
+
+/// Removes client-supplied scope from an anonymous, unscoped request.
+fn strip_scope<B>(req: &mut Request<B>, config: &Config) {
+    for name in &config.headers {
+        req.headers_mut().remove(name);
+    }
+    let Some(query) = req.uri().query() else { return };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|raw| {
+            let key = raw.split_once('=').map_or(*raw, |(k, _)| k);
+            let key = query::decode(key).unwrap_or_default();
+            !raw.is_empty() && !config.params.iter().any(|p| **p == *key)
+        })
+        .collect();
+    let kept = kept.join("&");
+    if kept != query {
+        // Removing pairs from a valid query keeps it valid.
+        let _ = set_query(req, &kept);
+    }
+}
+
+fn set_query<B>(req: &mut Request<B>, query: &str) -> Result<(), Rejection> {
+    let path = req.uri().path();
+    let pq = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query =
+        Some(PathAndQuery::try_from(pq).map_err(|_| Rejection::new(RejectionKind::BadRequest))?);
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| Rejection::new(RejectionKind::BadRequest))?;
+    Ok(())
+}
