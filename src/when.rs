@@ -148,3 +148,59 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::{Method, Request, Response, StatusCode};
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::{BearerAuthLayer, StaticTokens};
+
+    fn svc(
+        layer: WhenPathLayer<BearerAuthLayer<StaticTokens<&'static str>>>,
+    ) -> impl tower::Service<Request<String>, Response = Response<String>, Error = Infallible> + Clone {
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|_r: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) }))
+    }
+
+    fn auth() -> BearerAuthLayer<StaticTokens<&'static str>> {
+        BearerAuthLayer::new(StaticTokens::new().token("k-0123456789abcdef0123456789abcdef", "svc"))
+    }
+
+    async fn status(
+        s: impl tower::Service<Request<String>, Response = Response<String>, Error = Infallible>,
+        method: Method,
+        path: &str,
+    ) -> StatusCode {
+        let req = Request::builder().method(method).uri(path).body(String::new()).unwrap();
+        s.oneshot(req).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn layer_applies_only_where_the_glob_matches() {
+        let s = svc(when_path("/api/*", auth()).unwrap());
+        for path in ["/api", "/api/", "/api/memory/threads"] {
+            assert_eq!(status(s.clone(), Method::GET, path).await, StatusCode::UNAUTHORIZED, "{path}");
+        }
+        for path in ["/apix", "/health", "/"] {
+            assert_eq!(status(s.clone(), Method::GET, path).await, StatusCode::OK, "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn method_filter_narrows_the_layer() {
+        let s = svc(when_path("/api/*", auth()).unwrap().methods([Method::POST, Method::DELETE]));
+        assert_eq!(status(s.clone(), Method::GET, "/api/x").await, StatusCode::OK);
+        assert_eq!(status(s.clone(), Method::POST, "/api/x").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status(s, Method::DELETE, "/api/x").await, StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn malformed_pattern_is_a_config_error() {
+        assert!(when_path("api/*", auth()).is_err());
+    }
+}

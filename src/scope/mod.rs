@@ -460,3 +460,6 @@ fn set_query<B>(req: &mut Request<B>, query: &str) -> Result<(), Rejection> {
     *req.uri_mut() = Uri::from_parts(parts).map_err(|_| Rejection::new(RejectionKind::BadRequest))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
