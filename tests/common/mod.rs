@@ -1,0 +1,54 @@
+//! Shared helpers for the integration tests: HS256 tokens and the authenticator they need.
+#![allow(dead_code)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtKey};
+
+pub const SECRET: &[u8] = b"integration-test-secret-0123456789-abcdefghijklmnop";
+pub const ISSUER: &str = "https://auth.tower-scope.test";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    pub iss: String,
+    pub exp: u64,
+}
+
+pub fn token_for(sub: &str) -> String {
+    token_with(sub, None, 600)
+}
+
+pub fn token_with(sub: &str, org: Option<&str>, ttl: i64) -> String {
+    #[cfg(feature = "aws-lc")]
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = Claims {
+        sub: sub.to_owned(),
+        org_id: org.map(str::to_owned),
+        iss: ISSUER.to_owned(),
+        exp: (now + ttl) as u64,
+    };
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET)).unwrap()
+}
+
+pub fn authenticator() -> JwtAuthenticator<Claims> {
+    JwtAuthenticator::<Claims>::builder().key(JwtKey::hmac(Algorithm::HS256, SECRET)).issuer(ISSUER).build().unwrap()
+}
+
+/// Resource id = `sub`, or `{org_id}:{sub}`; the user `nobody` cannot be scoped.
+pub fn resource_of(claims: &Claims) -> Option<String> {
+    if claims.sub == "nobody" {
+        return None;
+    }
+    Some(match &claims.org_id {
+        Some(org) => format!("{org}:{}", claims.sub),
+        None => claims.sub.clone(),
+    })
+}
