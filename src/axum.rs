@@ -22,11 +22,13 @@ where
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
-        parts
-            .extensions
-            .get::<Self>()
-            .cloned()
-            .ok_or_else(|| render(Rejection::new(RejectionKind::MissingCredentials), &parts.headers, None))
+        parts.extensions.get::<Self>().cloned().ok_or_else(|| {
+            render(
+                Rejection::new(RejectionKind::MissingCredentials),
+                &parts.headers,
+                None,
+            )
+        })
     }
 }
 

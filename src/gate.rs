@@ -61,19 +61,31 @@ where
     /// Waits for `decision`, then calls `inner` (already ready) or refuses.
     pub(crate) fn deciding(decision: D, request: Request<ReqB>, inner: S, gate: G) -> Self {
         Self {
-            state: State::Deciding { decision, request: Some(request), inner: Some(inner) },
+            state: State::Deciding {
+                decision,
+                request: Some(request),
+                inner: Some(inner),
+            },
             gate: Some(gate),
         }
     }
 
     /// The request went to the inner service straight away.
     pub(crate) fn pass(fut: S::Future, gate: Option<G>) -> Self {
-        Self { state: State::Inner { fut }, gate }
+        Self {
+            state: State::Inner { fut },
+            gate,
+        }
     }
 
     /// The request was refused straight away.
     pub(crate) fn done(response: Response<ResB>) -> Self {
-        Self { state: State::Done { response: Some(response) }, gate: None }
+        Self {
+            state: State::Done {
+                response: Some(response),
+            },
+            gate: None,
+        }
     }
 }
 
@@ -98,7 +110,11 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Deciding { decision, request, inner } => {
+                StateProj::Deciding {
+                    decision,
+                    request,
+                    inner,
+                } => {
                     let outcome = ready!(decision.poll(cx));
                     let mut req = request.take().expect(POLLED_AFTER_DONE);
                     let gate = this.gate.as_ref().expect(POLLED_AFTER_DONE);

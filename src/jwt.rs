@@ -97,7 +97,11 @@ impl JwtKey {
     }
 
     fn with(material: Material, algorithm: Algorithm) -> Self {
-        Self { material, algorithms: vec![algorithm], kid: None }
+        Self {
+            material,
+            algorithms: vec![algorithm],
+            kid: None,
+        }
     }
 
     /// Also accepts `algorithm` with this key (same family only, checked at build).
@@ -128,9 +132,12 @@ impl JwtKey {
     fn into_verify_key(self) -> Result<VerifyKey, ConfigError> {
         let family = self.family();
         if let Some(alg) = self.algorithms.iter().find(|a| a.family() != family) {
-            return Err(ConfigError::InvalidKey(format!("a {family:?} key cannot verify {alg:?} tokens")));
+            return Err(ConfigError::InvalidKey(format!(
+                "a {family:?} key cannot verify {alg:?} tokens"
+            )));
         }
-        let invalid = |what: &str| ConfigError::InvalidKey(format!("the {what} could not be parsed"));
+        let invalid =
+            |what: &str| ConfigError::InvalidKey(format!("the {what} could not be parsed"));
         let key = match &self.material {
             Material::Secret(secret) => {
                 for alg in &self.algorithms {
@@ -145,11 +152,21 @@ impl JwtKey {
                 }
                 DecodingKey::from_secret(secret)
             }
-            Material::RsaPem(pem) => DecodingKey::from_rsa_pem(pem).map_err(|_| invalid("RSA PEM key"))?,
-            Material::EcPem(pem) => DecodingKey::from_ec_pem(pem).map_err(|_| invalid("EC PEM key"))?,
-            Material::EdPem(pem) => DecodingKey::from_ed_pem(pem).map_err(|_| invalid("Ed25519 PEM key"))?,
+            Material::RsaPem(pem) => {
+                DecodingKey::from_rsa_pem(pem).map_err(|_| invalid("RSA PEM key"))?
+            }
+            Material::EcPem(pem) => {
+                DecodingKey::from_ec_pem(pem).map_err(|_| invalid("EC PEM key"))?
+            }
+            Material::EdPem(pem) => {
+                DecodingKey::from_ed_pem(pem).map_err(|_| invalid("Ed25519 PEM key"))?
+            }
         };
-        Ok(VerifyKey { kid: self.kid.map(Into::into), key, algorithms: self.algorithms })
+        Ok(VerifyKey {
+            kid: self.kid.map(Into::into),
+            key,
+            algorithms: self.algorithms,
+        })
     }
 }
 
@@ -231,7 +248,10 @@ const ASYMMETRIC: [Algorithm; 9] = [
 fn jwk_key(jwk: &Jwk, allowed: &[Algorithm]) -> Option<VerifyKey> {
     let common = &jwk.common;
     // RFC 7517 §4.2/§4.3: an encryption key, or one whose operations exclude `verify`, never verifies.
-    if matches!(common.public_key_use, Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))) {
+    if matches!(
+        common.public_key_use,
+        Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
+    ) {
         return None;
     }
     if let Some(ops) = &common.key_operations
@@ -254,7 +274,9 @@ fn jwk_key(jwk: &Jwk, allowed: &[Algorithm]) -> Option<VerifyKey> {
             EllipticCurve::P384 => vec![Algorithm::ES384],
             _ => return None,
         },
-        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => vec![Algorithm::EdDSA],
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            vec![Algorithm::EdDSA]
+        }
         AlgorithmParameters::OctetKey(_) => AlgorithmFamily::Hmac.algorithms().to_vec(),
         _ => return None,
     };
@@ -268,18 +290,27 @@ fn jwk_key(jwk: &Jwk, allowed: &[Algorithm]) -> Option<VerifyKey> {
         }
         None => family_algs,
     };
-    let algorithms: Vec<Algorithm> = algorithms.into_iter().filter(|a| allowed.contains(a)).collect();
+    let algorithms: Vec<Algorithm> = algorithms
+        .into_iter()
+        .filter(|a| allowed.contains(a))
+        .collect();
     if algorithms.is_empty() {
         return None;
     }
     if let AlgorithmParameters::OctetKey(oct) = &jwk.algorithm {
-        let secret = URL_SAFE_NO_PAD.decode(oct.value.trim_end_matches('=')).ok()?;
+        let secret = URL_SAFE_NO_PAD
+            .decode(oct.value.trim_end_matches('='))
+            .ok()?;
         if algorithms.iter().any(|a| secret.len() < hmac_min_len(*a)) {
             return None;
         }
     }
     let key = DecodingKey::from_jwk(jwk).ok()?;
-    Some(VerifyKey { kid: common.key_id.as_deref().map(Into::into), key, algorithms })
+    Some(VerifyKey {
+        kid: common.key_id.as_deref().map(Into::into),
+        key,
+        algorithms,
+    })
 }
 
 /// Verifies JWTs and maps their claims `C` to a user `U`; see the [module docs](self).
@@ -308,13 +339,20 @@ struct Policy {
 
 impl<C, U> Clone for JwtAuthenticator<C, U> {
     fn clone(&self) -> Self {
-        Self { inner: Arc::clone(&self.inner) }
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
     }
 }
 
 impl<C, U> fmt::Debug for JwtAuthenticator<C, U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kids: Vec<_> = self.inner.keys.iter().map(|k| (k.kid.as_deref(), &k.algorithms)).collect();
+        let kids: Vec<_> = self
+            .inner
+            .keys
+            .iter()
+            .map(|k| (k.kid.as_deref(), &k.algorithms))
+            .collect();
         f.debug_struct("JwtAuthenticator")
             .field("keys", &kids)
             .field("issuers", &self.inner.policy.issuers)
@@ -360,7 +398,9 @@ pub struct JwtAuthenticatorBuilder<C, U> {
 
 impl<C, U> fmt::Debug for JwtAuthenticatorBuilder<C, U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtAuthenticatorBuilder").field("keys", &self.keys).finish_non_exhaustive()
+        f.debug_struct("JwtAuthenticatorBuilder")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
     }
 }
 
@@ -478,9 +518,21 @@ impl<C: DeserializeOwned, U> JwtAuthenticatorBuilder<C, U> {
     /// - [`ConfigError::InvalidValue`] for an unparsable JWK set or an empty issuer/audience;
     /// - [`ConfigError::NoKeys`] when no usable key remains.
     pub fn build(self) -> Result<JwtAuthenticator<C, U>, ConfigError> {
-        let provider = self.provider.or_else(default_provider).ok_or(ConfigError::NoCryptoBackend)?;
-        if self.policy.issuers.iter().chain(&self.policy.audiences).any(String::is_empty) {
-            return Err(ConfigError::InvalidValue { setting: "issuer/audience", reason: "must not be empty".into() });
+        let provider = self
+            .provider
+            .or_else(default_provider)
+            .ok_or(ConfigError::NoCryptoBackend)?;
+        if self
+            .policy
+            .issuers
+            .iter()
+            .chain(&self.policy.audiences)
+            .any(String::is_empty)
+        {
+            return Err(ConfigError::InvalidValue {
+                setting: "issuer/audience",
+                reason: "must not be empty".into(),
+            });
         }
         let mut keys = Vec::new();
         for key in self.keys {
@@ -488,10 +540,11 @@ impl<C: DeserializeOwned, U> JwtAuthenticatorBuilder<C, U> {
         }
         let allowed = self.algorithms.unwrap_or_else(|| ASYMMETRIC.to_vec());
         for json in &self.jwks {
-            let set: JwkSetDocument = serde_json::from_str(json).map_err(|_| ConfigError::InvalidValue {
-                setting: "JWK set",
-                reason: "not a JSON object with a `keys` array".into(),
-            })?;
+            let set: JwkSetDocument =
+                serde_json::from_str(json).map_err(|_| ConfigError::InvalidValue {
+                    setting: "JWK set",
+                    reason: "not a JSON object with a `keys` array".into(),
+                })?;
             for value in set.keys {
                 if let Ok(jwk) = serde_json::from_value::<Jwk>(value)
                     && let Some(key) = jwk_key(&jwk, &allowed)
@@ -503,7 +556,14 @@ impl<C: DeserializeOwned, U> JwtAuthenticatorBuilder<C, U> {
         if keys.is_empty() {
             return Err(ConfigError::NoKeys);
         }
-        Ok(JwtAuthenticator { inner: Arc::new(Inner { keys, policy: self.policy, provider, map_user: self.map_user }) })
+        Ok(JwtAuthenticator {
+            inner: Arc::new(Inner {
+                keys,
+                policy: self.policy,
+                provider,
+                map_user: self.map_user,
+            }),
+        })
     }
 }
 
@@ -561,7 +621,11 @@ impl<'de> Deserialize<'de> for NumericDate {
                 Ok(NumericDate(v as f64))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                if v.is_finite() { Ok(NumericDate(v)) } else { Err(E::custom("not finite")) }
+                if v.is_finite() {
+                    Ok(NumericDate(v))
+                } else {
+                    Err(E::custom("not finite"))
+                }
             }
         }
         d.deserialize_any(V)
@@ -585,7 +649,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Audience<'a> {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Audience<'a>, E> {
                 Ok(Audience(vec![Cow::Owned(v.to_owned())]))
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Audience<'a>, A::Error> {
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Audience<'a>, A::Error> {
                 let mut all = Vec::new();
                 while let Some(item) = seq.next_element::<Cow<'de, str>>()? {
                     all.push(item);
@@ -620,13 +687,19 @@ fn invalid(message: &'static str) -> AuthError {
 }
 
 fn b64(part: &str) -> Result<Vec<u8>, AuthError> {
-    URL_SAFE_NO_PAD.decode(part).map_err(|_| invalid("The token is malformed"))
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| invalid("The token is malformed"))
 }
 
 fn typ_matches(given: &str, wanted: &str) -> bool {
     // RFC 7515 §4.1.9: `application/` may be omitted; media types compare case-insensitively.
     let strip = |s: &str| {
-        if s.len() > 12 && s[..12].eq_ignore_ascii_case("application/") { s[12..].to_owned() } else { s.to_owned() }
+        if s.len() > 12 && s[..12].eq_ignore_ascii_case("application/") {
+            s[12..].to_owned()
+        } else {
+            s.to_owned()
+        }
     };
     strip(given).eq_ignore_ascii_case(&strip(wanted))
 }
@@ -640,7 +713,8 @@ impl<C: DeserializeOwned, U> JwtAuthenticator<C, U> {
     pub fn verify(&self, token: &str) -> Result<U, AuthError> {
         let inner = &*self.inner;
         let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64)) = (parts.next(), parts.next(), parts.next())
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64)) =
+            (parts.next(), parts.next(), parts.next())
         else {
             return Err(invalid("The token is malformed"));
         };
@@ -649,17 +723,23 @@ impl<C: DeserializeOwned, U> JwtAuthenticator<C, U> {
         }
 
         let header_json = b64(header_b64)?;
-        let header: JoseHeader<'_> =
-            serde_json::from_slice(&header_json).map_err(|_| invalid("The token header is malformed"))?;
+        let header: JoseHeader<'_> = serde_json::from_slice(&header_json)
+            .map_err(|_| invalid("The token header is malformed"))?;
         if header.enc.is_some() {
             return Err(invalid("Encrypted tokens (JWE) are not accepted"));
         }
-        let alg = parse_alg(&header.alg).ok_or_else(|| invalid("The token algorithm is not allowed"))?;
+        let alg =
+            parse_alg(&header.alg).ok_or_else(|| invalid("The token algorithm is not allowed"))?;
         if header.crit.is_some() {
-            return Err(invalid("The token has critical header parameters this server does not understand"));
+            return Err(invalid(
+                "The token has critical header parameters this server does not understand",
+            ));
         }
         if let Some(wanted) = &inner.policy.typ
-            && !header.typ.as_deref().is_some_and(|t| typ_matches(t, wanted))
+            && !header
+                .typ
+                .as_deref()
+                .is_some_and(|t| typ_matches(t, wanted))
         {
             return Err(invalid("The token type is not accepted"));
         }
@@ -687,18 +767,23 @@ impl<C: DeserializeOwned, U> JwtAuthenticator<C, U> {
         }
 
         let payload = b64(payload_b64)?;
-        let registered: Registered<'_> =
-            serde_json::from_slice(&payload).map_err(|_| invalid("The token claims are malformed"))?;
+        let registered: Registered<'_> = serde_json::from_slice(&payload)
+            .map_err(|_| invalid("The token claims are malformed"))?;
         inner.policy.check(&registered)?;
-        let claims: C = serde_json::from_slice(&payload).map_err(|_| invalid("The token claims are malformed"))?;
+        let claims: C = serde_json::from_slice(&payload)
+            .map_err(|_| invalid("The token claims are malformed"))?;
         (inner.map_user)(claims)
     }
 }
 
 impl Policy {
     fn now(&self) -> f64 {
-        let now = self.clock.as_ref().map_or_else(SystemTime::now, |clock| clock());
-        now.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+        let now = self
+            .clock
+            .as_ref()
+            .map_or_else(SystemTime::now, |clock| clock());
+        now.duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
     }
 
     fn check(&self, claims: &Registered<'_>) -> Result<(), AuthError> {
@@ -724,21 +809,25 @@ impl Policy {
         {
             return Err(invalid("The token was issued in the future"));
         }
-        if !self.issuers.is_empty() && !claims.iss.as_deref().is_some_and(|iss| self.issuers.iter().any(|i| i == iss))
+        if !self.issuers.is_empty()
+            && !claims
+                .iss
+                .as_deref()
+                .is_some_and(|iss| self.issuers.iter().any(|i| i == iss))
         {
             return Err(invalid("The token issuer is not accepted"));
         }
-        match &claims.aud {
-            Some(Audience(auds)) if !self.audiences.is_empty() => {
-                if !auds.iter().any(|a| self.audiences.iter().any(|c| c == a)) {
-                    return Err(invalid("The token audience is not accepted"));
-                }
-            }
-            None if !self.audiences.is_empty() => return Err(invalid("The token audience is not accepted")),
-            Some(Audience(auds)) if !auds.is_empty() && !self.accept_any_audience => {
-                return Err(invalid("The token audience is not accepted"));
-            }
-            _ => {}
+        let audience_ok = match &claims.aud {
+            // A configured audience is required, and one match is enough.
+            _ if !self.audiences.is_empty() => claims.aud.as_ref().is_some_and(|Audience(auds)| {
+                auds.iter().any(|a| self.audiences.iter().any(|c| c == a))
+            }),
+            // RFC 7519 §4.1.3: a token meant for someone must name us, unless opted out.
+            Some(Audience(auds)) => auds.is_empty() || self.accept_any_audience,
+            None => true,
+        };
+        if !audience_ok {
+            return Err(invalid("The token audience is not accepted"));
         }
         Ok(())
     }
@@ -754,5 +843,78 @@ where
 
     fn authenticate(&self, token: Token<'_>) -> Self::Future {
         ready(self.verify(token.expose_secret()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Claims {
+        sub: String,
+    }
+
+    const SECRET: &[u8] = b"unit-test-secret-0123456789abcdef";
+
+    #[test]
+    #[cfg(not(any(feature = "aws-lc", feature = "rust-crypto")))]
+    fn build_without_a_crypto_backend_is_an_error_not_a_panic() {
+        let err = JwtAuthenticator::<Claims>::builder()
+            .key(JwtKey::hmac(Algorithm::HS256, SECRET))
+            .build()
+            .unwrap_err();
+        assert_eq!(err, ConfigError::NoCryptoBackend);
+    }
+
+    #[test]
+    #[cfg(all(feature = "aws-lc", feature = "rust-crypto"))]
+    fn both_backends_pick_aws_lc_deterministically() {
+        assert!(std::ptr::eq(
+            default_provider().unwrap(),
+            &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER
+        ));
+    }
+
+    /// Signs with a provider directly, leaving jsonwebtoken's process default uninstalled.
+    #[cfg(any(feature = "aws-lc", feature = "rust-crypto"))]
+    fn sign_hs256(claims: &str) -> String {
+        let provider = default_provider().unwrap();
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET);
+        let signer = (provider.signer_factory)(&Algorithm::HS256, &key).unwrap();
+        let signature =
+            jsonwebtoken::signature::Signer::try_sign(&*signer, message.as_bytes()).unwrap();
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    #[test]
+    #[cfg(any(feature = "aws-lc", feature = "rust-crypto"))]
+    fn verifies_without_jsonwebtoken_process_default_provider() {
+        // `jsonwebtoken::decode` would panic here when both backend features are on.
+        let auth = JwtAuthenticator::<Claims>::builder()
+            .key(JwtKey::hmac(Algorithm::HS256, SECRET))
+            .build()
+            .unwrap();
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 60;
+        let claims = auth
+            .verify(&sign_hs256(&format!(r#"{{"sub":"alice","exp":{exp}}}"#)))
+            .unwrap();
+        assert_eq!(claims.sub, "alice");
+    }
+
+    #[test]
+    fn typ_comparison_ignores_case_and_application_prefix() {
+        assert!(typ_matches("application/AT+JWT", "at+jwt"));
+        assert!(typ_matches("at+jwt", "application/at+jwt"));
+        assert!(!typ_matches("jwt", "at+jwt"));
     }
 }

@@ -65,10 +65,12 @@ pub mod when;
 #[cfg(feature = "axum")]
 mod axum;
 
-pub use auth::{AuthError, AuthErrorKind, Authenticate, BearerAuthLayer, BearerToken, StaticTokens, Token};
+pub use auth::{
+    AuthError, AuthErrorKind, Authenticate, BearerAuthLayer, BearerToken, StaticTokens, Token,
+};
 pub use error::ConfigError;
-pub use gate::GateFuture;
 pub use extensions::{Authenticated, InvalidId, ResourceId, ThreadId};
+pub use gate::GateFuture;
 pub use path::PathPattern;
 pub use reject::{JsonErrorLayer, Rejection, RejectionKind};
 pub use scope::ResourceScopeLayer;

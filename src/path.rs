@@ -38,9 +38,17 @@ impl PathPattern {
     /// `*`), has an empty segment, uses `*` anywhere but as the last segment, or has an unnamed
     /// parameter.
     pub fn new(pattern: &str) -> Result<Self, ConfigError> {
-        let invalid = |reason| ConfigError::InvalidPathPattern { pattern: pattern.to_owned(), reason };
+        let invalid = |reason| ConfigError::InvalidPathPattern {
+            pattern: pattern.to_owned(),
+            reason,
+        };
         if pattern == "*" || pattern == "/*" {
-            return Ok(Self { source: pattern.into(), segments: Arc::new([]), any: true, wildcard_tail: true });
+            return Ok(Self {
+                source: pattern.into(),
+                segments: Arc::new([]),
+                any: true,
+                wildcard_tail: true,
+            });
         }
         let Some(body) = pattern.strip_prefix('/') else {
             return Err(invalid("a pattern starts with `/` (or is `*`)"));
@@ -53,22 +61,36 @@ impl PathPattern {
                 let last = i + 1 == parts.len();
                 match *part {
                     "*" if last => wildcard_tail = true,
-                    "" if last => return Err(invalid("a trailing `/` is ambiguous: write `/x` or `/x/*`")),
+                    "" if last => {
+                        return Err(invalid("a trailing `/` is ambiguous: write `/x` or `/x/*`"));
+                    }
                     "" => return Err(invalid("empty segment (`//`)")),
-                    p if p.contains('*') => return Err(invalid("`*` is only allowed as the whole last segment")),
+                    p if p.contains('*') => {
+                        return Err(invalid("`*` is only allowed as the whole last segment"));
+                    }
                     p if p.starts_with(':') || (p.starts_with('{') && p.ends_with('}')) => {
-                        let name = p.trim_start_matches(':').trim_start_matches('{').trim_end_matches('}');
+                        let name = p
+                            .trim_start_matches(':')
+                            .trim_start_matches('{')
+                            .trim_end_matches('}');
                         if name.is_empty() || name.contains(['{', '}', ':']) {
                             return Err(invalid("a parameter needs a name: `:id` or `{id}`"));
                         }
                         segments.push(Segment::Param);
                     }
-                    p if p.contains(['{', '}']) => return Err(invalid("`{` and `}` only wrap a whole segment")),
+                    p if p.contains(['{', '}']) => {
+                        return Err(invalid("`{` and `}` only wrap a whole segment"));
+                    }
                     p => segments.push(Segment::Literal(p.into())),
                 }
             }
         }
-        Ok(Self { source: pattern.into(), segments: segments.into(), any: false, wildcard_tail })
+        Ok(Self {
+            source: pattern.into(),
+            segments: segments.into(),
+            any: false,
+            wildcard_tail,
+        })
     }
 
     /// The pattern as written.
@@ -183,7 +205,10 @@ mod tests {
     fn malformed_patterns_are_config_errors() {
         for bad in ["api", "/a//b", "/a/*/b", "/a*", "/a/", "/{}", "/:", "/a{b}"] {
             assert!(
-                matches!(PathPattern::new(bad), Err(ConfigError::InvalidPathPattern { .. })),
+                matches!(
+                    PathPattern::new(bad),
+                    Err(ConfigError::InvalidPathPattern { .. })
+                ),
                 "{bad} should be rejected"
             );
         }

@@ -18,15 +18,29 @@ pub(crate) fn decode(raw: &str) -> Option<Cow<'_, str>> {
         return Some(Cow::Borrowed(raw));
     }
     let spaced = raw.replace('+', " ");
-    percent_decode_str(&spaced).decode_utf8().ok().map(|s| Cow::Owned(s.into_owned()))
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|s| Cow::Owned(s.into_owned()))
 }
 
 /// Everything but the RFC 3986 unreserved characters is encoded.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
-/// Percent-encodes one query component.
-pub(crate) fn encode(value: &str) -> impl std::fmt::Display + '_ {
-    utf8_percent_encode(value, COMPONENT)
+/// Appends one percent-encoded query component (no formatting machinery on the hot path).
+pub(crate) fn push_encoded(out: &mut String, value: &str) {
+    if value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+    {
+        out.push_str(value);
+    } else {
+        out.extend(utf8_percent_encode(value, COMPONENT));
+    }
 }
 
 #[cfg(test)]
@@ -36,13 +50,23 @@ mod tests {
     #[test]
     fn pairs_decode_keys_and_keep_raw_values() {
         let got: Vec<_> = pairs("a=1&&resource%49d=x%20y&flag").collect();
-        assert_eq!(got, vec![(Cow::from("a"), "1"), (Cow::from("resourceId"), "x%20y"), (Cow::from("flag"), "")]);
+        assert_eq!(
+            got,
+            vec![
+                (Cow::from("a"), "1"),
+                (Cow::from("resourceId"), "x%20y"),
+                (Cow::from("flag"), "")
+            ]
+        );
     }
 
     #[test]
     fn decode_handles_plus_and_percent() {
         assert_eq!(decode("a+b%2Bc").unwrap(), "a b+c");
         assert_eq!(decode("%FF"), None);
-        assert_eq!(encode("org:al ice/é").to_string(), "org%3Aal%20ice%2F%C3%A9");
+        let mut out = String::new();
+        push_encoded(&mut out, "org:al ice/é");
+        push_encoded(&mut out, "-plain_~.");
+        assert_eq!(out, "org%3Aal%20ice%2F%C3%A9-plain_~.");
     }
 }

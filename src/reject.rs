@@ -143,17 +143,28 @@ pub struct Rejection {
 impl Rejection {
     /// A rejection of `kind` with that kind's default message.
     pub fn new(kind: RejectionKind) -> Self {
-        Self { kind, message: Cow::Borrowed(kind.default_message()), scope: None }
+        Self {
+            kind,
+            message: Cow::Borrowed(kind.default_message()),
+            scope: None,
+        }
     }
 
     /// A rejection of `kind` with a specific message.
     pub fn with_message(kind: RejectionKind, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { kind, message: message.into(), scope: None }
+        Self {
+            kind,
+            message: message.into(),
+            scope: None,
+        }
     }
 
     /// A 403 `insufficient_scope` rejection naming the scope the request needs.
     pub fn insufficient_scope(scope: impl Into<Cow<'static, str>>) -> Self {
-        Self { scope: Some(scope.into()), ..Self::new(RejectionKind::InsufficientScope) }
+        Self {
+            scope: Some(scope.into()),
+            ..Self::new(RejectionKind::InsufficientScope)
+        }
     }
 
     /// Names the scope the request needs (for `insufficient_scope`).
@@ -232,7 +243,11 @@ const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
 /// RFC 6750 §3: `error_description` and `scope` use `%x20-21 / %x23-5B / %x5D-7E` only.
 fn push_quoted_safe(out: &mut String, value: &str) {
     out.push('"');
-    out.extend(value.chars().filter(|c| matches!(*c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')));
+    out.extend(
+        value
+            .chars()
+            .filter(|c| matches!(*c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')),
+    );
     out.push('"');
 }
 
@@ -276,7 +291,10 @@ pub(crate) fn render<B: Default>(
         if let Some(ct) = request_headers.get(header::CONTENT_TYPE) {
             headers.insert(header::CONTENT_TYPE, ct.clone());
         }
-        headers.insert("grpc-status", HeaderValue::from(u16::from(rejection.kind.grpc_code())));
+        headers.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(rejection.kind.grpc_code())),
+        );
         let message = utf8_percent_encode(&rejection.message, GRPC_MESSAGE).to_string();
         if let Ok(value) = HeaderValue::try_from(message) {
             headers.insert("grpc-message", value);
@@ -284,7 +302,9 @@ pub(crate) fn render<B: Default>(
     } else {
         *response.status_mut() = rejection.kind.status();
         if let Some(value) = challenge(&rejection, realm) {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
         }
     }
     response.extensions_mut().insert(rejection);
@@ -333,7 +353,9 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
-        JsonErrorsFuture { inner: self.inner.call(req) }
+        JsonErrorsFuture {
+            inner: self.inner.call(req),
+        }
     }
 }
 
@@ -354,14 +376,21 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let response = std::task::ready!(self.project().inner.poll(cx))?;
         let json = match response.extensions().get::<Rejection>() {
-            Some(rejection) if !is_grpc(response.headers()) => Some(json_error(rejection.message())),
+            Some(rejection) if !is_grpc(response.headers()) => {
+                Some(json_error(rejection.message()))
+            }
             _ => None,
         };
         let (mut parts, body) = response.into_parts();
         let body = match json {
             Some(json) => {
-                parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(json.len()));
+                parts.headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(json.len()));
                 ErrorBody::json(json)
             }
             None => ErrorBody::inner(body),
@@ -405,11 +434,15 @@ pin_project! {
 impl<B> ErrorBody<B> {
     /// Wraps an inner body.
     pub fn inner(body: B) -> Self {
-        Self { kind: BodyKind::Inner { body } }
+        Self {
+            kind: BodyKind::Inner { body },
+        }
     }
 
     fn json(data: Bytes) -> Self {
-        Self { kind: BodyKind::Json { data: Some(data) } }
+        Self {
+            kind: BodyKind::Json { data: Some(data) },
+        }
     }
 }
 
@@ -446,7 +479,9 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             BodyKind::Inner { body } => body.size_hint(),
-            BodyKind::Json { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            BodyKind::Json { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }
@@ -457,16 +492,25 @@ mod tests {
 
     fn grpc_headers() -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc-web+proto"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc-web+proto"),
+        );
         h
     }
 
     #[test]
     fn missing_credentials_challenge_has_no_error_attribute() {
-        let res: Response<()> =
-            render(Rejection::new(RejectionKind::MissingCredentials), &HeaderMap::new(), Some("api"));
+        let res: Response<()> = render(
+            Rejection::new(RejectionKind::MissingCredentials),
+            &HeaderMap::new(),
+            Some("api"),
+        );
         assert_eq!(res.status(), 401);
-        assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Bearer realm=\"api\"");
+        assert_eq!(
+            res.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"api\""
+        );
     }
 
     #[test]
@@ -491,14 +535,27 @@ mod tests {
 
     #[test]
     fn insufficient_scope_names_the_scope() {
-        let res: Response<()> = render(Rejection::insufficient_scope("threads:write"), &HeaderMap::new(), None);
+        let res: Response<()> = render(
+            Rejection::insufficient_scope("threads:write"),
+            &HeaderMap::new(),
+            None,
+        );
         assert_eq!(res.status(), 403);
-        assert!(res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().ends_with(r#"scope="threads:write""#));
+        assert!(
+            res.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .ends_with(r#"scope="threads:write""#)
+        );
     }
 
     #[test]
     fn forbidden_and_unavailable_have_no_challenge() {
-        for kind in [RejectionKind::Forbidden, RejectionKind::Unavailable, RejectionKind::NotFound] {
+        for kind in [
+            RejectionKind::Forbidden,
+            RejectionKind::Unavailable,
+            RejectionKind::NotFound,
+        ] {
             let res: Response<()> = render(Rejection::new(kind), &HeaderMap::new(), Some("api"));
             assert_eq!(res.status(), kind.status());
             assert!(res.headers().get(header::WWW_AUTHENTICATE).is_none());
@@ -510,7 +567,10 @@ mod tests {
         let rejection = Rejection::with_message(RejectionKind::Forbidden, "100% denied: é");
         let res: Response<()> = render(rejection, &grpc_headers(), Some("api"));
         assert_eq!(res.status(), 200);
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/grpc-web+proto");
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "application/grpc-web+proto"
+        );
         assert_eq!(res.headers()["grpc-status"], "7");
         assert_eq!(res.headers()["grpc-message"], "100%25 denied: %C3%A9");
         assert!(res.headers().get(header::WWW_AUTHENTICATE).is_none());
@@ -518,12 +578,22 @@ mod tests {
 
     #[test]
     fn rejection_is_attached_to_the_response() {
-        let res: Response<()> = render(Rejection::new(RejectionKind::Unavailable), &HeaderMap::new(), None);
-        assert_eq!(res.extensions().get::<Rejection>().unwrap().kind(), RejectionKind::Unavailable);
+        let res: Response<()> = render(
+            Rejection::new(RejectionKind::Unavailable),
+            &HeaderMap::new(),
+            None,
+        );
+        assert_eq!(
+            res.extensions().get::<Rejection>().unwrap().kind(),
+            RejectionKind::Unavailable
+        );
     }
 
     #[test]
     fn json_error_escapes_the_message() {
-        assert_eq!(json_error("a \"b\"\n"), Bytes::from_static(br#"{"error":"a \"b\"\u000a"}"#));
+        assert_eq!(
+            json_error("a \"b\"\n"),
+            Bytes::from_static(br#"{"error":"a \"b\"\u000a"}"#)
+        );
     }
 }

@@ -42,7 +42,13 @@ use crate::path::PathPattern;
 ///
 /// [`ConfigError::InvalidPathPattern`] when the pattern is malformed.
 pub fn when_path<L>(pattern: &str, layer: L) -> Result<WhenPathLayer<L>, ConfigError> {
-    Ok(WhenPathLayer { layer, filter: Arc::new(Filter { pattern: PathPattern::new(pattern)?, methods: Vec::new() }) })
+    Ok(WhenPathLayer {
+        layer,
+        filter: Arc::new(Filter {
+            pattern: PathPattern::new(pattern)?,
+            methods: Vec::new(),
+        }),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -53,7 +59,8 @@ struct Filter {
 
 impl Filter {
     fn matches<B>(&self, req: &Request<B>) -> bool {
-        (self.methods.is_empty() || self.methods.contains(req.method())) && self.pattern.matches(req.uri().path())
+        (self.methods.is_empty() || self.methods.contains(req.method()))
+            && self.pattern.matches(req.uri().path())
     }
 }
 
@@ -81,7 +88,11 @@ where
     type Service = WhenPath<S, L::Service>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        WhenPath { matched: self.layer.layer(inner.clone()), unmatched: inner, filter: Arc::clone(&self.filter) }
+        WhenPath {
+            matched: self.layer.layer(inner.clone()),
+            unmatched: inner,
+            filter: Arc::clone(&self.filter),
+        }
     }
 }
 
@@ -106,14 +117,26 @@ where
         // Both must be ready: the request's path is only known in `call`.
         let matched = self.matched.poll_ready(cx)?;
         let unmatched = self.unmatched.poll_ready(cx)?;
-        if matched.is_ready() && unmatched.is_ready() { Poll::Ready(Ok(())) } else { Poll::Pending }
+        if matched.is_ready() && unmatched.is_ready() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         if self.filter.matches(&req) {
-            WhenPathFuture { branch: Branch::Matched { fut: self.matched.call(req) } }
+            WhenPathFuture {
+                branch: Branch::Matched {
+                    fut: self.matched.call(req),
+                },
+            }
         } else {
-            WhenPathFuture { branch: Branch::Unmatched { fut: self.unmatched.call(req) } }
+            WhenPathFuture {
+                branch: Branch::Unmatched {
+                    fut: self.unmatched.call(req),
+                },
+            }
         }
     }
 }
@@ -161,10 +184,13 @@ mod tests {
 
     fn svc(
         layer: WhenPathLayer<BearerAuthLayer<StaticTokens<&'static str>>>,
-    ) -> impl tower::Service<Request<String>, Response = Response<String>, Error = Infallible> + Clone {
+    ) -> impl tower::Service<Request<String>, Response = Response<String>, Error = Infallible> + Clone
+    {
         ServiceBuilder::new()
             .layer(layer)
-            .service(service_fn(|_r: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) }))
+            .service(service_fn(|_r: Request<String>| async {
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }))
     }
 
     fn auth() -> BearerAuthLayer<StaticTokens<&'static str>> {
@@ -176,7 +202,11 @@ mod tests {
         method: Method,
         path: &str,
     ) -> StatusCode {
-        let req = Request::builder().method(method).uri(path).body(String::new()).unwrap();
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(String::new())
+            .unwrap();
         s.oneshot(req).await.unwrap().status()
     }
 
@@ -184,19 +214,38 @@ mod tests {
     async fn layer_applies_only_where_the_glob_matches() {
         let s = svc(when_path("/api/*", auth()).unwrap());
         for path in ["/api", "/api/", "/api/memory/threads"] {
-            assert_eq!(status(s.clone(), Method::GET, path).await, StatusCode::UNAUTHORIZED, "{path}");
+            assert_eq!(
+                status(s.clone(), Method::GET, path).await,
+                StatusCode::UNAUTHORIZED,
+                "{path}"
+            );
         }
         for path in ["/apix", "/health", "/"] {
-            assert_eq!(status(s.clone(), Method::GET, path).await, StatusCode::OK, "{path}");
+            assert_eq!(
+                status(s.clone(), Method::GET, path).await,
+                StatusCode::OK,
+                "{path}"
+            );
         }
     }
 
     #[tokio::test]
     async fn method_filter_narrows_the_layer() {
-        let s = svc(when_path("/api/*", auth()).unwrap().methods([Method::POST, Method::DELETE]));
-        assert_eq!(status(s.clone(), Method::GET, "/api/x").await, StatusCode::OK);
-        assert_eq!(status(s.clone(), Method::POST, "/api/x").await, StatusCode::UNAUTHORIZED);
-        assert_eq!(status(s, Method::DELETE, "/api/x").await, StatusCode::UNAUTHORIZED);
+        let s = svc(when_path("/api/*", auth())
+            .unwrap()
+            .methods([Method::POST, Method::DELETE]));
+        assert_eq!(
+            status(s.clone(), Method::GET, "/api/x").await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(s.clone(), Method::POST, "/api/x").await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(s, Method::DELETE, "/api/x").await,
+            StatusCode::UNAUTHORIZED
+        );
     }
 
     #[test]

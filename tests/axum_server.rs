@@ -1,5 +1,9 @@
 //! A real axum server on 127.0.0.1:0, driven by a real HTTP client (reqwest).
-#![cfg(all(feature = "axum", feature = "jwt", any(feature = "aws-lc", feature = "rust-crypto")))]
+#![cfg(all(
+    feature = "axum",
+    feature = "jwt",
+    any(feature = "aws-lc", feature = "rust-crypto")
+))]
 
 mod common;
 
@@ -10,7 +14,11 @@ use common::{Claims, authenticator, resource_of, token_for, token_with};
 use reqwest::StatusCode;
 use tower_scope::{Authenticated, BearerAuthLayer, ResourceId, ResourceScopeLayer};
 
-async fn whoami(user: Authenticated<Claims>, scope: ResourceId, RawQuery(query): RawQuery) -> String {
+async fn whoami(
+    user: Authenticated<Claims>,
+    scope: ResourceId,
+    RawQuery(query): RawQuery,
+) -> String {
     format!("{} {} {}", user.sub, scope, query.unwrap_or_default())
 }
 
@@ -29,7 +37,11 @@ fn app() -> Router {
     let protected = Router::new()
         .route("/api/me", get(whoami))
         .layer(ResourceScopeLayer::new(resource_of))
-        .layer(BearerAuthLayer::new(authenticator()).realm("memory").unwrap());
+        .layer(
+            BearerAuthLayer::new(authenticator())
+                .realm("memory")
+                .unwrap(),
+        );
     let public = Router::new()
         .route("/public/maybe", get(maybe))
         .route("/unwired/me", get(whoami))
@@ -44,31 +56,72 @@ async fn missing_bad_and_valid_tokens_over_real_http() {
 
     let res = client.get(format!("{base}/api/me")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(res.headers()["www-authenticate"], r#"Bearer realm="memory""#);
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        r#"Bearer realm="memory""#
+    );
     assert_eq!(res.text().await.unwrap(), "");
 
-    let res = client.get(format!("{base}/api/me")).bearer_auth("not.a.jwt").send().await.unwrap();
+    let res = client
+        .get(format!("{base}/api/me"))
+        .bearer_auth("not.a.jwt")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert!(res.headers()["www-authenticate"].to_str().unwrap().contains(r#"error="invalid_token""#));
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains(r#"error="invalid_token""#)
+    );
 
     let expired = token_with("alice", None, -3600);
-    let res = client.get(format!("{base}/api/me")).bearer_auth(expired).send().await.unwrap();
+    let res = client
+        .get(format!("{base}/api/me"))
+        .bearer_auth(expired)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("The token has expired"));
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("The token has expired")
+    );
 
-    let res = client.get(format!("{base}/api/me?resourceId=bob")).bearer_auth(token_for("alice")).send().await.unwrap();
+    let res = client
+        .get(format!("{base}/api/me?resourceId=bob"))
+        .bearer_auth(token_for("alice"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.text().await.unwrap(), "alice alice resourceId=alice");
 
     let org = token_with("carol", Some("acme"), 600);
-    let res = client.get(format!("{base}/api/me")).bearer_auth(org).send().await.unwrap();
-    assert_eq!(res.text().await.unwrap(), "carol acme:carol resourceId=acme%3Acarol");
+    let res = client
+        .get(format!("{base}/api/me"))
+        .bearer_auth(org)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.text().await.unwrap(),
+        "carol acme:carol resourceId=acme%3Acarol"
+    );
 }
 
 #[tokio::test]
 async fn unscopable_user_is_forbidden_over_real_http() {
     let base = serve(app()).await;
-    let res = reqwest::Client::new().get(format!("{base}/api/me")).bearer_auth(token_for("nobody")).send().await.unwrap();
+    let res = reqwest::Client::new()
+        .get(format!("{base}/api/me"))
+        .bearer_auth(token_for("nobody"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(res.headers().get("www-authenticate").is_none());
 }
@@ -78,16 +131,34 @@ async fn extractors_answer_like_the_layers_when_values_are_missing() {
     let base = serve(app()).await;
     let client = reqwest::Client::new();
     // Optional extractor: no token, no rejection.
-    let res = client.get(format!("{base}/public/maybe")).send().await.unwrap();
+    let res = client
+        .get(format!("{base}/public/maybe"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.text().await.unwrap(), "anonymous");
-    let res = client.get(format!("{base}/public/maybe")).bearer_auth(token_for("dave")).send().await.unwrap();
+    let res = client
+        .get(format!("{base}/public/maybe"))
+        .bearer_auth(token_for("dave"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.text().await.unwrap(), "dave");
     // Required extractors on a route without the layers: 401 with a challenge, not axum's 500.
-    let res = client.get(format!("{base}/unwired/me")).send().await.unwrap();
+    let res = client
+        .get(format!("{base}/unwired/me"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers()["www-authenticate"], "Bearer");
     // Authenticated but no ResourceScopeLayer: the ResourceId extractor fails closed with 403.
-    let res = client.get(format!("{base}/unwired/me")).bearer_auth(token_for("dave")).send().await.unwrap();
+    let res = client
+        .get(format!("{base}/unwired/me"))
+        .bearer_auth(token_for("dave"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
 
@@ -98,7 +169,12 @@ async fn json_errors_over_real_http() {
         .layer(ResourceScopeLayer::new(resource_of))
         .layer(BearerAuthLayer::new(authenticator()).json_errors());
     let base = serve(app).await;
-    let res = reqwest::Client::new().get(format!("{base}/api/me")).bearer_auth("bad").send().await.unwrap();
+    let res = reqwest::Client::new()
+        .get(format!("{base}/api/me"))
+        .bearer_auth("bad")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers()["content-type"], "application/json");
     let body: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();

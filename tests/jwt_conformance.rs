@@ -46,7 +46,10 @@ fn b64(data: &[u8]) -> String {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Signs raw header and claims JSON, so tests can craft any header.
@@ -62,7 +65,12 @@ fn alg_str(alg: Algorithm) -> String {
 }
 
 fn sign(alg: Algorithm, key: &EncodingKey, claims: &str) -> String {
-    sign_raw(&format!(r#"{{"alg":"{}","typ":"JWT"}}"#, alg_str(alg)), claims, alg, key)
+    sign_raw(
+        &format!(r#"{{"alg":"{}","typ":"JWT"}}"#, alg_str(alg)),
+        claims,
+        alg,
+        key,
+    )
 }
 
 fn hs256(claims: &str) -> String {
@@ -79,24 +87,44 @@ fn builder() -> JwtAuthenticatorBuilder<Claims, Claims> {
 
 /// Sends `token` through `BearerAuthLayer(authenticator)`; returns status, challenge, body.
 async fn check(auth: JwtAuthenticator<Claims>, token: &str) -> (StatusCode, String, String) {
-    let svc = ServiceBuilder::new().layer(BearerAuthLayer::new(auth)).service(service_fn(|req: Request<String>| async move {
-        let user = req.extensions().get::<Authenticated<Claims>>().map(|c| c.sub.clone()).unwrap_or_default();
-        Ok::<_, Infallible>(Response::new(user))
-    }));
+    let svc = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(auth))
+        .service(service_fn(|req: Request<String>| async move {
+            let user = req
+                .extensions()
+                .get::<Authenticated<Claims>>()
+                .map(|c| c.sub.clone())
+                .unwrap_or_default();
+            Ok::<_, Infallible>(Response::new(user))
+        }));
     let mut req = Request::get("/api/x").body(String::new()).unwrap();
     if let Ok(value) = HeaderValue::try_from(format!("Bearer {token}")) {
         req.headers_mut().insert(AUTHORIZATION, value);
     }
     let res = svc.oneshot(req).await.unwrap();
-    let challenge = res.headers().get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let challenge = res
+        .headers()
+        .get(WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     (res.status(), challenge, res.into_body())
 }
 
 async fn assert_invalid(auth: JwtAuthenticator<Claims>, token: &str, description: &str) {
     let (status, challenge, body) = check(auth, token).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{description}: {challenge}");
-    assert!(challenge.contains(r#"error="invalid_token""#), "{challenge}");
-    assert!(challenge.contains(&format!(r#"error_description="{description}""#)), "{challenge}");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "{description}: {challenge}"
+    );
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(&format!(r#"error_description="{description}""#)),
+        "{challenge}"
+    );
     assert_eq!(body, "");
 }
 
@@ -112,18 +140,57 @@ async fn assert_accepted(auth: JwtAuthenticator<Claims>, token: &str) {
 async fn every_supported_algorithm_verifies_with_its_configured_key() {
     let claims = claims_exp_in(600);
     let cases: Vec<(JwtKey, Algorithm, EncodingKey)> = vec![
-        (JwtKey::hmac(Algorithm::HS256, SECRET), Algorithm::HS256, EncodingKey::from_secret(SECRET)),
-        (JwtKey::hmac(Algorithm::HS384, SECRET), Algorithm::HS384, EncodingKey::from_secret(SECRET)),
-        (JwtKey::hmac(Algorithm::HS512, SECRET), Algorithm::HS512, EncodingKey::from_secret(SECRET)),
-        (JwtKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC), Algorithm::RS256, EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap()),
-        (JwtKey::rsa_pem(Algorithm::RS512, RSA_PUBLIC), Algorithm::RS512, EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap()),
-        (JwtKey::rsa_pem(Algorithm::PS256, RSA_PUBLIC), Algorithm::PS256, EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap()),
-        (JwtKey::ec_pem(Algorithm::ES256, EC256_PUBLIC), Algorithm::ES256, EncodingKey::from_ec_pem(EC256_PRIVATE).unwrap()),
-        (JwtKey::ec_pem(Algorithm::ES384, EC384_PUBLIC), Algorithm::ES384, EncodingKey::from_ec_pem(EC384_PRIVATE).unwrap()),
-        (JwtKey::ed_pem(ED_PUBLIC), Algorithm::EdDSA, EncodingKey::from_ed_pem(ED_PRIVATE).unwrap()),
+        (
+            JwtKey::hmac(Algorithm::HS256, SECRET),
+            Algorithm::HS256,
+            EncodingKey::from_secret(SECRET),
+        ),
+        (
+            JwtKey::hmac(Algorithm::HS384, SECRET),
+            Algorithm::HS384,
+            EncodingKey::from_secret(SECRET),
+        ),
+        (
+            JwtKey::hmac(Algorithm::HS512, SECRET),
+            Algorithm::HS512,
+            EncodingKey::from_secret(SECRET),
+        ),
+        (
+            JwtKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC),
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+        ),
+        (
+            JwtKey::rsa_pem(Algorithm::RS512, RSA_PUBLIC),
+            Algorithm::RS512,
+            EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+        ),
+        (
+            JwtKey::rsa_pem(Algorithm::PS256, RSA_PUBLIC),
+            Algorithm::PS256,
+            EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+        ),
+        (
+            JwtKey::ec_pem(Algorithm::ES256, EC256_PUBLIC),
+            Algorithm::ES256,
+            EncodingKey::from_ec_pem(EC256_PRIVATE).unwrap(),
+        ),
+        (
+            JwtKey::ec_pem(Algorithm::ES384, EC384_PUBLIC),
+            Algorithm::ES384,
+            EncodingKey::from_ec_pem(EC384_PRIVATE).unwrap(),
+        ),
+        (
+            JwtKey::ed_pem(ED_PUBLIC),
+            Algorithm::EdDSA,
+            EncodingKey::from_ed_pem(ED_PRIVATE).unwrap(),
+        ),
     ];
     for (key, alg, signing) in cases {
-        let auth = JwtAuthenticator::<Claims>::builder().key(key).build().unwrap();
+        let auth = JwtAuthenticator::<Claims>::builder()
+            .key(key)
+            .build()
+            .unwrap();
         assert_accepted(auth, &sign(alg, &signing, &claims)).await;
     }
 }
@@ -133,23 +200,41 @@ async fn alg_none_and_its_case_variants_are_invalid_token() {
     let payload = b64(claims_exp_in(600).as_bytes());
     for alg in ["none", "None", "NONE", "nOnE"] {
         let header = b64(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#).as_bytes());
-        assert_invalid(builder().build().unwrap(), &format!("{header}.{payload}."), "The token algorithm is not allowed")
-            .await;
+        assert_invalid(
+            builder().build().unwrap(),
+            &format!("{header}.{payload}."),
+            "The token algorithm is not allowed",
+        )
+        .await;
     }
 }
 
 #[tokio::test]
 async fn hs256_token_signed_with_the_rsa_public_key_is_refused() {
     // Classic alg confusion: the attacker uses the public PEM as an HMAC secret.
-    let auth = JwtAuthenticator::<Claims>::builder().key(JwtKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC)).build().unwrap();
-    let forged = sign(Algorithm::HS256, &EncodingKey::from_secret(RSA_PUBLIC), &claims_exp_in(600));
+    let auth = JwtAuthenticator::<Claims>::builder()
+        .key(JwtKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC))
+        .build()
+        .unwrap();
+    let forged = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(RSA_PUBLIC),
+        &claims_exp_in(600),
+    );
     assert_invalid(auth, &forged, "No key matches the token").await;
 }
 
 #[tokio::test]
 async fn validly_signed_token_with_an_algorithm_outside_the_key_allow_list_is_refused() {
-    let auth = JwtAuthenticator::<Claims>::builder().key(JwtKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC)).build().unwrap();
-    let ps256 = sign(Algorithm::PS256, &EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(), &claims_exp_in(600));
+    let auth = JwtAuthenticator::<Claims>::builder()
+        .key(JwtKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC))
+        .build()
+        .unwrap();
+    let ps256 = sign(
+        Algorithm::PS256,
+        &EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+        &claims_exp_in(600),
+    );
     assert_invalid(auth, &ps256, "No key matches the token").await;
     let both = JwtAuthenticator::<Claims>::builder()
         .key(JwtKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC).also_allow(Algorithm::PS256))
@@ -160,18 +245,31 @@ async fn validly_signed_token_with_an_algorithm_outside_the_key_allow_list_is_re
 
 #[tokio::test]
 async fn token_signed_by_another_key_is_a_bad_signature() {
-    let auth = JwtAuthenticator::<Claims>::builder().key(JwtKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC)).build().unwrap();
-    let other = sign(Algorithm::RS256, &EncodingKey::from_rsa_pem(RSA2_PRIVATE).unwrap(), &claims_exp_in(600));
+    let auth = JwtAuthenticator::<Claims>::builder()
+        .key(JwtKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC))
+        .build()
+        .unwrap();
+    let other = sign(
+        Algorithm::RS256,
+        &EncodingKey::from_rsa_pem(RSA2_PRIVATE).unwrap(),
+        &claims_exp_in(600),
+    );
     assert_invalid(auth, &other, "The token signature is invalid").await;
 }
 
 #[tokio::test]
 async fn embedded_jwk_header_signed_by_an_attacker_key_is_refused() {
-    let auth = JwtAuthenticator::<Claims>::builder().key(JwtKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC)).build().unwrap();
+    let auth = JwtAuthenticator::<Claims>::builder()
+        .key(JwtKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC))
+        .build()
+        .unwrap();
     install_signing_provider();
     let attacker = EncodingKey::from_rsa_pem(RSA2_PRIVATE).unwrap();
     let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&attacker, Algorithm::RS256).unwrap();
-    let header = format!(r#"{{"alg":"RS256","jwk":{}}}"#, serde_json::to_string(&jwk).unwrap());
+    let header = format!(
+        r#"{{"alg":"RS256","jwk":{}}}"#,
+        serde_json::to_string(&jwk).unwrap()
+    );
     let token = sign_raw(&header, &claims_exp_in(600), Algorithm::RS256, &attacker);
     assert_invalid(auth, &token, "The token signature is invalid").await;
 }
@@ -184,43 +282,87 @@ async fn jku_and_x5u_headers_cause_no_outbound_request() {
     let attacker = EncodingKey::from_rsa_pem(RSA2_PRIVATE).unwrap();
     let header = format!(r#"{{"alg":"RS256","jku":"{url}","x5u":"{url}"}}"#);
     let token = sign_raw(&header, &claims_exp_in(600), Algorithm::RS256, &attacker);
-    let auth = JwtAuthenticator::<Claims>::builder().key(JwtKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC)).build().unwrap();
+    let auth = JwtAuthenticator::<Claims>::builder()
+        .key(JwtKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC))
+        .build()
+        .unwrap();
     assert_invalid(auth, &token, "The token signature is invalid").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(listener.accept().is_err(), "the verifier must never fetch jku/x5u");
+    assert!(
+        listener.accept().is_err(),
+        "the verifier must never fetch jku/x5u"
+    );
 }
 
 #[tokio::test]
 async fn crit_header_is_refused() {
     let key = EncodingKey::from_secret(SECRET);
-    let token = sign_raw(r#"{"alg":"HS256","crit":["exp"],"exp":1}"#, &claims_exp_in(600), Algorithm::HS256, &key);
-    assert_invalid(builder().build().unwrap(), &token, "The token has critical header parameters this server does not understand").await;
+    let token = sign_raw(
+        r#"{"alg":"HS256","crit":["exp"],"exp":1}"#,
+        &claims_exp_in(600),
+        Algorithm::HS256,
+        &key,
+    );
+    assert_invalid(
+        builder().build().unwrap(),
+        &token,
+        "The token has critical header parameters this server does not understand",
+    )
+    .await;
 }
 
 #[test]
 fn hmac_secrets_shorter_than_the_hash_are_refused_at_build() {
-    for (alg, min) in [(Algorithm::HS256, 32), (Algorithm::HS384, 48), (Algorithm::HS512, 64)] {
+    for (alg, min) in [
+        (Algorithm::HS256, 32),
+        (Algorithm::HS384, 48),
+        (Algorithm::HS512, 64),
+    ] {
         let short = vec![7u8; min - 1];
-        let err = JwtAuthenticator::<Claims>::builder().key(JwtKey::hmac(alg, &short)).build().unwrap_err();
-        assert!(matches!(err, ConfigError::WeakHmacSecret { min_len, actual_len, .. } if min_len == min && actual_len == min - 1));
-        assert!(JwtAuthenticator::<Claims>::builder().key(JwtKey::hmac(alg, vec![7u8; min])).build().is_ok());
+        let err = JwtAuthenticator::<Claims>::builder()
+            .key(JwtKey::hmac(alg, &short))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::WeakHmacSecret { min_len, actual_len, .. } if min_len == min && actual_len == min - 1)
+        );
+        assert!(
+            JwtAuthenticator::<Claims>::builder()
+                .key(JwtKey::hmac(alg, vec![7u8; min]))
+                .build()
+                .is_ok()
+        );
     }
 }
 
 #[test]
 fn key_of_the_wrong_family_or_unparsable_key_is_refused_at_build() {
-    let err = JwtAuthenticator::<Claims>::builder().key(JwtKey::rsa_pem(Algorithm::ES256, RSA_PUBLIC)).build().unwrap_err();
+    let err = JwtAuthenticator::<Claims>::builder()
+        .key(JwtKey::rsa_pem(Algorithm::ES256, RSA_PUBLIC))
+        .build()
+        .unwrap_err();
     assert!(matches!(err, ConfigError::InvalidKey(_)));
-    let err = JwtAuthenticator::<Claims>::builder().key(JwtKey::rsa_pem(Algorithm::RS256, b"not a pem")).build().unwrap_err();
+    let err = JwtAuthenticator::<Claims>::builder()
+        .key(JwtKey::rsa_pem(Algorithm::RS256, b"not a pem"))
+        .build()
+        .unwrap_err();
     assert!(matches!(err, ConfigError::InvalidKey(_)));
-    assert_eq!(JwtAuthenticator::<Claims>::builder().build().unwrap_err(), ConfigError::NoKeys);
+    assert_eq!(
+        JwtAuthenticator::<Claims>::builder().build().unwrap_err(),
+        ConfigError::NoKeys
+    );
 }
 
 #[tokio::test]
 async fn jwe_bad_base64_non_utf8_and_duplicate_claims_are_invalid_token() {
     let auth = || builder().build().unwrap();
     let good = hs256(&claims_exp_in(600));
-    assert_invalid(auth(), &format!("{good}.x.y"), "Encrypted tokens (JWE) are not accepted").await;
+    assert_invalid(
+        auth(),
+        &format!("{good}.x.y"),
+        "Encrypted tokens (JWE) are not accepted",
+    )
+    .await;
     // Padding is valid b64token grammar but not base64url as JWS uses it (RFC 7515 §2).
     assert_invalid(auth(), &format!("{good}="), "The token is malformed").await;
     // `=` inside the token is not even b64token: malformed credentials, 400.
@@ -235,26 +377,53 @@ async fn jwe_bad_base64_non_utf8_and_duplicate_claims_are_invalid_token() {
     assert_invalid(auth(), "a.b", "The token is malformed").await;
     let key = EncodingKey::from_secret(SECRET);
     let exp = now() + 600;
-    let dup = sign(Algorithm::HS256, &key, &format!(r#"{{"sub":"alice","exp":{exp},"exp":{exp}}}"#));
+    let dup = sign(
+        Algorithm::HS256,
+        &key,
+        &format!(r#"{{"sub":"alice","exp":{exp},"exp":{exp}}}"#),
+    );
     assert_invalid(auth(), &dup, "The token claims are malformed").await;
     install_signing_provider();
     let header = b64(br#"{"alg":"HS256"}"#);
     let payload = b64(&[0xff, 0xfe, b'{']);
     let message = format!("{header}.{payload}");
     let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).unwrap();
-    assert_invalid(auth(), &format!("{message}.{sig}"), "The token claims are malformed").await;
-    let jwe_header = sign_raw(r#"{"alg":"HS256","enc":"A128GCM"}"#, &claims_exp_in(600), Algorithm::HS256, &key);
-    assert_invalid(auth(), &jwe_header, "Encrypted tokens (JWE) are not accepted").await;
+    assert_invalid(
+        auth(),
+        &format!("{message}.{sig}"),
+        "The token claims are malformed",
+    )
+    .await;
+    let jwe_header = sign_raw(
+        r#"{"alg":"HS256","enc":"A128GCM"}"#,
+        &claims_exp_in(600),
+        Algorithm::HS256,
+        &key,
+    );
+    assert_invalid(
+        auth(),
+        &jwe_header,
+        "Encrypted tokens (JWE) are not accepted",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn hostile_kid_values_are_just_unknown_keys() {
     let auth = || {
-        JwtAuthenticator::<Claims>::builder().key(JwtKey::hmac(Algorithm::HS256, SECRET).with_kid("k1")).build().unwrap()
+        JwtAuthenticator::<Claims>::builder()
+            .key(JwtKey::hmac(Algorithm::HS256, SECRET).with_kid("k1"))
+            .build()
+            .unwrap()
     };
     let key = EncodingKey::from_secret(SECRET);
     let long = "x".repeat(4_000);
-    for kid in ["../../etc/passwd", "' OR 1=1 --", long.as_str(), "k1\nforged log line"] {
+    for kid in [
+        "../../etc/passwd",
+        "' OR 1=1 --",
+        long.as_str(),
+        "k1\nforged log line",
+    ] {
         let header = serde_json::json!({"alg": "HS256", "kid": kid}).to_string();
         let token = sign_raw(&header, &claims_exp_in(600), Algorithm::HS256, &key);
         assert_invalid(auth(), &token, "No key matches the token").await;
@@ -265,7 +434,12 @@ async fn hostile_kid_values_are_just_unknown_keys() {
     let (status, challenge, _) = check(auth(), &token).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(challenge.contains("too long"));
-    let token = sign_raw(r#"{"alg":"HS256","kid":"k1"}"#, &claims_exp_in(600), Algorithm::HS256, &key);
+    let token = sign_raw(
+        r#"{"alg":"HS256","kid":"k1"}"#,
+        &claims_exp_in(600),
+        Algorithm::HS256,
+        &key,
+    );
     assert_accepted(auth(), &token).await;
 }
 
@@ -273,65 +447,145 @@ async fn hostile_kid_values_are_just_unknown_keys() {
 
 #[tokio::test]
 async fn exp_is_required() {
-    assert_invalid(builder().build().unwrap(), &hs256(r#"{"sub":"alice"}"#), "The token has no expiry").await;
+    assert_invalid(
+        builder().build().unwrap(),
+        &hs256(r#"{"sub":"alice"}"#),
+        "The token has no expiry",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn expired_beyond_leeway_is_refused_and_inside_leeway_accepted() {
     let auth = || builder().leeway(Duration::from_secs(60)).build().unwrap();
-    assert_invalid(auth(), &hs256(&claims_exp_in(-120)), "The token has expired").await;
+    assert_invalid(
+        auth(),
+        &hs256(&claims_exp_in(-120)),
+        "The token has expired",
+    )
+    .await;
     assert_accepted(auth(), &hs256(&claims_exp_in(-30))).await;
     // Default leeway is at most 60 s.
-    assert_invalid(builder().build().unwrap(), &hs256(&claims_exp_in(-61)), "The token has expired").await;
+    assert_invalid(
+        builder().build().unwrap(),
+        &hs256(&claims_exp_in(-61)),
+        "The token has expired",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn injected_clock_decides_expiry_without_sleeping() {
     let base = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
     let token = hs256(r#"{"sub":"alice","exp":2000000100}"#);
-    let at = |t: SystemTime| builder().leeway(Duration::ZERO).clock(move || t).build().unwrap();
+    let at = |t: SystemTime| {
+        builder()
+            .leeway(Duration::ZERO)
+            .clock(move || t)
+            .build()
+            .unwrap()
+    };
     assert_accepted(at(base + Duration::from_secs(99)), &token).await;
-    assert_invalid(at(base + Duration::from_secs(100)), &token, "The token has expired").await;
+    assert_invalid(
+        at(base + Duration::from_secs(100)),
+        &token,
+        "The token has expired",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn string_numeric_dates_are_refused_and_floats_accepted() {
     let auth = || builder().build().unwrap();
-    assert_invalid(auth(), &hs256(r#"{"sub":"alice","exp":"99999999999"}"#), "The token claims are malformed").await;
+    assert_invalid(
+        auth(),
+        &hs256(r#"{"sub":"alice","exp":"99999999999"}"#),
+        "The token claims are malformed",
+    )
+    .await;
     let exp = now() + 600;
-    let nbf = hs256(&format!(r#"{{"sub":"alice","exp":{exp},"nbf":"99999999999"}}"#));
+    let nbf = hs256(&format!(
+        r#"{{"sub":"alice","exp":{exp},"nbf":"99999999999"}}"#
+    ));
     assert_invalid(auth(), &nbf, "The token claims are malformed").await;
-    assert_accepted(auth(), &hs256(&format!(r#"{{"sub":"alice","exp":{exp}.5}}"#))).await;
+    assert_accepted(
+        auth(),
+        &hs256(&format!(r#"{{"sub":"alice","exp":{exp}.5}}"#)),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn future_nbf_and_iat_beyond_leeway_are_refused() {
     let auth = || builder().leeway(Duration::from_secs(10)).build().unwrap();
     let t = now();
-    let nbf = hs256(&format!(r#"{{"sub":"alice","exp":{},"nbf":{}}}"#, t + 600, t + 60));
+    let nbf = hs256(&format!(
+        r#"{{"sub":"alice","exp":{},"nbf":{}}}"#,
+        t + 600,
+        t + 60
+    ));
     assert_invalid(auth(), &nbf, "The token is not valid yet").await;
-    let iat = hs256(&format!(r#"{{"sub":"alice","exp":{},"iat":{}}}"#, t + 600, t + 60));
+    let iat = hs256(&format!(
+        r#"{{"sub":"alice","exp":{},"iat":{}}}"#,
+        t + 600,
+        t + 60
+    ));
     assert_invalid(auth(), &iat, "The token was issued in the future").await;
-    let ok = hs256(&format!(r#"{{"sub":"alice","exp":{},"nbf":{},"iat":{}}}"#, t + 600, t + 5, t + 5));
+    let ok = hs256(&format!(
+        r#"{{"sub":"alice","exp":{},"nbf":{},"iat":{}}}"#,
+        t + 600,
+        t + 5,
+        t + 5
+    ));
     assert_accepted(auth(), &ok).await;
 }
 
 #[tokio::test]
 async fn max_lifetime_refuses_far_future_expiry() {
-    let auth = || builder().max_lifetime(Duration::from_secs(3600)).build().unwrap();
-    assert_invalid(auth(), &hs256(&claims_exp_in(86_400)), "The token lifetime is too long").await;
+    let auth = || {
+        builder()
+            .max_lifetime(Duration::from_secs(3600))
+            .build()
+            .unwrap()
+    };
+    assert_invalid(
+        auth(),
+        &hs256(&claims_exp_in(86_400)),
+        "The token lifetime is too long",
+    )
+    .await;
     assert_accepted(auth(), &hs256(&claims_exp_in(1800))).await;
 }
 
 #[tokio::test]
 async fn issuer_must_match_exactly_and_is_required() {
-    let auth = || builder().issuer("https://auth.example.com").build().unwrap();
+    let auth = || {
+        builder()
+            .issuer("https://auth.example.com")
+            .build()
+            .unwrap()
+    };
     let exp = now() + 600;
     let with = |iss: &str| hs256(&format!(r#"{{"sub":"alice","exp":{exp},"iss":"{iss}"}}"#));
     assert_accepted(auth(), &with("https://auth.example.com")).await;
-    assert_invalid(auth(), &with("https://auth.example.com/"), "The token issuer is not accepted").await;
-    assert_invalid(auth(), &with("https://evil.example.com"), "The token issuer is not accepted").await;
-    assert_invalid(auth(), &hs256(&claims_exp_in(600)), "The token issuer is not accepted").await;
+    assert_invalid(
+        auth(),
+        &with("https://auth.example.com/"),
+        "The token issuer is not accepted",
+    )
+    .await;
+    assert_invalid(
+        auth(),
+        &with("https://evil.example.com"),
+        "The token issuer is not accepted",
+    )
+    .await;
+    assert_invalid(
+        auth(),
+        &hs256(&claims_exp_in(600)),
+        "The token issuer is not accepted",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -341,17 +595,34 @@ async fn configured_audience_is_required_and_any_match_is_enough() {
     let with = |aud: &str| hs256(&format!(r#"{{"sub":"alice","exp":{exp},"aud":{aud}}}"#));
     assert_accepted(auth(), &with(r#""memory-api""#)).await;
     assert_accepted(auth(), &with(r#"["other","memory-api"]"#)).await;
-    assert_invalid(auth(), &with(r#""other""#), "The token audience is not accepted").await;
+    assert_invalid(
+        auth(),
+        &with(r#""other""#),
+        "The token audience is not accepted",
+    )
+    .await;
     assert_invalid(auth(), &with("[]"), "The token audience is not accepted").await;
     assert_invalid(auth(), &with("42"), "The token claims are malformed").await;
-    assert_invalid(auth(), &hs256(&claims_exp_in(600)), "The token audience is not accepted").await;
+    assert_invalid(
+        auth(),
+        &hs256(&claims_exp_in(600)),
+        "The token audience is not accepted",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn token_audience_without_configured_audience_is_refused_unless_opted_out() {
     let exp = now() + 600;
-    let token = hs256(&format!(r#"{{"sub":"alice","exp":{exp},"aud":"someone-else"}}"#));
-    assert_invalid(builder().build().unwrap(), &token, "The token audience is not accepted").await;
+    let token = hs256(&format!(
+        r#"{{"sub":"alice","exp":{exp},"aud":"someone-else"}}"#
+    ));
+    assert_invalid(
+        builder().build().unwrap(),
+        &token,
+        "The token audience is not accepted",
+    )
+    .await;
     assert_accepted(builder().accept_any_audience().build().unwrap(), &token).await;
 }
 
@@ -359,19 +630,37 @@ async fn token_audience_without_configured_audience_is_refused_unless_opted_out(
 async fn required_typ_accepts_at_jwt_spellings_and_refuses_id_tokens() {
     let auth = || builder().require_typ("at+jwt").build().unwrap();
     let key = EncodingKey::from_secret(SECRET);
-    let with = |typ: &str| sign_raw(&format!(r#"{{"alg":"HS256","typ":"{typ}"}}"#), &claims_exp_in(600), Algorithm::HS256, &key);
+    let with = |typ: &str| {
+        sign_raw(
+            &format!(r#"{{"alg":"HS256","typ":"{typ}"}}"#),
+            &claims_exp_in(600),
+            Algorithm::HS256,
+            &key,
+        )
+    };
     for ok in ["at+jwt", "AT+JWT", "application/at+jwt"] {
         assert_accepted(auth(), &with(ok)).await;
     }
     assert_invalid(auth(), &with("JWT"), "The token type is not accepted").await;
-    let untyped = sign_raw(r#"{"alg":"HS256"}"#, &claims_exp_in(600), Algorithm::HS256, &key);
+    let untyped = sign_raw(
+        r#"{"alg":"HS256"}"#,
+        &claims_exp_in(600),
+        Algorithm::HS256,
+        &key,
+    );
     assert_invalid(auth(), &untyped, "The token type is not accepted").await;
 }
 
 #[tokio::test]
 async fn user_mapping_can_refuse_a_verified_token() {
     let auth = builder()
-        .map_user(|c: Claims| if c.sub == "mallory" { Err(AuthError::forbidden()) } else { Ok(c) })
+        .map_user(|c: Claims| {
+            if c.sub == "mallory" {
+                Err(AuthError::forbidden())
+            } else {
+                Ok(c)
+            }
+        })
         .build()
         .unwrap();
     let token = hs256(&format!(r#"{{"sub":"mallory","exp":{}}}"#, now() + 600));
@@ -401,11 +690,18 @@ fn jwks(keys: Vec<serde_json::Value>) -> String {
 
 fn rs(alg: Algorithm, kid: &str) -> String {
     let header = format!(r#"{{"alg":"{}","kid":"{kid}"}}"#, alg_str(alg));
-    sign_raw(&header, &claims_exp_in(600), alg, &EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap())
+    sign_raw(
+        &header,
+        &claims_exp_in(600),
+        alg,
+        &EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+    )
 }
 
 fn from_jwks(keys: Vec<serde_json::Value>) -> Result<JwtAuthenticator<Claims>, ConfigError> {
-    JwtAuthenticator::<Claims>::builder().jwk_set_json(jwks(keys)).build()
+    JwtAuthenticator::<Claims>::builder()
+        .jwk_set_json(jwks(keys))
+        .build()
 }
 
 #[tokio::test]
@@ -416,21 +712,36 @@ async fn jwk_set_keys_verify_by_kid() {
     ])
     .unwrap();
     assert_accepted(auth.clone(), &rs(Algorithm::RS256, "new")).await;
-    assert_invalid(auth, &rs(Algorithm::RS256, "old"), "The token signature is invalid").await;
+    assert_invalid(
+        auth,
+        &rs(Algorithm::RS256, "old"),
+        "The token signature is invalid",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn jwk_alg_rs256_refuses_a_ps256_token() {
-    let auth = from_jwks(vec![rsa_jwk(RSA_PRIVATE, serde_json::json!({"kid": "k", "alg": "RS256"}))]).unwrap();
+    let auth = from_jwks(vec![rsa_jwk(
+        RSA_PRIVATE,
+        serde_json::json!({"kid": "k", "alg": "RS256"}),
+    )])
+    .unwrap();
     assert_accepted(auth.clone(), &rs(Algorithm::RS256, "k")).await;
     assert_invalid(auth, &rs(Algorithm::PS256, "k"), "No key matches the token").await;
 }
 
 #[test]
 fn encryption_and_non_verify_keys_are_never_used() {
-    let enc = from_jwks(vec![rsa_jwk(RSA_PRIVATE, serde_json::json!({"kid": "k", "use": "enc"}))]);
+    let enc = from_jwks(vec![rsa_jwk(
+        RSA_PRIVATE,
+        serde_json::json!({"kid": "k", "use": "enc"}),
+    )]);
     assert_eq!(enc.unwrap_err(), ConfigError::NoKeys);
-    let ops = from_jwks(vec![rsa_jwk(RSA_PRIVATE, serde_json::json!({"kid": "k", "key_ops": ["encrypt"]}))]);
+    let ops = from_jwks(vec![rsa_jwk(
+        RSA_PRIVATE,
+        serde_json::json!({"kid": "k", "key_ops": ["encrypt"]}),
+    )]);
     assert_eq!(ops.unwrap_err(), ConfigError::NoKeys);
 }
 
@@ -454,8 +765,14 @@ async fn one_malformed_jwk_does_not_discard_the_others() {
 #[test]
 fn symmetric_jwks_are_ignored_unless_hs_is_allowed() {
     let oct = serde_json::json!({"kty": "oct", "kid": "h", "k": b64(SECRET)});
-    assert_eq!(from_jwks(vec![oct.clone()]).unwrap_err(), ConfigError::NoKeys);
-    let allowed = JwtAuthenticator::<Claims>::builder().jwk_set_json(jwks(vec![oct])).algorithms([Algorithm::HS256]).build();
+    assert_eq!(
+        from_jwks(vec![oct.clone()]).unwrap_err(),
+        ConfigError::NoKeys
+    );
+    let allowed = JwtAuthenticator::<Claims>::builder()
+        .jwk_set_json(jwks(vec![oct]))
+        .algorithms([Algorithm::HS256])
+        .build();
     assert!(allowed.is_ok());
 }
 
@@ -464,7 +781,12 @@ fn symmetric_jwks_are_ignored_unless_hs_is_allowed() {
 #[tokio::test]
 async fn every_401_has_a_challenge_with_a_safe_description_and_one_realm() {
     let good = hs256(&claims_exp_in(600));
-    let mut tokens = vec![String::from("x"), good.replace('.', ""), format!("{good}.."), format!("{good}x")];
+    let mut tokens = vec![
+        String::from("x"),
+        good.replace('.', ""),
+        format!("{good}.."),
+        format!("{good}x"),
+    ];
     for i in 0..good.len() {
         let mut bytes = good.clone().into_bytes();
         bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
@@ -475,11 +797,25 @@ async fn every_401_has_a_challenge_with_a_safe_description_and_one_realm() {
         if status == StatusCode::OK {
             continue; // a flipped bit in base64 padding bits can decode to the same bytes
         }
-        assert!(matches!(status, StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST), "{status}");
+        assert!(
+            matches!(status, StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST),
+            "{status}"
+        );
         assert_eq!(challenge.matches("realm=").count(), 1, "{challenge}");
-        let description = challenge.split("error_description=\"").nth(1).unwrap().trim_end_matches('"');
-        assert!(description.chars().all(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')));
-        assert!(!challenge.contains(&token), "the token must never be echoed");
+        let description = challenge
+            .split("error_description=\"")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('"');
+        assert!(
+            description
+                .chars()
+                .all(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
+        );
+        assert!(
+            !challenge.contains(&token),
+            "the token must never be echoed"
+        );
     }
 }
 
@@ -494,10 +830,15 @@ fn debug_output_hides_key_material() {
 
 // ---------- Extraction ----------
 
-async fn send_with(layer: BearerAuthLayer<JwtAuthenticator<Claims>>, req: Request<String>) -> Response<String> {
+async fn send_with(
+    layer: BearerAuthLayer<JwtAuthenticator<Claims>>,
+    req: Request<String>,
+) -> Response<String> {
     ServiceBuilder::new()
         .layer(layer)
-        .service(service_fn(|_r: Request<String>| async { Ok::<_, Infallible>(Response::new(String::from("ok"))) }))
+        .service(service_fn(|_r: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::from("ok")))
+        }))
         .oneshot(req)
         .await
         .unwrap()
@@ -506,7 +847,8 @@ async fn send_with(layer: BearerAuthLayer<JwtAuthenticator<Claims>>, req: Reques
 fn with_auth(values: &[&str], uri: &str) -> Request<String> {
     let mut req = Request::get(uri).body(String::new()).unwrap();
     for v in values {
-        req.headers_mut().append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        req.headers_mut()
+            .append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
     }
     req
 }
@@ -528,11 +870,21 @@ async fn extraction_follows_rfc_6750() {
     }
     // Empty token, characters outside b64token, trailing junk (envoy #27877), two headers.
     let junk = format!("Bearer {token} junk");
-    let cases: [&[&str]; 4] = [&["Bearer "], &["Bearer a\"b"], &[junk.as_str()], &["Bearer a", "Bearer b"]];
+    let cases: [&[&str]; 4] = [
+        &["Bearer "],
+        &["Bearer a\"b"],
+        &[junk.as_str()],
+        &["Bearer a", "Bearer b"],
+    ];
     for values in cases {
         let res = send_with(layer(), with_auth(values, "/")).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{values:?}");
-        assert!(res.headers()[WWW_AUTHENTICATE].to_str().unwrap().contains(r#"error="invalid_request""#));
+        assert!(
+            res.headers()[WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains(r#"error="invalid_request""#)
+        );
     }
 }
 
@@ -540,9 +892,17 @@ async fn extraction_follows_rfc_6750() {
 async fn query_token_is_opt_in_exclusive_and_private() {
     let token = hs256(&claims_exp_in(600));
     let uri = format!("/x?access_token={token}");
-    let off = send_with(BearerAuthLayer::new(builder().build().unwrap()), with_auth(&[], &uri)).await;
+    let off = send_with(
+        BearerAuthLayer::new(builder().build().unwrap()),
+        with_auth(&[], &uri),
+    )
+    .await;
     assert_eq!(off.status(), StatusCode::UNAUTHORIZED);
-    let layer = || BearerAuthLayer::new(builder().build().unwrap()).token_from_query("access_token").unwrap();
+    let layer = || {
+        BearerAuthLayer::new(builder().build().unwrap())
+            .token_from_query("access_token")
+            .unwrap()
+    };
     let on = send_with(layer(), with_auth(&[], &uri)).await;
     assert_eq!(on.status(), StatusCode::OK);
     assert_eq!(on.headers()[http::header::CACHE_CONTROL], "private");
@@ -553,8 +913,17 @@ async fn query_token_is_opt_in_exclusive_and_private() {
 #[tokio::test]
 async fn oversized_token_is_refused_before_decoding() {
     let layer = BearerAuthLayer::new(builder().build().unwrap()).max_token_len(256);
-    let token = hs256(&format!(r#"{{"sub":"alice","exp":{},"pad":"{}"}}"#, now() + 600, "p".repeat(300)));
+    let token = hs256(&format!(
+        r#"{{"sub":"alice","exp":{},"pad":"{}"}}"#,
+        now() + 600,
+        "p".repeat(300)
+    ));
     let res = send_with(layer, with_auth(&[&format!("Bearer {token}")], "/")).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert!(res.headers()[WWW_AUTHENTICATE].to_str().unwrap().contains("too long"));
+    assert!(
+        res.headers()[WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("too long")
+    );
 }

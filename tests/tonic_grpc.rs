@@ -19,18 +19,36 @@ struct ScopedHealth;
 
 #[tonic::async_trait]
 impl Health for ScopedHealth {
-    async fn check(&self, request: Request<HealthCheckRequest>) -> Result<Response<HealthCheckResponse>, Status> {
-        let user = request.extensions().get::<Authenticated<Claims>>().ok_or_else(|| Status::internal("no user"))?;
-        let scope = request.extensions().get::<ResourceId>().ok_or_else(|| Status::internal("no scope"))?;
-        let mut response = Response::new(HealthCheckResponse { status: ServingStatus::Serving as i32 });
-        response.metadata_mut().insert("x-user", user.sub.parse().unwrap());
-        response.metadata_mut().insert("x-resource-id", scope.as_str().parse().unwrap());
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        let user = request
+            .extensions()
+            .get::<Authenticated<Claims>>()
+            .ok_or_else(|| Status::internal("no user"))?;
+        let scope = request
+            .extensions()
+            .get::<ResourceId>()
+            .ok_or_else(|| Status::internal("no scope"))?;
+        let mut response = Response::new(HealthCheckResponse {
+            status: ServingStatus::Serving as i32,
+        });
+        response
+            .metadata_mut()
+            .insert("x-user", user.sub.parse().unwrap());
+        response
+            .metadata_mut()
+            .insert("x-resource-id", scope.as_str().parse().unwrap());
         Ok(response)
     }
 
     type WatchStream = tonic::codegen::tokio_stream::Empty<Result<HealthCheckResponse, Status>>;
 
-    async fn watch(&self, _request: Request<HealthCheckRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        _request: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         Ok(Response::new(tonic::codegen::tokio_stream::empty()))
     }
 }
@@ -52,7 +70,11 @@ async fn serve() -> String {
 }
 
 async fn check(base: &str, token: Option<&str>) -> Result<Response<HealthCheckResponse>, Status> {
-    let channel = Endpoint::from_shared(base.to_owned()).unwrap().connect().await.unwrap();
+    let channel = Endpoint::from_shared(base.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let header = token.map(|t| MetadataValue::try_from(format!("Bearer {t}")).unwrap());
     let mut client = HealthClient::with_interceptor(channel, move |mut req: Request<()>| {
         if let Some(h) = &header {
@@ -60,7 +82,11 @@ async fn check(base: &str, token: Option<&str>) -> Result<Response<HealthCheckRe
         }
         Ok(req)
     });
-    client.check(HealthCheckRequest { service: String::new() }).await
+    client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
 }
 
 #[tokio::test]
@@ -85,7 +111,10 @@ async fn unscopable_user_is_permission_denied_with_message() {
     let base = serve().await;
     let status = check(&base, Some(&token_for("nobody"))).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    assert_eq!(status.message(), "Access denied: request could not be scoped to a resource");
+    assert_eq!(
+        status.message(),
+        "Access denied: request could not be scoped to a resource"
+    );
 }
 
 #[tokio::test]

@@ -38,9 +38,9 @@ fn invalid_request(message: &'static str) -> Rejection {
 pub(crate) fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
     body_len > 0
-        && token[..body_len]
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && token[..body_len].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 fn checked(token: &str, max_len: usize) -> Result<&str, Rejection> {
@@ -56,7 +56,7 @@ fn checked(token: &str, max_len: usize) -> Result<&str, Rejection> {
 
 /// The bearer token of the `Authorization` header, `None` when there is none or it uses
 /// another scheme (e.g. `Basic`), which counts as "no bearer credentials".
-fn from_header<'a>(headers: &'a HeaderMap, max_len: usize) -> Result<Option<&'a str>, Rejection> {
+fn from_header(headers: &HeaderMap, max_len: usize) -> Result<Option<&str>, Rejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -81,30 +81,44 @@ fn from_header<'a>(headers: &'a HeaderMap, max_len: usize) -> Result<Option<&'a 
     if token.is_empty() {
         return Err(invalid_request("The bearer token is empty"));
     }
-    let token = std::str::from_utf8(token).map_err(|_| invalid_request("The access token is malformed"))?;
+    let token =
+        std::str::from_utf8(token).map_err(|_| invalid_request("The access token is malformed"))?;
     checked(token, max_len).map(Some)
 }
 
-fn from_cookie<'a>(headers: &'a HeaderMap, name: &str, max_len: usize) -> Result<Option<&'a str>, Rejection> {
+fn from_cookie<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+    max_len: usize,
+) -> Result<Option<&'a str>, Rejection> {
     let mut found = None;
     for value in headers.get_all(COOKIE) {
         let Ok(value) = value.to_str() else { continue };
         for pair in value.split(';') {
-            let Some((k, v)) = pair.trim().split_once('=') else { continue };
+            let Some((k, v)) = pair.trim().split_once('=') else {
+                continue;
+            };
             if k != name {
                 continue;
             }
             if found.is_some() {
                 return Err(invalid_request("More than one token cookie"));
             }
-            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
             found = Some(checked(v, max_len)?);
         }
     }
     Ok(found)
 }
 
-fn from_query<'a>(query: Option<&'a str>, name: &str, max_len: usize) -> Result<Option<Cow<'a, str>>, Rejection> {
+fn from_query<'a>(
+    query: Option<&'a str>,
+    name: &str,
+    max_len: usize,
+) -> Result<Option<Cow<'a, str>>, Rejection> {
     let Some(query) = query else { return Ok(None) };
     let mut found = None;
     for (k, v) in crate::query::pairs(query) {
@@ -117,7 +131,8 @@ fn from_query<'a>(query: Option<&'a str>, name: &str, max_len: usize) -> Result<
         if v.len() > max_len.saturating_mul(3) {
             return Err(invalid_request("The access token is too long"));
         }
-        let v = crate::query::decode(v).ok_or_else(|| invalid_request("The access token is malformed"))?;
+        let v = crate::query::decode(v)
+            .ok_or_else(|| invalid_request("The access token is malformed"))?;
         checked(&v, max_len)?;
         found = Some(v);
     }

@@ -50,12 +50,18 @@ pub struct BearerAuthLayer<A> {
 
 impl<A> std::fmt::Debug for BearerAuthLayer<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BearerAuthLayer").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("BearerAuthLayer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
 fn header_safe(setting: &'static str, value: &str) -> Result<(), ConfigError> {
-    if value.is_empty() || !value.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+    if value.is_empty()
+        || !value
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
         return Err(ConfigError::InvalidValue {
             setting,
             reason: "use printable ASCII without `\"` or `\\`".into(),
@@ -65,8 +71,15 @@ fn header_safe(setting: &'static str, value: &str) -> Result<(), ConfigError> {
 }
 
 fn name_safe(setting: &'static str, value: &str) -> Result<(), ConfigError> {
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
-        return Err(ConfigError::InvalidValue { setting, reason: "use letters, digits, `-`, `_`, `.` or `~`".into() });
+    if value.is_empty()
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+    {
+        return Err(ConfigError::InvalidValue {
+            setting,
+            reason: "use letters, digits, `-`, `_`, `.` or `~`".into(),
+        });
     }
     Ok(())
 }
@@ -81,7 +94,11 @@ impl<A: Authenticate> BearerAuthLayer<A> {
                 optional: false,
                 public: PathSet::default(),
                 bypass_preflight: true,
-                extract: ExtractConfig { max_len: DEFAULT_MAX_TOKEN_LEN, cookie: None, query: None },
+                extract: ExtractConfig {
+                    max_len: DEFAULT_MAX_TOKEN_LEN,
+                    cookie: None,
+                    query: None,
+                },
             }),
         }
     }
@@ -179,15 +196,21 @@ impl<A: Authenticate> BearerAuthLayer<A> {
     pub fn authenticate_headers(
         &self,
         headers: &HeaderMap,
-    ) -> impl Future<Output = Result<Option<Authenticated<A::User>>, Rejection>> + Send + 'static {
+    ) -> impl Future<Output = Result<Option<Authenticated<A::User>>, Rejection>> + Send + 'static
+    {
         let pending = match extract(headers, None, &self.config.extract) {
-            Ok(Some(found)) => Ok(Some(self.authenticator.authenticate(Token::new(&found.token)))),
+            Ok(Some(found)) => Ok(Some(
+                self.authenticator.authenticate(Token::new(&found.token)),
+            )),
             Ok(None) => Ok(None),
             Err(rejection) => Err(rejection),
         };
         async move {
             match pending? {
-                Some(fut) => fut.await.map(|u| Some(Authenticated::new(u))).map_err(Rejection::from),
+                Some(fut) => fut
+                    .await
+                    .map(|u| Some(Authenticated::new(u)))
+                    .map_err(Rejection::from),
                 None => Ok(None),
             }
         }
@@ -198,7 +221,11 @@ impl<S, A: Clone> Layer<S> for BearerAuthLayer<A> {
     type Service = BearerAuth<S, A>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BearerAuth { inner, authenticator: self.authenticator.clone(), config: Arc::clone(&self.config) }
+        BearerAuth {
+            inner,
+            authenticator: self.authenticator.clone(),
+            config: Arc::clone(&self.config),
+        }
     }
 }
 
@@ -212,7 +239,9 @@ pub struct BearerAuth<S, A> {
 
 impl<S: std::fmt::Debug, A> std::fmt::Debug for BearerAuth<S, A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BearerAuth").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("BearerAuth")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -220,7 +249,9 @@ impl<S: std::fmt::Debug, A> std::fmt::Debug for BearerAuth<S, A> {
 pub(crate) fn is_preflight<B>(req: &Request<B>) -> bool {
     req.method() == Method::OPTIONS
         && req.headers().contains_key(header::ORIGIN)
-        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 impl<S, A, ReqB, ResB> Service<Request<ReqB>> for BearerAuth<S, A>
@@ -245,17 +276,24 @@ where
             return GateFuture::pass(self.inner.call(req), None);
         }
         let (decision, private) = match extract(req.headers(), req.uri().query(), &config.extract) {
-            Ok(Some(found)) => {
-                (self.authenticator.authenticate(Token::new(&found.token)), found.source == Source::Query)
-            }
+            Ok(Some(found)) => (
+                self.authenticator.authenticate(Token::new(&found.token)),
+                found.source == Source::Query,
+            ),
             Ok(None) if config.optional => return GateFuture::pass(self.inner.call(req), None),
             Ok(None) => {
                 let rejection = Rejection::new(RejectionKind::MissingCredentials);
                 return GateFuture::done(render(rejection, req.headers(), config.realm.as_deref()));
             }
-            Err(rejection) => return GateFuture::done(render(rejection, req.headers(), config.realm.as_deref())),
+            Err(rejection) => {
+                return GateFuture::done(render(rejection, req.headers(), config.realm.as_deref()));
+            }
         };
-        let gate = AuthGate { config: Arc::clone(config), private, _user: PhantomData };
+        let gate = AuthGate {
+            config: Arc::clone(config),
+            private,
+            _user: PhantomData,
+        };
         GateFuture::deciding(decision, req, take_ready(&mut self.inner), gate)
     }
 }
@@ -277,7 +315,11 @@ where
 {
     type Outcome = Result<U, AuthError>;
 
-    fn admit(&self, outcome: <Self as Gate<ReqB>>::Outcome, req: &mut Request<ReqB>) -> Result<(), Rejection> {
+    fn admit(
+        &self,
+        outcome: <Self as Gate<ReqB>>::Outcome,
+        req: &mut Request<ReqB>,
+    ) -> Result<(), Rejection> {
         let user = outcome?;
         mark_sensitive(req.headers_mut());
         req.extensions_mut().insert(Authenticated::new(user));

@@ -158,17 +158,27 @@ impl AuthError {
 
     /// 403 `insufficient_scope` naming the scope the request needs.
     pub fn insufficient_scope(scope: impl Into<Cow<'static, str>>) -> Self {
-        Self { scope: Some(scope.into()), ..Self::new(AuthErrorKind::InsufficientScope, "Insufficient scope") }
+        Self {
+            scope: Some(scope.into()),
+            ..Self::new(AuthErrorKind::InsufficientScope, "Insufficient scope")
+        }
     }
 
     /// 503: the authenticator could not reach what it needs to decide.
     pub fn unavailable() -> Self {
-        Self::new(AuthErrorKind::Unavailable, "Authentication backend unavailable")
+        Self::new(
+            AuthErrorKind::Unavailable,
+            "Authentication backend unavailable",
+        )
     }
 
     /// An error of `kind` with a safe message of your own (never token or claim content).
     pub fn new(kind: AuthErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { kind, message: message.into(), scope: None }
+        Self {
+            kind,
+            message: message.into(),
+            scope: None,
+        }
     }
 
     /// Replaces the message with a safe one of your own.
@@ -191,7 +201,10 @@ impl AuthError {
 
 impl fmt::Debug for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthError").field("kind", &self.kind).field("message", &self.message).finish()
+        f.debug_struct("AuthError")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .finish()
     }
 }
 
@@ -206,16 +219,23 @@ impl std::error::Error for AuthError {}
 impl From<AuthError> for Rejection {
     fn from(err: AuthError) -> Self {
         match err.kind {
-            AuthErrorKind::InvalidToken => Rejection::with_message(RejectionKind::InvalidToken, err.message),
-            AuthErrorKind::Forbidden => Rejection::with_message(RejectionKind::Forbidden, err.message),
+            AuthErrorKind::InvalidToken => {
+                Rejection::with_message(RejectionKind::InvalidToken, err.message)
+            }
+            AuthErrorKind::Forbidden => {
+                Rejection::with_message(RejectionKind::Forbidden, err.message)
+            }
             AuthErrorKind::InsufficientScope => {
-                let rejection = Rejection::with_message(RejectionKind::InsufficientScope, err.message);
+                let rejection =
+                    Rejection::with_message(RejectionKind::InsufficientScope, err.message);
                 match err.scope {
                     Some(scope) => rejection.with_scope(scope),
                     None => rejection,
                 }
             }
-            AuthErrorKind::Unavailable => Rejection::with_message(RejectionKind::Unavailable, err.message),
+            AuthErrorKind::Unavailable => {
+                Rejection::with_message(RejectionKind::Unavailable, err.message)
+            }
         }
     }
 }

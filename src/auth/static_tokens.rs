@@ -30,7 +30,9 @@ pub struct StaticTokens<U> {
 impl<U> StaticTokens<U> {
     /// An empty set: every token is refused until keys are added.
     pub fn new() -> Self {
-        Self { entries: Arc::new([]) }
+        Self {
+            entries: Arc::new([]),
+        }
     }
 
     /// Adds a key and the user it authenticates.
@@ -39,9 +41,15 @@ impl<U> StaticTokens<U> {
     /// `-._~+/`); other keys can never match a bearer token.
     #[must_use]
     pub fn token(self, key: impl AsRef<str>, user: U) -> Self {
-        let mut entries: Vec<_> = self.entries.iter().map(|(d, u)| (*d, Arc::clone(u))).collect();
+        let mut entries: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(d, u)| (*d, Arc::clone(u)))
+            .collect();
         entries.push((digest(key.as_ref()), Arc::new(user)));
-        Self { entries: entries.into() }
+        Self {
+            entries: entries.into(),
+        }
     }
 
     /// The number of keys.
@@ -79,13 +87,17 @@ impl<U> Default for StaticTokens<U> {
 
 impl<U> Clone for StaticTokens<U> {
     fn clone(&self) -> Self {
-        Self { entries: Arc::clone(&self.entries) }
+        Self {
+            entries: Arc::clone(&self.entries),
+        }
     }
 }
 
 impl<U> fmt::Debug for StaticTokens<U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StaticTokens").field("keys", &self.entries.len()).finish()
+        f.debug_struct("StaticTokens")
+            .field("keys", &self.entries.len())
+            .finish()
     }
 }
 
@@ -97,7 +109,11 @@ where
     type Future = Ready<Result<U, AuthError>>;
 
     fn authenticate(&self, token: Token<'_>) -> Self::Future {
-        ready(self.find(token.expose_secret()).map(|u| U::clone(u)).ok_or_else(AuthError::invalid_token))
+        ready(
+            self.find(token.expose_secret())
+                .map(|u| U::clone(u))
+                .ok_or_else(AuthError::invalid_token),
+        )
     }
 }
 

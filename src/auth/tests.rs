@@ -20,8 +20,14 @@ fn tokens() -> StaticTokens<String> {
 /// Echoes who the handler saw: `user=<name>` or `anonymous`, plus whether Authorization was
 /// marked sensitive.
 async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
-    let user = req.extensions().get::<Authenticated<String>>().map(|u| (**u).clone());
-    let sensitive = req.headers().get(AUTHORIZATION).is_some_and(HeaderValue::is_sensitive);
+    let user = req
+        .extensions()
+        .get::<Authenticated<String>>()
+        .map(|u| (**u).clone());
+    let sensitive = req
+        .headers()
+        .get(AUTHORIZATION)
+        .is_some_and(HeaderValue::is_sensitive);
     let body = match user {
         Some(u) => format!("user={u} sensitive={sensitive}"),
         None => "anonymous".to_owned(),
@@ -29,8 +35,16 @@ async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
     Ok(Response::new(body))
 }
 
-async fn send<A: Authenticate<User = String>>(layer: BearerAuthLayer<A>, req: Request<String>) -> Response<String> {
-    ServiceBuilder::new().layer(layer).service(service_fn(echo)).oneshot(req).await.unwrap()
+async fn send<A: Authenticate<User = String>>(
+    layer: BearerAuthLayer<A>,
+    req: Request<String>,
+) -> Response<String> {
+    ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(echo))
+        .oneshot(req)
+        .await
+        .unwrap()
 }
 
 fn get(auth: Option<&str>) -> Request<String> {
@@ -42,12 +56,19 @@ fn get(auth: Option<&str>) -> Request<String> {
 }
 
 fn challenge(res: &Response<String>) -> &str {
-    res.headers().get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap()).unwrap_or("")
+    res.headers()
+        .get(WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or("")
 }
 
 #[tokio::test]
 async fn valid_token_inserts_authenticated_and_marks_header_sensitive() {
-    let res = send(BearerAuthLayer::new(tokens()), get(Some(&format!("Bearer {KEY}")))).await;
+    let res = send(
+        BearerAuthLayer::new(tokens()),
+        get(Some(&format!("Bearer {KEY}"))),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.body(), "user=alice sensitive=true");
 }
@@ -55,7 +76,11 @@ async fn valid_token_inserts_authenticated_and_marks_header_sensitive() {
 #[tokio::test]
 async fn lowercase_and_uppercase_bearer_scheme_is_accepted() {
     for scheme in ["bearer", "BEARER", "BeArEr"] {
-        let res = send(BearerAuthLayer::new(tokens()), get(Some(&format!("{scheme} {KEY}")))).await;
+        let res = send(
+            BearerAuthLayer::new(tokens()),
+            get(Some(&format!("{scheme} {KEY}"))),
+        )
+        .await;
         assert_eq!(res.status(), StatusCode::OK, "{scheme}");
     }
 }
@@ -65,19 +90,30 @@ async fn missing_token_gets_bare_challenge_without_error() {
     let res = send(BearerAuthLayer::new(tokens()), get(None)).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(challenge(&res), r#"Bearer realm="api""#);
-    assert_eq!(res.extensions().get::<Rejection>().unwrap().kind(), RejectionKind::MissingCredentials);
+    assert_eq!(
+        res.extensions().get::<Rejection>().unwrap().kind(),
+        RejectionKind::MissingCredentials
+    );
 }
 
 #[tokio::test]
 async fn basic_credentials_count_as_no_bearer_credentials() {
-    let res = send(BearerAuthLayer::new(tokens()), get(Some("Basic YWxpY2U6c2VjcmV0"))).await;
+    let res = send(
+        BearerAuthLayer::new(tokens()),
+        get(Some("Basic YWxpY2U6c2VjcmV0")),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(challenge(&res), r#"Bearer realm="api""#);
 }
 
 #[tokio::test]
 async fn unknown_token_is_invalid_token_with_description() {
-    let res = send(BearerAuthLayer::new(tokens()), get(Some("Bearer not-the-key"))).await;
+    let res = send(
+        BearerAuthLayer::new(tokens()),
+        get(Some("Bearer not-the-key")),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         challenge(&res),
@@ -87,20 +123,33 @@ async fn unknown_token_is_invalid_token_with_description() {
 
 #[tokio::test]
 async fn malformed_credentials_are_invalid_request() {
-    for header in ["Bearer", "Bearer ", "Bearer a,b", "Bearer tok junk", "Bearer ab=c", "Bearer \u{7f}"] {
-        let Ok(value) = HeaderValue::from_str(header) else { continue };
+    for header in [
+        "Bearer",
+        "Bearer ",
+        "Bearer a,b",
+        "Bearer tok junk",
+        "Bearer ab=c",
+        "Bearer \u{7f}",
+    ] {
+        let Ok(value) = HeaderValue::from_str(header) else {
+            continue;
+        };
         let mut req = get(None);
         req.headers_mut().insert(AUTHORIZATION, value);
         let res = send(BearerAuthLayer::new(tokens()), req).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{header:?}");
-        assert!(challenge(&res).contains(r#"error="invalid_request""#), "{header:?}");
+        assert!(
+            challenge(&res).contains(r#"error="invalid_request""#),
+            "{header:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn two_authorization_headers_are_invalid_request() {
     let mut req = get(Some(&format!("Bearer {KEY}")));
-    req.headers_mut().append(AUTHORIZATION, HeaderValue::from_static("Bearer other"));
+    req.headers_mut()
+        .append(AUTHORIZATION, HeaderValue::from_static("Bearer other"));
     let res = send(BearerAuthLayer::new(tokens()), req).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(challenge(&res).contains("More than one Authorization header"));
@@ -115,7 +164,11 @@ async fn oversized_token_is_rejected_before_the_authenticator_runs() {
         async { Ok::<_, AuthError>("x".to_owned()) }
     };
     let layer = BearerAuthLayer::new(auth).max_token_len(64);
-    let res = send(layer.clone(), get(Some(&format!("Bearer {}", "a".repeat(65))))).await;
+    let res = send(
+        layer.clone(),
+        get(Some(&format!("Bearer {}", "a".repeat(65)))),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(challenge(&res).contains("too long"));
     assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -136,20 +189,31 @@ async fn cookie_and_query_sources_are_off_by_default() {
 
 #[tokio::test]
 async fn cookie_source_accepts_the_named_cookie() {
-    let layer = BearerAuthLayer::new(tokens()).token_from_cookie("token").unwrap();
-    let req = Request::get("/x").header(COOKIE, format!("theme=dark; token={KEY}")).body(String::new()).unwrap();
+    let layer = BearerAuthLayer::new(tokens())
+        .token_from_cookie("token")
+        .unwrap();
+    let req = Request::get("/x")
+        .header(COOKIE, format!("theme=dark; token={KEY}"))
+        .body(String::new())
+        .unwrap();
     let res = send(layer, req).await;
     assert_eq!(res.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn query_source_sets_cache_control_private_on_success_and_failure() {
-    let layer = BearerAuthLayer::new(tokens()).token_from_query("access_token").unwrap();
-    let ok = Request::get(format!("/x?a=1&access_token={KEY}")).body(String::new()).unwrap();
+    let layer = BearerAuthLayer::new(tokens())
+        .token_from_query("access_token")
+        .unwrap();
+    let ok = Request::get(format!("/x?a=1&access_token={KEY}"))
+        .body(String::new())
+        .unwrap();
     let res = send(layer.clone(), ok).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()[CACHE_CONTROL], "private");
-    let bad = Request::get("/x?access_token=wrong").body(String::new()).unwrap();
+    let bad = Request::get("/x?access_token=wrong")
+        .body(String::new())
+        .unwrap();
     let res = send(layer, bad).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers()[CACHE_CONTROL], "private");
@@ -157,7 +221,9 @@ async fn query_source_sets_cache_control_private_on_success_and_failure() {
 
 #[tokio::test]
 async fn header_plus_query_token_is_more_than_one_method() {
-    let layer = BearerAuthLayer::new(tokens()).token_from_query("access_token").unwrap();
+    let layer = BearerAuthLayer::new(tokens())
+        .token_from_query("access_token")
+        .unwrap();
     let req = Request::get(format!("/x?access_token={KEY}"))
         .header(AUTHORIZATION, format!("Bearer {KEY}"))
         .body(String::new())
@@ -169,9 +235,14 @@ async fn header_plus_query_token_is_more_than_one_method() {
 
 #[tokio::test]
 async fn header_plus_cookie_token_is_more_than_one_method() {
-    let layer = BearerAuthLayer::new(tokens()).token_from_cookie("token").unwrap();
+    let layer = BearerAuthLayer::new(tokens())
+        .token_from_cookie("token")
+        .unwrap();
     let mut req = get(Some(&format!("Bearer {KEY}")));
-    req.headers_mut().insert(COOKIE, HeaderValue::from_str(&format!("token={KEY}")).unwrap());
+    req.headers_mut().insert(
+        COOKIE,
+        HeaderValue::from_str(&format!("token={KEY}")).unwrap(),
+    );
     assert_eq!(send(layer, req).await.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -189,13 +260,25 @@ async fn optional_mode_passes_anonymous_without_token_but_rejects_bad_token() {
 
 #[tokio::test]
 async fn public_paths_skip_authentication() {
-    let layer = BearerAuthLayer::new(tokens()).public_path("/health").unwrap().public_path("/docs/*").unwrap();
+    let layer = BearerAuthLayer::new(tokens())
+        .public_path("/health")
+        .unwrap()
+        .public_path("/docs/*")
+        .unwrap();
     for path in ["/health", "/docs", "/docs/a/b"] {
-        let res = send(layer.clone(), Request::get(path).body(String::new()).unwrap()).await;
+        let res = send(
+            layer.clone(),
+            Request::get(path).body(String::new()).unwrap(),
+        )
+        .await;
         assert_eq!(res.status(), StatusCode::OK, "{path}");
     }
     for path in ["/healthcheck", "/health/x", "/api/x"] {
-        let res = send(layer.clone(), Request::get(path).body(String::new()).unwrap()).await;
+        let res = send(
+            layer.clone(),
+            Request::get(path).body(String::new()).unwrap(),
+        )
+        .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
 }
@@ -219,9 +302,17 @@ async fn cors_preflight_passes_through_untouched_by_default() {
 
 #[tokio::test]
 async fn preflight_is_authenticated_when_configured_and_plain_options_always_are() {
-    let res = send(BearerAuthLayer::new(tokens()).authenticate_preflight(), preflight()).await;
+    let res = send(
+        BearerAuthLayer::new(tokens()).authenticate_preflight(),
+        preflight(),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let plain_options = Request::builder().method(Method::OPTIONS).uri("/x").body(String::new()).unwrap();
+    let plain_options = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/x")
+        .body(String::new())
+        .unwrap();
     let res = send(BearerAuthLayer::new(tokens()), plain_options).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
@@ -275,7 +366,9 @@ async fn json_errors_are_opt_in_and_skip_grpc() {
     let svc = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(tokens()).json_errors())
         .service(service_fn(|_r: Request<String>| async {
-            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok"))))
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"ok"),
+            )))
         }));
     let res = svc.clone().oneshot(get(None)).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
@@ -284,13 +377,29 @@ async fn json_errors_are_opt_in_and_skip_grpc() {
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], br#"{"error":"Authentication required"}"#);
 
-    let grpc = Request::post("/x").header(CONTENT_TYPE, "application/grpc").body(String::new()).unwrap();
+    let grpc = Request::post("/x")
+        .header(CONTENT_TYPE, "application/grpc")
+        .body(String::new())
+        .unwrap();
     let res = svc.clone().oneshot(grpc).await.unwrap();
     assert_eq!(res.headers()["grpc-status"], "16");
-    assert!(res.into_body().collect().await.unwrap().to_bytes().is_empty());
+    assert!(
+        res.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
 
-    let ok = svc.oneshot(get(Some(&format!("Bearer {KEY}")))).await.unwrap();
-    assert_eq!(&ok.into_body().collect().await.unwrap().to_bytes()[..], b"ok");
+    let ok = svc
+        .oneshot(get(Some(&format!("Bearer {KEY}"))))
+        .await
+        .unwrap();
+    assert_eq!(
+        &ok.into_body().collect().await.unwrap().to_bytes()[..],
+        b"ok"
+    );
 }
 
 #[tokio::test]
@@ -298,7 +407,10 @@ async fn authenticate_headers_matches_the_layer() {
     let layer = BearerAuthLayer::new(tokens());
     let mut headers = HeaderMap::new();
     assert_eq!(layer.authenticate_headers(&headers).await, Ok(None));
-    headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("bearer {KEY}")).unwrap());
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("bearer {KEY}")).unwrap(),
+    );
     let user = layer.authenticate_headers(&headers).await.unwrap().unwrap();
     assert_eq!(*user, "alice");
     headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer nope"));
@@ -310,9 +422,17 @@ async fn authenticate_headers_matches_the_layer() {
 fn invalid_realm_and_source_names_are_config_errors() {
     assert!(BearerAuthLayer::new(tokens()).realm("a\"b").is_err());
     assert!(BearerAuthLayer::new(tokens()).realm("").is_err());
-    assert!(BearerAuthLayer::new(tokens()).token_from_cookie("a;b").is_err());
+    assert!(
+        BearerAuthLayer::new(tokens())
+            .token_from_cookie("a;b")
+            .is_err()
+    );
     assert!(BearerAuthLayer::new(tokens()).token_from_query("").is_err());
-    assert!(BearerAuthLayer::new(tokens()).public_path("health").is_err());
+    assert!(
+        BearerAuthLayer::new(tokens())
+            .public_path("health")
+            .is_err()
+    );
 }
 
 #[test]

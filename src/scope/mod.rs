@@ -70,7 +70,10 @@ pub struct SyncResolver<F, S> {
 
 impl<F: Clone, S> Clone for SyncResolver<F, S> {
     fn clone(&self) -> Self {
-        Self { map: self.map.clone(), _out: PhantomData }
+        Self {
+            map: self.map.clone(),
+            _out: PhantomData,
+        }
     }
 }
 
@@ -135,13 +138,19 @@ pub struct ResourceScopeLayer<R, U> {
 
 impl<R: Clone, U> Clone for ResourceScopeLayer<R, U> {
     fn clone(&self) -> Self {
-        Self { resolver: self.resolver.clone(), config: Arc::clone(&self.config), _user: PhantomData }
+        Self {
+            resolver: self.resolver.clone(),
+            config: Arc::clone(&self.config),
+            _user: PhantomData,
+        }
     }
 }
 
 impl<R, U> fmt::Debug for ResourceScopeLayer<R, U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResourceScopeLayer").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("ResourceScopeLayer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -162,7 +171,14 @@ where
 {
     /// Scopes requests with a synchronous mapper; `None` (or an invalid id) gives 403.
     pub fn new(map: F) -> Self {
-        Self { resolver: SyncResolver { map, _out: PhantomData }, config: default_config(), _user: PhantomData }
+        Self {
+            resolver: SyncResolver {
+                map,
+                _out: PhantomData,
+            },
+            config: default_config(),
+            _user: PhantomData,
+        }
     }
 }
 
@@ -174,7 +190,11 @@ where
     /// Scopes requests with an asynchronous mapper (a database lookup, say). `Ok(None)` gives
     /// 403; return `Err(Rejection::new(RejectionKind::Unavailable))` when the backend is down.
     pub fn new_async(map: F) -> Self {
-        Self { resolver: AsyncResolver { map }, config: default_config(), _user: PhantomData }
+        Self {
+            resolver: AsyncResolver { map },
+            config: default_config(),
+            _user: PhantomData,
+        }
     }
 }
 
@@ -188,10 +208,16 @@ impl<R, U> ResourceScopeLayer<R, U> {
     /// # Errors
     ///
     /// [`ConfigError::InvalidValue`] for an empty name.
-    pub fn query_params<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Result<Self, ConfigError> {
+    pub fn query_params<'a>(
+        mut self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, ConfigError> {
         let names: Vec<Box<str>> = names.into_iter().map(Into::into).collect();
         if names.iter().any(|n| n.is_empty()) {
-            return Err(ConfigError::InvalidValue { setting: "query parameter", reason: "must not be empty".into() });
+            return Err(ConfigError::InvalidValue {
+                setting: "query parameter",
+                reason: "must not be empty".into(),
+            });
         }
         self.config_mut().params = names;
         Ok(self)
@@ -202,9 +228,13 @@ impl<R, U> ResourceScopeLayer<R, U> {
     /// # Errors
     ///
     /// [`ConfigError::InvalidHeaderName`] for an invalid header name.
-    pub fn headers<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Result<Self, ConfigError> {
+    pub fn headers<'a>(
+        mut self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, ConfigError> {
         for name in names {
-            let parsed = HeaderName::try_from(name).map_err(|_| ConfigError::InvalidHeaderName(name.to_owned()))?;
+            let parsed = HeaderName::try_from(name)
+                .map_err(|_| ConfigError::InvalidHeaderName(name.to_owned()))?;
             self.config_mut().headers.push(parsed);
         }
         Ok(self)
@@ -233,13 +263,20 @@ impl<R, U> ResourceScopeLayer<R, U> {
     ///
     /// [`ConfigError::InvalidValue`] when the cookie name is not a plain token.
     pub fn anonymous_cookie(mut self, cookie: &str, prefix: &str) -> Result<Self, ConfigError> {
-        if cookie.is_empty() || !cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        if cookie.is_empty()
+            || !cookie
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
             return Err(ConfigError::InvalidValue {
                 setting: "anonymous cookie",
                 reason: "use letters, digits, `-`, `_` or `.`".into(),
             });
         }
-        self.config_mut().anonymous = Some(AnonymousScope { cookie: cookie.into(), prefix: prefix.into() });
+        self.config_mut().anonymous = Some(AnonymousScope {
+            cookie: cookie.into(),
+            prefix: prefix.into(),
+        });
         Ok(self)
     }
 
@@ -253,7 +290,12 @@ impl<S, R: Clone, U> Layer<S> for ResourceScopeLayer<R, U> {
     type Service = ResourceScope<S, R, U>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ResourceScope { inner, resolver: self.resolver.clone(), config: Arc::clone(&self.config), _user: PhantomData }
+        ResourceScope {
+            inner,
+            resolver: self.resolver.clone(),
+            config: Arc::clone(&self.config),
+            _user: PhantomData,
+        }
     }
 }
 
@@ -278,7 +320,9 @@ impl<S: Clone, R: Clone, U> Clone for ResourceScope<S, R, U> {
 
 impl<S: fmt::Debug, R, U> fmt::Debug for ResourceScope<S, R, U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResourceScope").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("ResourceScope")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -306,7 +350,11 @@ where
         // A trusted earlier layer decided already: keep its id.
         let known = req.extensions().get::<ResourceId>().cloned();
         let known = known.or_else(|| {
-            if req.extensions().get::<Authenticated<U>>().is_some() { None } else { anonymous_scope(&req, config) }
+            if req.extensions().get::<Authenticated<U>>().is_some() {
+                None
+            } else {
+                anonymous_scope(&req, config)
+            }
         });
         if let Some(id) = known {
             return match apply_scope(&mut req, &id, config) {
@@ -320,7 +368,9 @@ where
         match req.extensions().get::<Authenticated<U>>() {
             Some(user) => {
                 let decision = self.resolver.resolve(user);
-                let gate = ScopeGate { config: Arc::clone(config) };
+                let gate = ScopeGate {
+                    config: Arc::clone(config),
+                };
                 GateFuture::deciding(decision, req, take_ready(&mut self.inner), gate)
             }
             None => {
@@ -340,7 +390,11 @@ pub struct ScopeGate {
 impl<ReqB> Gate<ReqB> for ScopeGate {
     type Outcome = Result<Option<ResourceId>, Rejection>;
 
-    fn admit(&self, outcome: <Self as Gate<ReqB>>::Outcome, req: &mut Request<ReqB>) -> Result<(), Rejection> {
+    fn admit(
+        &self,
+        outcome: <Self as Gate<ReqB>>::Outcome,
+        req: &mut Request<ReqB>,
+    ) -> Result<(), Rejection> {
         let Some(id) = outcome? else {
             return Err(Rejection::with_message(
                 RejectionKind::Forbidden,
@@ -364,21 +418,32 @@ fn anonymous_scope<B>(req: &Request<B>, config: &Config) -> Option<ResourceId> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find_map(|(k, v)| (k == &*anon.cookie).then_some(v))?;
     // Only plain session tokens: the id must not smuggle separators into another scope.
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+    if value.is_empty()
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    {
         return None;
     }
     ResourceId::new(format!("{}{}", anon.prefix, value)).ok()
 }
 
 fn mismatch() -> Rejection {
-    Rejection::with_message(RejectionKind::Forbidden, "Access denied: cannot access a different resource")
+    Rejection::with_message(
+        RejectionKind::Forbidden,
+        "Access denied: cannot access a different resource",
+    )
 }
 
 /// Rewrites (or, by option, checks) every client-supplied scope to the caller's id.
 fn apply_scope<B>(req: &mut Request<B>, id: &ResourceId, config: &Config) -> Result<(), Rejection> {
     for name in &config.headers {
         if config.mismatch == Mismatch::Reject
-            && req.headers().get_all(name).iter().any(|v| v.as_bytes() != id.as_bytes())
+            && req
+                .headers()
+                .get_all(name)
+                .iter()
+                .any(|v| v.as_bytes() != id.as_bytes())
         {
             return Err(mismatch());
         }
@@ -389,45 +454,50 @@ fn apply_scope<B>(req: &mut Request<B>, id: &ResourceId, config: &Config) -> Res
         return Ok(());
     }
     let add = config.add_param && !is_grpc(req.headers());
+    let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
     let mut seen = vec![false; config.params.len()];
-    let mut rebuilt = String::with_capacity(query.len() + id.len() + 16);
+    // The new path-and-query is built in one buffer: path, `?`, kept pairs, scoped pairs.
+    let mut rebuilt = String::with_capacity(path.len() + query.len() + 3 * id.len() + 16);
+    rebuilt.push_str(path);
+    let start = rebuilt.len();
+    let mut changed = false;
     for raw in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = raw.split_once('=').unwrap_or((raw, ""));
         let key = query::decode(key).unwrap_or_default();
         match config.params.iter().position(|p| **p == *key) {
             Some(i) => {
-                if config.mismatch == Mismatch::Reject && query::decode(value).as_deref() != Some(id.as_str()) {
+                let current = query::decode(value);
+                if config.mismatch == Mismatch::Reject && current.as_deref() != Some(id.as_str()) {
                     return Err(mismatch());
                 }
+                changed = true;
                 if !seen[i] {
                     seen[i] = true;
-                    push_pair(&mut rebuilt, &config.params[i], id);
+                    push_pair(&mut rebuilt, start, &config.params[i], id);
                 }
             }
             None => {
-                if !rebuilt.is_empty() {
-                    rebuilt.push('&');
-                }
+                rebuilt.push(if rebuilt.len() == start { '?' } else { '&' });
                 rebuilt.push_str(raw);
             }
         }
     }
     if add && !seen.iter().any(|s| *s) {
-        push_pair(&mut rebuilt, &config.params[0], id);
+        push_pair(&mut rebuilt, start, &config.params[0], id);
+        changed = true;
     }
-    if rebuilt != query {
-        set_query(req, &rebuilt)?;
+    if changed {
+        set_path_and_query(req, rebuilt)?;
     }
     Ok(())
 }
 
-fn push_pair(out: &mut String, name: &str, id: &ResourceId) {
-    use std::fmt::Write as _;
-    if !out.is_empty() {
-        out.push('&');
-    }
-    let _ = write!(out, "{}={}", query::encode(name), query::encode(id));
+fn push_pair(out: &mut String, start: usize, name: &str, id: &ResourceId) {
+    out.push(if out.len() == start { '?' } else { '&' });
+    query::push_encoded(out, name);
+    out.push('=');
+    query::push_encoded(out, id);
 }
 
 /// Removes client-supplied scope from an anonymous, unscoped request.
@@ -435,7 +505,9 @@ fn strip_scope<B>(req: &mut Request<B>, config: &Config) {
     for name in &config.headers {
         req.headers_mut().remove(name);
     }
-    let Some(query) = req.uri().query() else { return };
+    let Some(query) = req.uri().query() else {
+        return;
+    };
     let kept: Vec<&str> = query
         .split('&')
         .filter(|raw| {
@@ -446,18 +518,24 @@ fn strip_scope<B>(req: &mut Request<B>, config: &Config) {
         .collect();
     let kept = kept.join("&");
     if kept != query {
+        let pq = if kept.is_empty() {
+            req.uri().path().to_owned()
+        } else {
+            format!("{}?{kept}", req.uri().path())
+        };
         // Removing pairs from a valid query keeps it valid.
-        let _ = set_query(req, &kept);
+        let _ = set_path_and_query(req, pq);
     }
 }
 
-fn set_query<B>(req: &mut Request<B>, query: &str) -> Result<(), Rejection> {
-    let path = req.uri().path();
-    let pq = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
+fn set_path_and_query<B>(req: &mut Request<B>, path_and_query: String) -> Result<(), Rejection> {
+    let bad = |_| Rejection::new(RejectionKind::BadRequest);
+    let path_and_query = PathAndQuery::try_from(path_and_query).map_err(bad)?;
+    // Scheme and authority are kept, so only the path-and-query can make this fail.
     let mut parts = req.uri().clone().into_parts();
-    parts.path_and_query =
-        Some(PathAndQuery::try_from(pq).map_err(|_| Rejection::new(RejectionKind::BadRequest))?);
-    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| Rejection::new(RejectionKind::BadRequest))?;
+    parts.path_and_query = Some(path_and_query);
+    *req.uri_mut() =
+        Uri::from_parts(parts).map_err(|_| Rejection::new(RejectionKind::BadRequest))?;
     Ok(())
 }
 

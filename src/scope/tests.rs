@@ -17,13 +17,23 @@ struct User {
 }
 
 fn alice() -> Authenticated<User> {
-    Authenticated::new(User { id: "alice".into(), org: None })
+    Authenticated::new(User {
+        id: "alice".into(),
+        org: None,
+    })
 }
 
 /// Echoes the scope the handler saw and the URI it was given.
 async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
-    let scope = req.extensions().get::<ResourceId>().map_or("-".to_owned(), ToString::to_string);
-    let header = req.headers().get("x-resource-id").map_or("-", |v| v.to_str().unwrap()).to_owned();
+    let scope = req
+        .extensions()
+        .get::<ResourceId>()
+        .map_or("-".to_owned(), ToString::to_string);
+    let header = req
+        .headers()
+        .get("x-resource-id")
+        .map_or("-", |v| v.to_str().unwrap())
+        .to_owned();
     Ok(Response::new(format!("{scope} {} {header}", req.uri())))
 }
 
@@ -53,19 +63,30 @@ where
     L: Layer<tower::util::ServiceFn<fn(Request<String>) -> EchoFut>>,
     L::Service: Service<Request<String>, Response = Response<String>, Error = Infallible>,
 {
-    layer.layer(service_fn(echo_boxed as fn(Request<String>) -> EchoFut)).oneshot(req).await.unwrap()
+    layer
+        .layer(service_fn(echo_boxed as fn(Request<String>) -> EchoFut))
+        .oneshot(req)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn user_is_mapped_to_resource_id_and_listing_is_scoped() {
-    let res = run(ResourceScopeLayer::new(mapper), request("/api/memory/threads", Some(alice()))).await;
+    let res = run(
+        ResourceScopeLayer::new(mapper),
+        request("/api/memory/threads", Some(alice())),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.body(), "alice /api/memory/threads?resourceId=alice -");
 }
 
 #[tokio::test]
 async fn composite_org_user_ids_are_supported() {
-    let user = Authenticated::new(User { id: "bob".into(), org: Some("acme".into()) });
+    let user = Authenticated::new(User {
+        id: "bob".into(),
+        org: Some("acme".into()),
+    });
     let res = run(ResourceScopeLayer::new(mapper), request("/t", Some(user))).await;
     assert_eq!(res.body(), "acme:bob /t?resourceId=acme%3Abob -");
 }
@@ -74,12 +95,19 @@ async fn composite_org_user_ids_are_supported() {
 async fn client_supplied_resource_id_is_rewritten_to_the_callers() {
     let uri = "/api/memory/threads?page=2&resourceId=bob&perPage=10&resourceId=carol";
     let res = run(ResourceScopeLayer::new(mapper), request(uri, Some(alice()))).await;
-    assert_eq!(res.body(), "alice /api/memory/threads?page=2&resourceId=alice&perPage=10 -");
+    assert_eq!(
+        res.body(),
+        "alice /api/memory/threads?page=2&resourceId=alice&perPage=10 -"
+    );
 }
 
 #[tokio::test]
 async fn percent_encoded_parameter_name_is_rewritten_too() {
-    let res = run(ResourceScopeLayer::new(mapper), request("/t?resource%49d=bob", Some(alice()))).await;
+    let res = run(
+        ResourceScopeLayer::new(mapper),
+        request("/t?resource%49d=bob", Some(alice())),
+    )
+    .await;
     assert_eq!(res.body(), "alice /t?resourceId=alice -");
 }
 
@@ -105,15 +133,20 @@ async fn mismatch_is_forbidden_when_rejection_is_chosen() {
 
 #[tokio::test]
 async fn configured_headers_are_overridden_or_rejected() {
-    let layer = ResourceScopeLayer::new(mapper).headers(["x-resource-id"]).unwrap();
+    let layer = ResourceScopeLayer::new(mapper)
+        .headers(["x-resource-id"])
+        .unwrap();
     let mut req = request("/t", Some(alice()));
-    req.headers_mut().insert("x-resource-id", "bob".parse().unwrap());
-    req.headers_mut().append("x-resource-id", "carol".parse().unwrap());
+    req.headers_mut()
+        .insert("x-resource-id", "bob".parse().unwrap());
+    req.headers_mut()
+        .append("x-resource-id", "carol".parse().unwrap());
     let res = run(layer.clone(), req).await;
     assert_eq!(res.body(), "alice /t?resourceId=alice alice");
 
     let mut req = request("/t", Some(alice()));
-    req.headers_mut().insert("x-resource-id", "bob".parse().unwrap());
+    req.headers_mut()
+        .insert("x-resource-id", "bob".parse().unwrap());
     let res = run(layer.reject_mismatch(), req).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
@@ -122,22 +155,35 @@ async fn configured_headers_are_overridden_or_rejected() {
 async fn unmappable_user_is_forbidden_and_handler_not_called() {
     let called = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&called);
-    let svc = ResourceScopeLayer::new(|_u: &User| None::<String>).layer(service_fn(move |_r: Request<String>| {
-        seen.fetch_add(1, Ordering::SeqCst);
-        async { Ok::<_, Infallible>(Response::new(String::new())) }
-    }));
+    let svc = ResourceScopeLayer::new(|_u: &User| None::<String>).layer(service_fn(
+        move |_r: Request<String>| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(Response::new(String::new())) }
+        },
+    ));
     let res = svc.oneshot(request("/t", Some(alice()))).await.unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let rejection = res.extensions().get::<Rejection>().unwrap();
-    assert_eq!(rejection.message(), "Access denied: request could not be scoped to a resource");
+    assert_eq!(
+        rejection.message(),
+        "Access denied: request could not be scoped to a resource"
+    );
     assert_eq!(called.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
 async fn invalid_mapped_id_is_forbidden() {
-    let res = run(ResourceScopeLayer::new(|_u: &User| Some("")), request("/t", Some(alice()))).await;
+    let res = run(
+        ResourceScopeLayer::new(|_u: &User| Some("")),
+        request("/t", Some(alice())),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let res = run(ResourceScopeLayer::new(|_u: &User| Some("a\nb")), request("/t", Some(alice()))).await;
+    let res = run(
+        ResourceScopeLayer::new(|_u: &User| Some("a\nb")),
+        request("/t", Some(alice())),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
 
@@ -160,16 +206,24 @@ async fn async_mapper_resolves_and_can_report_an_outage() {
 #[tokio::test]
 async fn resource_id_set_by_a_trusted_layer_is_kept() {
     let mut req = request("/t?resourceId=bob", Some(alice()));
-    req.extensions_mut().insert(ResourceId::new("tenant-7").unwrap());
-    let res = run(ResourceScopeLayer::new(|_u: &User| -> Option<String> { panic!("mapper must not run") }), req).await;
+    req.extensions_mut()
+        .insert(ResourceId::new("tenant-7").unwrap());
+    let res = run(
+        ResourceScopeLayer::new(|_u: &User| -> Option<String> { panic!("mapper must not run") }),
+        req,
+    )
+    .await;
     assert_eq!(res.body(), "tenant-7 /t?resourceId=tenant-7 -");
 }
 
 #[tokio::test]
 async fn anonymous_request_loses_client_supplied_scope() {
-    let layer = ResourceScopeLayer::new(mapper).headers(["x-resource-id"]).unwrap();
+    let layer = ResourceScopeLayer::new(mapper)
+        .headers(["x-resource-id"])
+        .unwrap();
     let mut req = request("/t?a=1&resourceId=bob&b=2", None);
-    req.headers_mut().insert("x-resource-id", "bob".parse().unwrap());
+    req.headers_mut()
+        .insert("x-resource-id", "bob".parse().unwrap());
     let res = run(layer, req).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.body(), "- /t?a=1&b=2 -");
@@ -177,28 +231,34 @@ async fn anonymous_request_loses_client_supplied_scope() {
 
 #[tokio::test]
 async fn anonymous_cookie_gives_an_anon_scope() {
-    let layer = ResourceScopeLayer::new(mapper).anonymous_cookie("session", "anon_").unwrap();
+    let layer = ResourceScopeLayer::new(mapper)
+        .anonymous_cookie("session", "anon_")
+        .unwrap();
     let mut req = request("/t?resourceId=bob", None);
-    req.headers_mut().insert(COOKIE, "theme=x; session=s3ss-1".parse().unwrap());
+    req.headers_mut()
+        .insert(COOKIE, "theme=x; session=s3ss-1".parse().unwrap());
     let res = run(layer.clone(), req).await;
     assert_eq!(res.body(), "anon_s3ss-1 /t?resourceId=anon_s3ss-1 -");
 
     // A cookie value that could reach into another scope is not used.
     let mut req = request("/t?resourceId=bob", None);
-    req.headers_mut().insert(COOKIE, "session=x:alice".parse().unwrap());
+    req.headers_mut()
+        .insert(COOKIE, "session=x:alice".parse().unwrap());
     let res = run(layer.clone(), req).await;
     assert_eq!(res.body(), "- /t -");
 
     // An authenticated caller is scoped by the mapper, not by the cookie.
     let mut req = request("/t", Some(alice()));
-    req.headers_mut().insert(COOKIE, "session=s3ss-1".parse().unwrap());
+    req.headers_mut()
+        .insert(COOKIE, "session=s3ss-1".parse().unwrap());
     assert_eq!(run(layer, req).await.body(), "alice /t?resourceId=alice -");
 }
 
 #[tokio::test]
 async fn grpc_requests_get_no_added_query() {
     let mut req = request("/pkg.Svc/Method", Some(alice()));
-    req.headers_mut().insert(CONTENT_TYPE, "application/grpc".parse().unwrap());
+    req.headers_mut()
+        .insert(CONTENT_TYPE, "application/grpc".parse().unwrap());
     let res = run(ResourceScopeLayer::new(mapper), req).await;
     assert_eq!(res.body(), "alice /pkg.Svc/Method -");
 }
@@ -206,7 +266,8 @@ async fn grpc_requests_get_no_added_query() {
 #[tokio::test]
 async fn grpc_forbidden_is_permission_denied() {
     let mut req = request("/pkg.Svc/Method", Some(alice()));
-    req.headers_mut().insert(CONTENT_TYPE, "application/grpc".parse().unwrap());
+    req.headers_mut()
+        .insert(CONTENT_TYPE, "application/grpc".parse().unwrap());
     let res = run(ResourceScopeLayer::new(|_u: &User| None::<String>), req).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["grpc-status"], "7");
@@ -214,8 +275,15 @@ async fn grpc_forbidden_is_permission_denied() {
 
 #[test]
 fn invalid_configuration_is_reported() {
-    assert!(ResourceScopeLayer::new(mapper).headers(["bad header"]).is_err());
+    assert!(
+        ResourceScopeLayer::new(mapper)
+            .headers(["bad header"])
+            .is_err()
+    );
     assert!(ResourceScopeLayer::new(mapper).query_params([""]).is_err());
-    assert!(ResourceScopeLayer::new(mapper).anonymous_cookie("a=b", "anon_").is_err());
+    assert!(
+        ResourceScopeLayer::new(mapper)
+            .anonymous_cookie("a=b", "anon_")
+            .is_err()
+    );
 }
-

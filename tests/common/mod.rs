@@ -28,18 +28,30 @@ pub fn token_with(sub: &str, org: Option<&str>, ttl: i64) -> String {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
     let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let claims = Claims {
         sub: sub.to_owned(),
         org_id: org.map(str::to_owned),
         iss: ISSUER.to_owned(),
         exp: (now + ttl) as u64,
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET)).unwrap()
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap()
 }
 
 pub fn authenticator() -> JwtAuthenticator<Claims> {
-    JwtAuthenticator::<Claims>::builder().key(JwtKey::hmac(Algorithm::HS256, SECRET)).issuer(ISSUER).build().unwrap()
+    JwtAuthenticator::<Claims>::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, SECRET))
+        .issuer(ISSUER)
+        .build()
+        .unwrap()
 }
 
 /// Resource id = `sub`, or `{org_id}:{sub}`; the user `nobody` cannot be scoped.
