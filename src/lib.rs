@@ -73,6 +73,8 @@ pub use auth::{
 pub use error::ConfigError;
 pub use extensions::{Authenticated, InvalidId, ResourceId, ThreadId};
 pub use gate::GateFuture;
+#[cfg(feature = "guard")]
+pub use guard::{ThreadGuardLayer, ThreadStore};
 pub use path::PathPattern;
 pub use reject::{JsonErrorLayer, Rejection, RejectionKind};
 pub use scope::ResourceScopeLayer;

@@ -17,7 +17,7 @@ use crate::ConfigError;
 #[derive(Clone, PartialEq, Eq)]
 enum Segment {
     Literal(Box<str>),
-    Param,
+    Param(Box<str>),
 }
 
 /// A validated path pattern (see the [module docs](self)).
@@ -76,7 +76,7 @@ impl PathPattern {
                         if name.is_empty() || name.contains(['{', '}', ':']) {
                             return Err(invalid("a parameter needs a name: `:id` or `{id}`"));
                         }
-                        segments.push(Segment::Param);
+                        segments.push(Segment::Param(name.into()));
                     }
                     p if p.contains(['{', '}']) => {
                         return Err(invalid("`{` and `}` only wrap a whole segment"));
@@ -100,16 +100,40 @@ impl PathPattern {
 
     /// Whether `path` (a URI path, starting with `/`) matches.
     pub fn matches(&self, path: &str) -> bool {
+        self.walk(path, |_, _| {})
+    }
+
+    /// Whether the pattern has a parameter called `name`.
+    pub fn has_param(&self, name: &str) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Param(n) if **n == *name))
+    }
+
+    /// The byte range of parameter `name` in `path`, when `path` matches.
+    pub fn param_span(&self, path: &str, name: &str) -> Option<std::ops::Range<usize>> {
+        let mut span = None;
+        let matched = self.walk(path, |param, range| {
+            if param == name {
+                span = Some(range);
+            }
+        });
+        if matched { span } else { None }
+    }
+
+    /// Walks `path` against the pattern, reporting each parameter's byte range.
+    fn walk(&self, path: &str, mut on_param: impl FnMut(&str, std::ops::Range<usize>)) -> bool {
         if self.any {
             return true;
         }
-        let Some(mut rest) = path.strip_prefix('/').map(Some) else {
+        let Some(body) = path.strip_prefix('/') else {
             return false;
         };
         if self.segments.is_empty() {
             // `/` alone, or `/*` handled above.
             return path == "/";
         }
+        let mut rest = Some(body);
         for segment in self.segments.iter() {
             let Some(current) = rest else {
                 return false;
@@ -118,12 +142,13 @@ impl PathPattern {
                 Some((head, tail)) => (head, Some(tail)),
                 None => (current, None),
             };
-            let ok = match segment {
-                Segment::Literal(lit) => **lit == *head,
-                Segment::Param => !head.is_empty(),
-            };
-            if !ok {
-                return false;
+            match segment {
+                Segment::Literal(lit) if **lit == *head => {}
+                Segment::Param(name) if !head.is_empty() => {
+                    let start = path.len() - current.len();
+                    on_param(name, start..start + head.len());
+                }
+                _ => return false,
             }
             rest = tail;
         }
@@ -199,6 +224,16 @@ mod tests {
         assert!(!m("/threads/{id}", "/threads/"));
         assert!(!m("/threads/{id}", "/threads/t1/messages"));
         assert!(m("/threads/{id}/*", "/threads/t1/messages/x"));
+    }
+
+    #[test]
+    fn param_spans_locate_the_segment() {
+        let p = PathPattern::new("/api/threads/{threadId}/messages").unwrap();
+        let path = "/api/threads/t-42/messages";
+        assert_eq!(&path[p.param_span(path, "threadId").unwrap()], "t-42");
+        assert_eq!(p.param_span(path, "other"), None);
+        assert_eq!(p.param_span("/api/threads/t-42", "threadId"), None);
+        assert!(p.has_param("threadId") && !p.has_param("id"));
     }
 
     #[test]

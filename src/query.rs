@@ -2,7 +2,11 @@
 
 use std::borrow::Cow;
 
+use http::uri::PathAndQuery;
+use http::{Request, Uri};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+use crate::reject::{Rejection, RejectionKind};
 
 /// Splits a query into `(decoded key, raw value)` pairs; empty pieces are skipped.
 pub(crate) fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
@@ -24,6 +28,11 @@ pub(crate) fn decode(raw: &str) -> Option<Cow<'_, str>> {
         .map(|s| Cow::Owned(s.into_owned()))
 }
 
+/// Percent-decodes one path segment (`+` stays a plus); `None` when it is not UTF-8.
+pub(crate) fn decode_segment(raw: &str) -> Option<Cow<'_, str>> {
+    percent_decode_str(raw).decode_utf8().ok()
+}
+
 /// Everything but the RFC 3986 unreserved characters is encoded.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -41,6 +50,21 @@ pub(crate) fn push_encoded(out: &mut String, value: &str) {
     } else {
         out.extend(utf8_percent_encode(value, COMPONENT));
     }
+}
+
+/// Replaces a request's path and query, keeping scheme and authority.
+pub(crate) fn set_path_and_query<B>(
+    req: &mut Request<B>,
+    path_and_query: String,
+) -> Result<(), Rejection> {
+    let bad = |_| Rejection::new(RejectionKind::BadRequest);
+    let path_and_query = PathAndQuery::try_from(path_and_query).map_err(bad)?;
+    // Scheme and authority are kept, so only the path-and-query can make this fail.
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(path_and_query);
+    *req.uri_mut() =
+        Uri::from_parts(parts).map_err(|_| Rejection::new(RejectionKind::BadRequest))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,8 +1,46 @@
 //! Thread ownership: whether the thread or message a request names belongs to the caller.
 //!
-//! [`ThreadStore`] answers who owns a thread and which thread each message lives in;
-//! [`MemoryThreadStore`] keeps that in memory for tests and examples.
+//! [`ThreadGuardLayer`] runs after [`ResourceScopeLayer`](crate::ResourceScopeLayer): for each
+//! guarded route it finds the thread id (path, query, header or JSON body) or the message ids,
+//! asks a [`ThreadStore`] who owns them, and refuses anything that is not the caller's before
+//! the handler runs. Handlers that see ids a layer cannot (inside gRPC messages) call the same
+//! checks through [`ThreadGuard`].
+//!
+//! ```
+//! use http::{Method, Request, Response, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_scope::guard::{MemoryThreadStore, ThreadGuardLayer};
+//! use tower_scope::{ResourceId, ThreadId};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let store = MemoryThreadStore::new();
+//! store.insert_thread(ThreadId::new("t-alice").unwrap(), Some(ResourceId::new("alice").unwrap()));
+//! let svc = ServiceBuilder::new()
+//!     .layer(ThreadGuardLayer::new(store).mastra_memory_routes("/api").unwrap())
+//!     .service(service_fn(|_req: Request<String>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+//!     }));
+//!
+//! let as_user = |who: &str| {
+//!     let mut req = Request::get("/api/memory/threads/t-alice").body(String::new()).unwrap();
+//!     req.extensions_mut().insert(ResourceId::new(who).unwrap()); // ResourceScopeLayer does this
+//!     req
+//! };
+//! assert_eq!(svc.clone().oneshot(as_user("alice")).await.unwrap().status(), StatusCode::OK);
+//! assert_eq!(svc.oneshot(as_user("bob")).await.unwrap().status(), StatusCode::FORBIDDEN);
+//! # }
+//! ```
 
+mod check;
+mod layer;
 mod store;
 
+pub use check::{DEFAULT_STORE_TIMEOUT, GuardError, ThreadGuard, ThreadPresence};
+pub use layer::{
+    Admit, DEFAULT_MAX_BODY, Decision, GuardGate, GuardRoute, ResponseFuture, ThreadGuardLayer,
+    ThreadGuardService,
+};
 pub use store::{MemoryThreadStore, MessageThread, StoreError, ThreadOwner, ThreadStore};
+
+#[cfg(test)]
+mod tests;

@@ -41,8 +41,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::{self, HeaderName, HeaderValue};
-use http::uri::PathAndQuery;
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use tower_layer::{Layer, Stack};
 use tower_service::Service;
 
@@ -488,7 +487,7 @@ fn apply_scope<B>(req: &mut Request<B>, id: &ResourceId, config: &Config) -> Res
         changed = true;
     }
     if changed {
-        set_path_and_query(req, rebuilt)?;
+        query::set_path_and_query(req, rebuilt)?;
     }
     Ok(())
 }
@@ -524,20 +523,6 @@ fn strip_scope<B>(req: &mut Request<B>, config: &Config) {
             format!("{}?{kept}", req.uri().path())
         };
         // Removing pairs from a valid query keeps it valid.
-        let _ = set_path_and_query(req, pq);
+        let _ = query::set_path_and_query(req, pq);
     }
 }
-
-fn set_path_and_query<B>(req: &mut Request<B>, path_and_query: String) -> Result<(), Rejection> {
-    let bad = |_| Rejection::new(RejectionKind::BadRequest);
-    let path_and_query = PathAndQuery::try_from(path_and_query).map_err(bad)?;
-    // Scheme and authority are kept, so only the path-and-query can make this fail.
-    let mut parts = req.uri().clone().into_parts();
-    parts.path_and_query = Some(path_and_query);
-    *req.uri_mut() =
-        Uri::from_parts(parts).map_err(|_| Rejection::new(RejectionKind::BadRequest))?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests;

@@ -1,0 +1,273 @@
+//! The ownership decisions, shared by [`ThreadGuardLayer`](super::ThreadGuardLayer) and by
+//! handlers that find ids a layer cannot see (inside gRPC messages, behind nested routers).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::store::{StoreError, ThreadOwner, ThreadStore};
+use crate::reject::{Rejection, RejectionKind};
+use crate::{ResourceId, ThreadId};
+
+/// The default time a store lookup may take before the request gets 503.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the caller may not touch a thread or message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GuardError {
+    /// The request carries no [`ResourceId`]: nothing can be owned by it (403, fail closed).
+    NotScoped,
+    /// The thread belongs to another resource (403).
+    ForeignThread,
+    /// The thread does not exist — or belongs to another resource when foreign threads are
+    /// hidden (404).
+    ThreadNotFound,
+    /// The thread has no owner and unowned threads are not allowed (403).
+    UnownedThread,
+    /// A message has no thread, or its thread is gone: ownership cannot be verified (403).
+    UnverifiableMessage,
+    /// A message names another resource (403).
+    ForeignResource,
+    /// The store failed or timed out (503). Never a pass.
+    Store(StoreError),
+}
+
+impl fmt::Display for GuardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Rejection::from(self.clone()).message())
+    }
+}
+
+impl std::error::Error for GuardError {}
+
+impl From<GuardError> for Rejection {
+    fn from(err: GuardError) -> Self {
+        let (kind, message) = match err {
+            GuardError::NotScoped => (
+                RejectionKind::Forbidden,
+                "Access denied: request could not be scoped to a resource",
+            ),
+            GuardError::ForeignThread => (
+                RejectionKind::Forbidden,
+                "Access denied: thread belongs to a different resource",
+            ),
+            GuardError::ThreadNotFound => (RejectionKind::NotFound, "Thread not found"),
+            GuardError::UnownedThread => (
+                RejectionKind::Forbidden,
+                "Access denied: thread has no owner",
+            ),
+            GuardError::UnverifiableMessage => (
+                RejectionKind::Forbidden,
+                "Access denied: unable to verify message thread access",
+            ),
+            GuardError::ForeignResource => (
+                RejectionKind::Forbidden,
+                "Access denied: cannot save messages for a different resource",
+            ),
+            // The store's detail may name hosts or queries: it stays out of the answer.
+            GuardError::Store(_) => (RejectionKind::Unavailable, "Thread store unavailable"),
+        };
+        Rejection::with_message(kind, message)
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl From<GuardError> for tonic::Status {
+    fn from(err: GuardError) -> Self {
+        Rejection::from(err).into()
+    }
+}
+
+/// Whether a thread that passed the check exists yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadPresence {
+    /// The thread exists and the caller may use it.
+    Exists,
+    /// The thread does not exist (allowed only where creation is).
+    Missing,
+}
+
+#[derive(Debug, Clone)]
+struct Policy {
+    hide_foreign: bool,
+    allow_unowned: bool,
+    timeout: Duration,
+}
+
+/// Ownership checks over a [`ThreadStore`]; cheap to clone.
+///
+/// ```
+/// use tower_scope::guard::{GuardError, MemoryThreadStore, ThreadGuard};
+/// use tower_scope::{ResourceId, ThreadId};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let store = MemoryThreadStore::new();
+/// let alice = ResourceId::new("alice").unwrap();
+/// let thread = ThreadId::new("t1").unwrap();
+/// store.insert_thread(thread.clone(), Some(alice.clone()));
+///
+/// let guard = ThreadGuard::new(store);
+/// assert!(guard.check_thread(&alice, &thread).await.is_ok());
+/// let bob = ResourceId::new("bob").unwrap();
+/// assert_eq!(guard.check_thread(&bob, &thread).await, Err(GuardError::ForeignThread));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ThreadGuard<S> {
+    store: S,
+    policy: Arc<Policy>,
+}
+
+impl<S: ThreadStore> ThreadGuard<S> {
+    /// Checks ownership against `store`: foreign threads are 403, unowned threads denied.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            policy: Arc::new(Policy {
+                hide_foreign: false,
+                allow_unowned: false,
+                timeout: DEFAULT_STORE_TIMEOUT,
+            }),
+        }
+    }
+
+    /// Reports another resource's thread as not found (404), hiding that it exists.
+    #[must_use]
+    pub fn hide_foreign_threads(mut self) -> Self {
+        Arc::make_mut(&mut self.policy).hide_foreign = true;
+        self
+    }
+
+    /// Lets anyone use threads without an owner (Mastra treats them as shared).
+    #[must_use]
+    pub fn allow_unowned_threads(mut self) -> Self {
+        Arc::make_mut(&mut self.policy).allow_unowned = true;
+        self
+    }
+
+    /// Sets how long one store lookup may take before the answer is 503 (default 5 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        Arc::make_mut(&mut self.policy).timeout = timeout;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    async fn bounded<T>(
+        &self,
+        lookup: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, GuardError> {
+        match tokio::time::timeout(self.policy.timeout, lookup).await {
+            Ok(result) => result.map_err(GuardError::Store),
+            Err(_) => Err(GuardError::Store(StoreError::Timeout)),
+        }
+    }
+
+    fn decide(
+        &self,
+        scope: &ResourceId,
+        owner: &ThreadOwner,
+    ) -> Result<ThreadPresence, GuardError> {
+        match owner {
+            ThreadOwner::Owned(owner) if owner == scope => Ok(ThreadPresence::Exists),
+            ThreadOwner::Owned(_) if self.policy.hide_foreign => Err(GuardError::ThreadNotFound),
+            ThreadOwner::Owned(_) => Err(GuardError::ForeignThread),
+            ThreadOwner::Unowned if self.policy.allow_unowned => Ok(ThreadPresence::Exists),
+            ThreadOwner::Unowned => Err(GuardError::UnownedThread),
+            ThreadOwner::Missing => Ok(ThreadPresence::Missing),
+        }
+    }
+
+    /// Checks that `thread` exists and belongs to `scope`.
+    ///
+    /// # Errors
+    ///
+    /// [`GuardError::ThreadNotFound`] for a missing thread, otherwise as
+    /// [`check_thread_or_missing`](Self::check_thread_or_missing).
+    pub async fn check_thread(
+        &self,
+        scope: &ResourceId,
+        thread: &ThreadId,
+    ) -> Result<(), GuardError> {
+        match self.check_thread_or_missing(scope, thread).await? {
+            ThreadPresence::Exists => Ok(()),
+            ThreadPresence::Missing => Err(GuardError::ThreadNotFound),
+        }
+    }
+
+    /// Checks that `thread` belongs to `scope` or does not exist yet (for creation).
+    ///
+    /// # Errors
+    ///
+    /// [`GuardError::ForeignThread`] (or `ThreadNotFound` when hiding), `UnownedThread`, or
+    /// `Store` when the lookup fails or times out.
+    pub async fn check_thread_or_missing(
+        &self,
+        scope: &ResourceId,
+        thread: &ThreadId,
+    ) -> Result<ThreadPresence, GuardError> {
+        let owner = self.bounded(self.store.thread_owner(thread)).await?;
+        self.decide(scope, &owner)
+    }
+
+    /// Checks every thread of a batch in one lookup; missing threads are allowed.
+    ///
+    /// # Errors
+    ///
+    /// The first refusal among the threads, or `Store`.
+    pub async fn check_threads_or_missing(
+        &self,
+        scope: &ResourceId,
+        threads: &[ThreadId],
+    ) -> Result<(), GuardError> {
+        if threads.is_empty() {
+            return Ok(());
+        }
+        let owners = self.bounded(self.store.thread_owners(threads)).await?;
+        for thread in threads {
+            self.decide(scope, owners.get(thread).unwrap_or(&ThreadOwner::Missing))?;
+        }
+        Ok(())
+    }
+
+    /// Checks that every known message lives in a thread owned by `scope`; unknown ids are
+    /// ignored (nothing of anyone's can be touched through them). One store lookup.
+    ///
+    /// # Errors
+    ///
+    /// `UnverifiableMessage` for a message without a thread or whose thread is gone,
+    /// `ForeignThread` / `ThreadNotFound` / `UnownedThread` for a message in a thread the caller
+    /// may not use, or `Store`.
+    pub async fn check_messages(
+        &self,
+        scope: &ResourceId,
+        messages: &[String],
+    ) -> Result<(), GuardError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let unique: Vec<String> = messages
+            .iter()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .cloned()
+            .collect();
+        let found = self.bounded(self.store.message_threads(&unique)).await?;
+        for message in found.values() {
+            if message.thread.is_none() {
+                return Err(GuardError::UnverifiableMessage);
+            }
+            match self.decide(scope, &message.owner)? {
+                ThreadPresence::Exists => {}
+                ThreadPresence::Missing => return Err(GuardError::UnverifiableMessage),
+            }
+        }
+        Ok(())
+    }
+}

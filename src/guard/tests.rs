@@ -1,0 +1,722 @@
+//! Behaviour of `ThreadGuardLayer` and `ThreadGuard`, through `oneshot` against the
+//! in-memory store.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{Layer, ServiceExt, service_fn};
+
+use super::*;
+use crate::reject::Rejection;
+use crate::{ResourceId, ThreadId};
+
+fn rid(s: &str) -> ResourceId {
+    ResourceId::new(s).unwrap()
+}
+
+fn tid(s: &str) -> ThreadId {
+    ThreadId::new(s).unwrap()
+}
+
+/// alice owns t-a (messages m-a1, m-a2); bob owns t-b (m-b1); t-shared has no owner (m-s1);
+/// m-orphan has no thread; m-lost points to a deleted thread.
+fn store() -> MemoryThreadStore {
+    let s = MemoryThreadStore::new();
+    s.insert_thread(tid("t-a"), Some(rid("alice")));
+    s.insert_thread(tid("t-b"), Some(rid("bob")));
+    s.insert_thread(tid("t-shared"), None);
+    s.insert_message("m-a1", Some(tid("t-a")));
+    s.insert_message("m-a2", Some(tid("t-a")));
+    s.insert_message("m-b1", Some(tid("t-b")));
+    s.insert_message("m-s1", Some(tid("t-shared")));
+    s.insert_message("m-orphan", None);
+    s.insert_message("m-lost", Some(tid("t-gone")));
+    s
+}
+
+struct Seen {
+    status: StatusCode,
+    body: String,
+    rejection: Option<Rejection>,
+    calls: usize,
+}
+
+/// Sends `req` through the guard to an echo handler reporting what it saw:
+/// `thread=<ThreadId or -> uri=<uri> body=<body>`.
+async fn send<S: ThreadStore>(layer: ThreadGuardLayer<S>, req: Request<Full<Bytes>>) -> Seen {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let svc = layer.layer(service_fn(move |req: Request<Full<Bytes>>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let thread = req
+                .extensions()
+                .get::<ThreadId>()
+                .map_or("-".to_owned(), ToString::to_string);
+            let uri = req.uri().to_string();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let text = format!(
+                "thread={thread} uri={uri} body={}",
+                String::from_utf8_lossy(&body)
+            );
+            Ok::<_, Infallible>(Response::new(text))
+        }
+    }));
+    let res = svc.oneshot(req).await.unwrap();
+    Seen {
+        status: res.status(),
+        rejection: res.extensions().get::<Rejection>().cloned(),
+        body: res.into_body(),
+        calls: calls.load(Ordering::SeqCst),
+    }
+}
+
+fn req(method: Method, uri: &str, who: Option<&str>, body: &str) -> Request<Full<Bytes>> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    if let Some(who) = who {
+        req.extensions_mut().insert(rid(who));
+    }
+    req
+}
+
+fn mastra() -> ThreadGuardLayer<MemoryThreadStore> {
+    ThreadGuardLayer::new(store())
+        .mastra_memory_routes("/api")
+        .unwrap()
+}
+
+fn message(seen: &Seen) -> &str {
+    seen.rejection.as_ref().map_or("", |r| r.message())
+}
+
+#[tokio::test]
+async fn owned_thread_passes_with_thread_id_inserted() {
+    let seen = send(
+        mastra(),
+        req(Method::GET, "/api/memory/threads/t-a", Some("alice"), ""),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert_eq!(seen.body, "thread=t-a uri=/api/memory/threads/t-a body=");
+}
+
+#[tokio::test]
+async fn foreign_thread_is_forbidden_and_handler_not_called() {
+    for (method, path) in [
+        (Method::GET, "/api/memory/threads/t-a"),
+        (Method::PATCH, "/api/memory/threads/t-a"),
+        (Method::DELETE, "/api/memory/threads/t-a"),
+        (Method::GET, "/api/memory/threads/t-a/messages"),
+        (Method::POST, "/api/memory/threads/t-a/clone"),
+    ] {
+        let seen = send(mastra(), req(method.clone(), path, Some("bob"), "")).await;
+        assert_eq!(seen.status, StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(
+            message(&seen),
+            "Access denied: thread belongs to a different resource"
+        );
+        assert_eq!(seen.calls, 0);
+    }
+}
+
+#[tokio::test]
+async fn foreign_thread_is_not_found_when_hidden() {
+    let seen = send(
+        mastra().hide_foreign_threads(),
+        req(Method::GET, "/api/memory/threads/t-a", Some("bob"), ""),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::NOT_FOUND);
+    assert_eq!(message(&seen), "Thread not found");
+}
+
+#[tokio::test]
+async fn missing_thread_is_not_found_unless_the_route_creates_it() {
+    let seen = send(
+        mastra(),
+        req(Method::GET, "/api/memory/threads/t-new", Some("alice"), ""),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::NOT_FOUND);
+    assert_eq!(message(&seen), "Thread not found");
+    let seen = send(
+        mastra(),
+        req(
+            Method::GET,
+            "/api/memory/threads/t-new/working-memory",
+            Some("alice"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    let seen = send(
+        mastra(),
+        req(
+            Method::POST,
+            "/api/memory/threads/t-new/working-memory",
+            Some("alice"),
+            "{}",
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn unowned_thread_is_denied_by_default_and_shared_by_option() {
+    let seen = send(
+        mastra(),
+        req(
+            Method::GET,
+            "/api/memory/threads/t-shared",
+            Some("alice"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    let seen = send(
+        mastra().allow_unowned_threads(),
+        req(
+            Method::GET,
+            "/api/memory/threads/t-shared",
+            Some("alice"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn request_without_resource_id_is_forbidden() {
+    let seen = send(
+        mastra(),
+        req(Method::GET, "/api/memory/threads/t-a", None, ""),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        message(&seen),
+        "Access denied: request could not be scoped to a resource"
+    );
+    assert_eq!(seen.calls, 0);
+}
+
+#[tokio::test]
+async fn unguarded_routes_pass_untouched() {
+    let seen = send(
+        mastra(),
+        req(Method::GET, "/api/memory/threads?page=0", None, "raw"),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert_eq!(
+        seen.body,
+        "thread=- uri=/api/memory/threads?page=0 body=raw"
+    );
+}
+
+#[derive(Clone)]
+struct BrokenStore {
+    delay: Option<Duration>,
+}
+
+impl ThreadStore for BrokenStore {
+    async fn thread_owners(
+        &self,
+        _t: &[ThreadId],
+    ) -> Result<HashMap<ThreadId, ThreadOwner>, StoreError> {
+        match self.delay {
+            Some(delay) => {
+                tokio::time::sleep(delay).await;
+                Ok(HashMap::new())
+            }
+            None => Err(StoreError::Backend(
+                "connection refused to db.internal:5432 as admin".into(),
+            )),
+        }
+    }
+
+    async fn message_threads(
+        &self,
+        _m: &[String],
+    ) -> Result<HashMap<String, MessageThread>, StoreError> {
+        Err(StoreError::Backend("down".into()))
+    }
+}
+
+#[tokio::test]
+async fn store_failure_is_503_with_a_safe_message() {
+    let layer = ThreadGuardLayer::new(BrokenStore { delay: None })
+        .mastra_memory_routes("/api")
+        .unwrap();
+    let seen = send(
+        layer,
+        req(Method::GET, "/api/memory/threads/t-a", Some("alice"), ""),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(message(&seen), "Thread store unavailable");
+    assert_eq!(seen.calls, 0);
+}
+
+#[tokio::test]
+async fn store_timeout_is_503() {
+    let layer = ThreadGuardLayer::new(BrokenStore {
+        delay: Some(Duration::from_secs(5)),
+    })
+    .mastra_memory_routes("/api")
+    .unwrap()
+    .timeout(Duration::from_millis(20));
+    let seen = send(
+        layer,
+        req(Method::GET, "/api/memory/threads/t-a", Some("alice"), ""),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn trusted_thread_id_overrides_the_client_and_is_rewritten_into_the_request() {
+    let mut r = req(
+        Method::GET,
+        "/api/memory/threads/t-b/messages?x=1",
+        Some("alice"),
+        "",
+    );
+    r.extensions_mut().insert(tid("t-a"));
+    let seen = send(mastra(), r).await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert_eq!(
+        seen.body,
+        "thread=t-a uri=/api/memory/threads/t-a/messages?x=1 body="
+    );
+
+    // The trusted id is checked too: it cannot be used to reach another resource's thread.
+    let mut r = req(Method::GET, "/api/memory/threads/t-a", Some("bob"), "");
+    r.extensions_mut().insert(tid("t-a"));
+    assert_eq!(send(mastra(), r).await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn thread_id_from_query_header_and_body() {
+    let layer = || {
+        ThreadGuardLayer::new(store())
+            .route(
+                GuardRoute::new(Method::POST, "/chat")
+                    .unwrap()
+                    .thread_from_query("threadId")
+                    .thread_from_header("x-thread-id")
+                    .thread_from_body("threadId"),
+            )
+            .unwrap()
+    };
+    let seen = send(
+        layer(),
+        req(Method::POST, "/chat?threadId=t-b", Some("alice"), "{}"),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    let mut r = req(Method::POST, "/chat", Some("alice"), "{}");
+    r.headers_mut()
+        .insert("x-thread-id", "t-b".parse().unwrap());
+    assert_eq!(send(layer(), r).await.status, StatusCode::FORBIDDEN);
+    let seen = send(
+        layer(),
+        req(
+            Method::POST,
+            "/chat",
+            Some("alice"),
+            r#"{"threadId":"t-b"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    let seen = send(
+        layer(),
+        req(
+            Method::POST,
+            "/chat",
+            Some("alice"),
+            r#"{"threadId":"t-a","text":"hi"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert_eq!(
+        seen.body,
+        r#"thread=t-a uri=/chat body={"threadId":"t-a","text":"hi"}"#
+    );
+    let seen = send(layer(), req(Method::POST, "/chat", Some("alice"), "{}")).await;
+    assert_eq!(seen.status, StatusCode::BAD_REQUEST);
+    assert_eq!(message(&seen), "No threadId found");
+}
+
+#[tokio::test]
+async fn thread_creation_forces_the_callers_resource_and_refuses_foreign_ids() {
+    let body = r#"{"title":"x","resourceId":"bob"}"#;
+    let seen = send(
+        mastra(),
+        req(Method::POST, "/api/memory/threads", Some("alice"), body),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    let sent: serde_json::Value =
+        serde_json::from_str(seen.body.split("body=").nth(1).unwrap()).unwrap();
+    assert_eq!(
+        sent,
+        serde_json::json!({"title": "x", "resourceId": "alice"})
+    );
+
+    let seen = send(
+        mastra(),
+        req(Method::POST, "/api/memory/threads", Some("alice"), ""),
+    )
+    .await;
+    assert_eq!(
+        seen.body,
+        r#"thread=- uri=/api/memory/threads body={"resourceId":"alice"}"#
+    );
+
+    let body = r#"{"threadId":"t-b","resourceId":"alice"}"#;
+    let seen = send(
+        mastra(),
+        req(Method::POST, "/api/memory/threads", Some("alice"), body),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert_eq!(seen.calls, 0);
+
+    let body = r#"{"threadId":"t-new"}"#;
+    let seen = send(
+        mastra(),
+        req(Method::POST, "/api/memory/threads", Some("alice"), body),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(seen.body.starts_with("thread=t-new "));
+}
+
+#[tokio::test]
+async fn rename_cannot_reassign_the_thread() {
+    let body = r#"{"title":"new","resourceId":"bob"}"#;
+    let seen = send(
+        mastra(),
+        req(
+            Method::PATCH,
+            "/api/memory/threads/t-a",
+            Some("alice"),
+            body,
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(
+        seen.body.contains(r#""resourceId":"alice""#),
+        "{}",
+        seen.body
+    );
+}
+
+#[tokio::test]
+async fn bodies_pass_unchanged_when_nothing_is_rewritten() {
+    let body = "{ \"title\" :\"x\",  \"resourceId\":\"alice\" }";
+    let seen = send(
+        mastra(),
+        req(Method::POST, "/api/memory/threads", Some("alice"), body),
+    )
+    .await;
+    assert_eq!(
+        seen.body,
+        format!("thread=- uri=/api/memory/threads body={body}")
+    );
+}
+
+#[tokio::test]
+async fn delete_messages_requires_every_message_to_be_owned() {
+    let path = "/api/memory/messages/delete";
+    for ids in [
+        r#""m-a1""#,
+        r#"["m-a1","m-a2"]"#,
+        r#"{"id":"m-a1"}"#,
+        r#"[{"id":"m-a1"},{"id":"m-a2"}]"#,
+        r#"["m-a1","nope"]"#,
+    ] {
+        let seen = send(
+            mastra(),
+            req(
+                Method::POST,
+                path,
+                Some("alice"),
+                &format!(r#"{{"messageIds":{ids}}}"#),
+            ),
+        )
+        .await;
+        assert_eq!(seen.status, StatusCode::OK, "{ids}");
+    }
+    let seen = send(
+        mastra(),
+        req(
+            Method::POST,
+            path,
+            Some("alice"),
+            r#"{"messageIds":["m-a1","m-b1"]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        message(&seen),
+        "Access denied: thread belongs to a different resource"
+    );
+    assert_eq!(seen.calls, 0, "nothing may be deleted");
+    for lost in ["m-orphan", "m-lost"] {
+        let body = format!(r#"{{"messageIds":["m-a1","{lost}"]}}"#);
+        let seen = send(mastra(), req(Method::POST, path, Some("alice"), &body)).await;
+        assert_eq!(seen.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            message(&seen),
+            "Access denied: unable to verify message thread access"
+        );
+    }
+    let seen = send(mastra(), req(Method::POST, path, Some("alice"), "{}")).await;
+    assert_eq!(seen.status, StatusCode::BAD_REQUEST);
+    assert_eq!(message(&seen), "messageIds is required");
+    let seen = send(
+        mastra(),
+        req(Method::POST, path, Some("alice"), r#"{"messageIds":[1]}"#),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn message_in_path_must_be_owned() {
+    let layer = || {
+        ThreadGuardLayer::new(store())
+            .route(
+                GuardRoute::new(Method::DELETE, "/messages/{id}")
+                    .unwrap()
+                    .messages_from_path("id"),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        send(
+            layer(),
+            req(Method::DELETE, "/messages/m-a1", Some("alice"), "")
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(
+            layer(),
+            req(Method::DELETE, "/messages/m-b1", Some("alice"), "")
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn saving_messages_checks_resource_and_thread_of_each() {
+    let path = "/api/memory/save-messages";
+    let msg = |thread: &str, resource: &str| {
+        format!(
+            r#"{{"threadId":"{thread}","resourceId":"{resource}","role":"user","content":"hi"}}"#
+        )
+    };
+    let body = |msgs: &[String]| format!(r#"{{"messages":[{}]}}"#, msgs.join(","));
+    let ok = body(&[msg("t-a", "alice"), msg("t-new", "alice")]);
+    assert_eq!(
+        send(mastra(), req(Method::POST, path, Some("alice"), &ok))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let other_resource = body(&[msg("t-a", "alice"), msg("t-new", "bob")]);
+    let seen = send(
+        mastra(),
+        req(Method::POST, path, Some("alice"), &other_resource),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        message(&seen),
+        "Access denied: cannot save messages for a different resource"
+    );
+
+    let foreign_thread = body(&[msg("t-b", "alice")]);
+    let seen = send(
+        mastra(),
+        req(Method::POST, path, Some("alice"), &foreign_thread),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        message(&seen),
+        "Access denied: thread belongs to a different resource"
+    );
+
+    let invalid = r#"{"messages":[{"threadId":"t-a"},{"resourceId":"alice"},{"threadId":"t-a","resourceId":"alice"}]}"#;
+    let seen = send(mastra(), req(Method::POST, path, Some("alice"), invalid)).await;
+    assert_eq!(seen.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        message(&seen),
+        "All messages must have threadId and resourceId fields. Found 2 invalid message(s)."
+    );
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_bodies_are_refused_before_the_handler() {
+    let layer = || mastra().max_body_bytes(64);
+    let big = format!(r#"{{"title":"{}"}}"#, "x".repeat(100));
+    let seen = send(
+        layer(),
+        req(Method::POST, "/api/memory/threads", Some("alice"), &big),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(message(&seen), "Request body too large");
+    // No Content-Length: the limit is enforced while reading.
+    let mut r = req(Method::POST, "/api/memory/threads", Some("alice"), &big);
+    r.headers_mut().remove(http::header::CONTENT_LENGTH);
+    assert_eq!(send(layer(), r).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let mut r = req(Method::POST, "/api/memory/threads", Some("alice"), "");
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, "100000".parse().unwrap());
+    assert_eq!(send(layer(), r).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let seen = send(
+        layer(),
+        req(
+            Method::POST,
+            "/api/memory/threads",
+            Some("alice"),
+            "{not json",
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::BAD_REQUEST);
+    assert_eq!(seen.calls, 0);
+    let seen = send(
+        layer(),
+        req(Method::POST, "/api/memory/threads", Some("alice"), "[1,2]"),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn grpc_requests_get_guard_codes_in_trailers() {
+    let layer = || {
+        ThreadGuardLayer::new(store())
+            .route(
+                GuardRoute::new(Method::POST, "/memory.Threads/Get")
+                    .unwrap()
+                    .thread_from_header("x-thread-id"),
+            )
+            .unwrap()
+    };
+    let grpc = |thread: &str| {
+        let mut r = req(Method::POST, "/memory.Threads/Get", Some("alice"), "");
+        r.headers_mut()
+            .insert(CONTENT_TYPE, "application/grpc".parse().unwrap());
+        r.headers_mut()
+            .insert("x-thread-id", thread.parse().unwrap());
+        r
+    };
+    for (thread, code) in [("t-b", "7"), ("t-none", "5")] {
+        let seen = send(layer(), grpc(thread)).await;
+        assert_eq!(seen.status, StatusCode::OK);
+        assert_eq!(seen.calls, 0, "{thread}");
+        assert_eq!(seen.rejection.unwrap().kind().grpc_code().to_string(), code);
+    }
+    let svc = layer().layer(service_fn(|_r: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    }));
+    let res = svc.oneshot(grpc("t-b")).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "7");
+    assert_eq!(
+        res.headers()["grpc-message"],
+        "Access denied: thread belongs to a different resource"
+    );
+}
+
+#[test]
+fn routes_naming_unknown_parameters_are_config_errors() {
+    let route = GuardRoute::new(Method::GET, "/threads/{id}")
+        .unwrap()
+        .thread_from_path("threadId");
+    assert!(ThreadGuardLayer::new(store()).route(route).is_err());
+    let route = GuardRoute::new(Method::GET, "/t")
+        .unwrap()
+        .thread_from_header("bad header");
+    assert!(ThreadGuardLayer::new(store()).route(route).is_err());
+    assert!(GuardRoute::new(Method::GET, "threads").is_err());
+}
+
+#[tokio::test]
+async fn handler_side_checks_match_the_layer() {
+    let guard = ThreadGuard::new(store());
+    assert_eq!(guard.check_thread(&rid("alice"), &tid("t-a")).await, Ok(()));
+    assert_eq!(
+        guard.check_thread(&rid("alice"), &tid("t-b")).await,
+        Err(GuardError::ForeignThread)
+    );
+    assert_eq!(
+        guard.check_thread(&rid("alice"), &tid("t-x")).await,
+        Err(GuardError::ThreadNotFound)
+    );
+    assert_eq!(
+        guard
+            .check_thread_or_missing(&rid("alice"), &tid("t-x"))
+            .await,
+        Ok(ThreadPresence::Missing)
+    );
+    assert_eq!(
+        guard.check_messages(&rid("bob"), &["m-a1".into()]).await,
+        Err(GuardError::ForeignThread)
+    );
+    let hidden = ThreadGuard::new(store()).hide_foreign_threads();
+    assert_eq!(
+        hidden.check_thread(&rid("alice"), &tid("t-b")).await,
+        Err(GuardError::ThreadNotFound)
+    );
+    let rejection = Rejection::from(GuardError::Store(StoreError::Backend("secret-host".into())));
+    assert_eq!(rejection.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!rejection.message().contains("secret-host"));
+}
+
+#[cfg(feature = "tonic")]
+#[test]
+fn guard_errors_convert_to_grpc_status() {
+    assert_eq!(
+        tonic::Status::from(GuardError::ForeignThread).code(),
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(
+        tonic::Status::from(GuardError::ThreadNotFound).code(),
+        tonic::Code::NotFound
+    );
+    let status = tonic::Status::from(GuardError::Store(StoreError::Timeout));
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(status.message(), "Thread store unavailable");
+}
