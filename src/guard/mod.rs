@@ -33,6 +33,8 @@
 
 mod check;
 mod layer;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 mod store;
 
 pub use check::{DEFAULT_STORE_TIMEOUT, GuardError, ThreadGuard, ThreadPresence};
@@ -40,6 +42,8 @@ pub use layer::{
     Admit, DEFAULT_MAX_BODY, Decision, GuardGate, GuardRoute, ResponseFuture, ThreadGuardLayer,
     ThreadGuardService,
 };
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::{SqlThreadStore, TableNames};
 pub use store::{MemoryThreadStore, MessageThread, StoreError, ThreadOwner, ThreadStore};
 
 #[cfg(test)]

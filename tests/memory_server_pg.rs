@@ -1,0 +1,158 @@
+//! Two memory server processes on different ports sharing one PostgreSQL: a thread created
+//! through one is guarded identically through the other. Needs `TOWER_SCOPE_TEST_PG_URL`
+//! (`.ci/run` starts a private PostgreSQL and sets it), hence `#[ignore]`.
+#![cfg(all(
+    feature = "axum",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "aws-lc"
+))]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+const SECRET: &str = "two-process-test-secret-0123456789abcdef";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The example binary `cargo test` built next to this test's directory.
+fn example_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples")
+        .join("memory_server")
+}
+
+fn spawn(database_url: &str) -> Server {
+    let mut child = Command::new(example_binary())
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("DATABASE_URL", database_url)
+        .env("JWT_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the memory_server example is built by `cargo test --all-features`");
+    let stdout = child.stdout.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = BufReader::new(stdout).lines();
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(base) = line.strip_prefix("memory server listening on ") {
+            return Server {
+                child,
+                base: base.trim().to_owned(),
+            };
+        }
+    }
+    let _ = child.kill();
+    panic!("memory_server did not start");
+}
+
+fn token(sub: &str) -> String {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": sub, "exp": exp}),
+        &key,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set TOWER_SCOPE_TEST_PG_URL (run by .ci/run)"]
+async fn two_processes_sharing_postgres_guard_identically() {
+    let url = std::env::var("TOWER_SCOPE_TEST_PG_URL").expect("TOWER_SCOPE_TEST_PG_URL");
+    let one = spawn(&url);
+    let two = spawn(&url);
+    assert_ne!(one.base, two.base);
+    let client = Client::new();
+    let (alice, bob) = (token("alice-pg"), token("bob-pg"));
+
+    let created: Value = client
+        .post(format!("{}/api/memory/threads", one.base))
+        .bearer_auth(&alice)
+        .json(&json!({"title": "shared db", "resourceId": "bob-pg"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["resourceId"], "alice-pg");
+    let path = format!("/api/memory/threads/{}", created["id"].as_str().unwrap());
+
+    for server in [&one, &two] {
+        let res = client
+            .get(format!("{}{path}", server.base))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "owner through {}",
+            server.base
+        );
+        let res = client
+            .get(format!("{}{path}", server.base))
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::FORBIDDEN,
+            "foreigner through {}",
+            server.base
+        );
+        let res = client
+            .delete(format!("{}{path}", server.base))
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    }
+    let res = client
+        .delete(format!("{}{path}", two.base))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = client
+        .get(format!("{}{path}", one.base))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_FOUND,
+        "deleted through two, gone through one"
+    );
+}
