@@ -77,18 +77,15 @@ impl Db {
             .clone();
         let schema = unique("tower_scope_test");
         exec(&admin, &format!("CREATE SCHEMA \"{schema}\"")).await;
-        let search_path = format!("SET search_path TO \"{schema}\"");
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(4)
-            .after_connect(move |conn, _| {
-                let sql = search_path.clone();
-                Box::pin(async move { sqlx::query(&sql).execute(conn).await.map(drop) })
-            })
-            .connect(&url)
-            .await
-            .expect("connect to TOWER_SCOPE_TEST_PG_URL");
+        // The recipe TableNames documents for tables outside `public`.
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let store = SqlThreadStore::connect(&format!(
+            "{url}{separator}options=-c%20search_path%3D{schema}"
+        ))
+        .await
+        .expect("connect to TOWER_SCOPE_TEST_PG_URL");
         Self {
-            store: SqlThreadStore::from_pool(pool),
+            store,
             #[cfg(feature = "sqlite")]
             file: None,
             pg_schema: Some((admin, schema)),

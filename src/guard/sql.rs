@@ -71,7 +71,9 @@ impl fmt::Debug for Identifier {
 /// `mastra_messages` (`id`, `thread_id`). Every name is checked when it is set to be a plain
 /// identifier (`[A-Za-z_][A-Za-z0-9_]*`, at most 63 characters) and is always double-quoted in
 /// SQL, so it must match the stored name exactly, case included (PostgreSQL folds *unquoted*
-/// names to lowercase when a table is created).
+/// names to lowercase when a table is created). Tables in another PostgreSQL schema (Mastra's
+/// `schemaName`) are reached through the connection's `search_path`, for example
+/// `postgres://host/db?options=-c%20search_path%3Dmastra`.
 ///
 /// ```
 /// use tower_scope::guard::TableNames;
