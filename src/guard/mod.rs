@@ -30,6 +30,10 @@
 //! assert_eq!(svc.oneshot(as_user("bob")).await.unwrap().status(), StatusCode::FORBIDDEN);
 //! # }
 //! ```
+//!
+//! Stores: [`MemoryThreadStore`] keeps ownership in memory for tests and examples;
+//! `SqlThreadStore` (features `sqlite`, `postgres`) reads it from SQLite or PostgreSQL, in
+//! Mastra's schema by default.
 
 mod check;
 mod layer;
@@ -43,6 +47,7 @@ pub use layer::{
     ThreadGuardService,
 };
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use sql::{SqlThreadStore, TableNames};
 pub use store::{MemoryThreadStore, MessageThread, StoreError, ThreadOwner, ThreadStore};
 

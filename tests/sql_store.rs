@@ -1,0 +1,585 @@
+//! `SqlThreadStore` against real databases: every scenario runs on a SQLite file, on
+//! `sqlite::memory:`, and (ignored unless `TOWER_SCOPE_TEST_PG_URL` is set, run with
+//! `--ignored`) on PostgreSQL in a schema of its own.
+#![cfg(any(feature = "sqlite", feature = "postgres"))]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tower_scope::guard::{
+    MessageThread, SqlThreadStore, StoreError, TableNames, ThreadOwner, ThreadStore,
+};
+use tower_scope::{ConfigError, ResourceId, ThreadId};
+
+// ---- fixtures -----------------------------------------------------------------------------
+
+/// A name no other test (or earlier run) uses.
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh, empty database and how to throw it away.
+struct Db {
+    store: SqlThreadStore,
+    #[cfg(feature = "sqlite")]
+    file: Option<std::path::PathBuf>,
+    #[cfg(feature = "postgres")]
+    pg_schema: Option<(sqlx::AnyPool, String)>,
+}
+
+impl Db {
+    #[cfg(feature = "sqlite")]
+    async fn sqlite_file() -> Self {
+        let path = std::env::temp_dir().join(format!("{}.db", unique("tower_scope_sql")));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let store = SqlThreadStore::connect(&url)
+            .await
+            .expect("open sqlite file");
+        Self {
+            store,
+            file: Some(path),
+            #[cfg(feature = "postgres")]
+            pg_schema: None,
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    async fn sqlite_memory() -> Self {
+        let store = SqlThreadStore::connect("sqlite::memory:")
+            .await
+            .expect("open sqlite memory");
+        Self {
+            store,
+            file: None,
+            #[cfg(feature = "postgres")]
+            pg_schema: None,
+        }
+    }
+
+    /// A pool whose connections all see only a new schema, so runs never collide.
+    #[cfg(feature = "postgres")]
+    async fn postgres() -> Self {
+        let url = pg_url();
+        let admin = SqlThreadStore::connect(&url)
+            .await
+            .expect("connect to TOWER_SCOPE_TEST_PG_URL")
+            .pool()
+            .clone();
+        let schema = unique("tower_scope_test");
+        exec(&admin, &format!("CREATE SCHEMA \"{schema}\"")).await;
+        // The recipe TableNames documents for tables outside `public`.
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let store = SqlThreadStore::connect(&format!(
+            "{url}{separator}options=-c%20search_path%3D{schema}"
+        ))
+        .await
+        .expect("connect to TOWER_SCOPE_TEST_PG_URL");
+        Self {
+            store,
+            #[cfg(feature = "sqlite")]
+            file: None,
+            pg_schema: Some((admin, schema)),
+        }
+    }
+
+    async fn finish(self) {
+        self.store.pool().close().await;
+        #[cfg(feature = "sqlite")]
+        if let Some(path) = self.file {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+        #[cfg(feature = "postgres")]
+        if let Some((admin, schema)) = self.pg_schema {
+            exec(&admin, &format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
+            admin.close().await;
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn pg_url() -> String {
+    std::env::var("TOWER_SCOPE_TEST_PG_URL")
+        .expect("set TOWER_SCOPE_TEST_PG_URL, e.g. postgres://postgres@127.0.0.1:5433/postgres")
+}
+
+async fn exec(pool: &sqlx::AnyPool, sql: &str) {
+    sqlx::query(sql)
+        .execute(pool)
+        .await
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+}
+
+async fn insert_thread(store: &SqlThreadStore, id: &str, owner: Option<&str>) {
+    sqlx::query(r#"INSERT INTO "mastra_threads" ("id", "resourceId") VALUES ($1, $2)"#)
+        .bind(id)
+        .bind(owner)
+        .execute(store.pool())
+        .await
+        .expect("insert thread");
+}
+
+async fn insert_message(store: &SqlThreadStore, id: &str, thread: Option<&str>) {
+    sqlx::query(r#"INSERT INTO "mastra_messages" ("id", "thread_id") VALUES ($1, $2)"#)
+        .bind(id)
+        .bind(thread)
+        .execute(store.pool())
+        .await
+        .expect("insert message");
+}
+
+fn thread(id: &str) -> ThreadId {
+    ThreadId::new(id).unwrap()
+}
+
+fn owned(resource: &str) -> ThreadOwner {
+    ThreadOwner::Owned(ResourceId::new(resource).unwrap())
+}
+
+fn strings(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn assert_backend(result: Result<impl std::fmt::Debug, StoreError>) -> String {
+    match result {
+        Err(StoreError::Backend(detail)) => detail,
+        other => panic!("expected StoreError::Backend, got {other:?}"),
+    }
+}
+
+// ---- scenarios, each run on every backend -------------------------------------------------
+
+async fn owned_unowned_and_missing_threads(store: &SqlThreadStore) {
+    store.create_schema().await.unwrap();
+    insert_thread(store, "t-alice", Some("user:alice")).await;
+    insert_thread(store, "t-null", None).await;
+    insert_thread(store, "t-empty", Some("")).await;
+
+    let owners = store
+        .thread_owners(&[
+            thread("t-alice"),
+            thread("t-null"),
+            thread("t-empty"),
+            thread("t-ghost"),
+            thread("t-alice"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        owners,
+        HashMap::from([
+            (thread("t-alice"), owned("user:alice")),
+            (thread("t-null"), ThreadOwner::Unowned),
+            (thread("t-empty"), ThreadOwner::Unowned),
+        ])
+    );
+    assert_eq!(
+        store.thread_owner(&thread("t-ghost")).await.unwrap(),
+        ThreadOwner::Missing
+    );
+    assert_eq!(
+        store.thread_owner(&thread("T-ALICE")).await.unwrap(),
+        ThreadOwner::Missing,
+        "ids are compared exactly"
+    );
+}
+
+async fn batches_larger_than_one_query(store: &SqlThreadStore) {
+    store.create_schema().await.unwrap();
+    let total = 1200;
+    for first in (0..total).step_by(100) {
+        let values = (first..first + 100)
+            .map(|i| format!("('t{i}', 'user:{}')", i % 7))
+            .collect::<Vec<_>>()
+            .join(", ");
+        exec(
+            store.pool(),
+            &format!(r#"INSERT INTO "mastra_threads" ("id", "resourceId") VALUES {values}"#),
+        )
+        .await;
+    }
+    // 1200 stored + 100 missing: three chunks (512, 512, 276 padded to 512).
+    let wanted: Vec<ThreadId> = (0..total + 100).map(|i| thread(&format!("t{i}"))).collect();
+    let owners = store.thread_owners(&wanted).await.unwrap();
+    assert_eq!(owners.len(), total);
+    assert_eq!(owners[&thread("t1199")], owned("user:2"));
+    assert!(!owners.contains_key(&thread("t1200")));
+}
+
+async fn message_threads_join_their_owner(store: &SqlThreadStore) {
+    store.create_schema().await.unwrap();
+    insert_thread(store, "t-alice", Some("user:alice")).await;
+    insert_thread(store, "t-shared", None).await;
+    insert_message(store, "m-alice", Some("t-alice")).await;
+    insert_message(store, "m-shared", Some("t-shared")).await;
+    insert_message(store, "m-null", None).await;
+    insert_message(store, "m-empty", Some("")).await;
+    insert_message(store, "m-orphan", Some("t-deleted")).await;
+
+    let found = store
+        .message_threads(&strings(&[
+            "m-alice",
+            "m-shared",
+            "m-null",
+            "m-empty",
+            "m-orphan",
+            "m-unknown",
+            "m-alice",
+        ]))
+        .await
+        .unwrap();
+    let expect = |thread_id: Option<&str>, owner| MessageThread {
+        thread: thread_id.map(thread),
+        owner,
+    };
+    assert_eq!(
+        found,
+        HashMap::from([
+            (
+                "m-alice".into(),
+                expect(Some("t-alice"), owned("user:alice"))
+            ),
+            (
+                "m-shared".into(),
+                expect(Some("t-shared"), ThreadOwner::Unowned)
+            ),
+            ("m-null".into(), expect(None, ThreadOwner::Missing)),
+            ("m-empty".into(), expect(None, ThreadOwner::Missing)),
+            (
+                "m-orphan".into(),
+                expect(Some("t-deleted"), ThreadOwner::Missing)
+            ),
+        ])
+    );
+}
+
+async fn empty_input_runs_no_query(store: &SqlThreadStore) {
+    // A closed pool fails every query, so an answer proves none was sent.
+    store.pool().close().await;
+    assert!(store.thread_owners(&[]).await.unwrap().is_empty());
+    assert!(store.message_threads(&[]).await.unwrap().is_empty());
+}
+
+async fn custom_table_and_column_names(store: &SqlThreadStore) {
+    let tables = TableNames::default()
+        .threads("conversations")
+        .unwrap()
+        .thread_id_column("conversation_key")
+        .unwrap()
+        .thread_resource_column("owner")
+        .unwrap()
+        .messages("chat_lines")
+        .unwrap()
+        .message_id_column("line_key")
+        .unwrap()
+        .message_thread_column("conversation_key")
+        .unwrap();
+    let store = store.clone().with_tables(tables);
+    store.create_schema().await.unwrap();
+    store
+        .create_schema()
+        .await
+        .expect("create_schema is idempotent");
+    exec(
+        store.pool(),
+        r#"INSERT INTO "conversations" ("conversation_key", "owner") VALUES ('c1', 'org:acme:bob')"#,
+    )
+    .await;
+    exec(
+        store.pool(),
+        r#"INSERT INTO "chat_lines" ("line_key", "conversation_key") VALUES ('l1', 'c1')"#,
+    )
+    .await;
+
+    assert_eq!(
+        store.thread_owner(&thread("c1")).await.unwrap(),
+        owned("org:acme:bob")
+    );
+    let found = store.message_threads(&strings(&["l1"])).await.unwrap();
+    assert_eq!(
+        found["l1"],
+        MessageThread {
+            thread: Some(thread("c1")),
+            owner: owned("org:acme:bob")
+        }
+    );
+    // Mastra's tables were not created: the store only touches what it was told to.
+    let mastra = SqlThreadStore::from_pool(store.pool().clone());
+    assert_backend(mastra.thread_owner(&thread("c1")).await);
+}
+
+async fn mastra_schema_created_by_plain_sql(store: &SqlThreadStore) {
+    // Mastra's own DDL (PostgreSQL store; the libSQL one differs only in quoting).
+    exec(
+        store.pool(),
+        r#"CREATE TABLE "mastra_threads" (
+            id TEXT NOT NULL PRIMARY KEY,
+            "resourceId" TEXT NOT NULL,
+            title TEXT NOT NULL,
+            metadata TEXT,
+            "createdAt" TIMESTAMP NOT NULL,
+            "updatedAt" TIMESTAMP NOT NULL
+        )"#,
+    )
+    .await;
+    exec(
+        store.pool(),
+        r#"CREATE TABLE "mastra_messages" (
+            id TEXT NOT NULL PRIMARY KEY,
+            thread_id TEXT NOT NULL,
+            content TEXT NOT NULL,
+            role TEXT NOT NULL,
+            type TEXT NOT NULL,
+            "createdAt" TIMESTAMP NOT NULL,
+            "resourceId" TEXT
+        )"#,
+    )
+    .await;
+    exec(
+        store.pool(),
+        r#"INSERT INTO mastra_threads (id, "resourceId", title, metadata, "createdAt", "updatedAt")
+           VALUES ('thread-1', 'user:alice', 'Trip', '{}', '2025-01-01 10:00:00', '2025-01-01 10:00:00'),
+                  ('thread-2', '', 'Shared', NULL, '2025-01-01 10:00:00', '2025-01-01 10:00:00')"#,
+    )
+    .await;
+    exec(
+        store.pool(),
+        r#"INSERT INTO mastra_messages (id, thread_id, content, role, type, "createdAt", "resourceId")
+           VALUES ('msg-1', 'thread-1', '{"parts":[]}', 'user', 'v2', '2025-01-01 10:00:01', 'user:alice'),
+                  ('msg-2', 'thread-2', 'hi', 'assistant', 'text', '2025-01-01 10:00:02', NULL)"#,
+    )
+    .await;
+
+    let owners = store
+        .thread_owners(&[thread("thread-1"), thread("thread-2")])
+        .await
+        .unwrap();
+    assert_eq!(owners[&thread("thread-1")], owned("user:alice"));
+    assert_eq!(owners[&thread("thread-2")], ThreadOwner::Unowned);
+    let found = store
+        .message_threads(&strings(&["msg-1", "msg-2"]))
+        .await
+        .unwrap();
+    assert_eq!(found["msg-1"].owner, owned("user:alice"));
+    assert_eq!(found["msg-2"].thread, Some(thread("thread-2")));
+    // The existing schema is left as it is.
+    store.create_schema().await.unwrap();
+}
+
+async fn invalid_stored_ids_fail_closed(store: &SqlThreadStore) {
+    store.create_schema().await.unwrap();
+    let too_long = "x".repeat(300);
+    insert_thread(store, "t-bad-owner", Some("user:\u{1}evil")).await;
+    insert_thread(store, "t-long-owner", Some(&too_long)).await;
+    insert_message(store, "m-bad-owner", Some("t-bad-owner")).await;
+    insert_message(store, "m-long-thread", Some(&too_long)).await;
+
+    for id in ["t-bad-owner", "t-long-owner"] {
+        let detail = assert_backend(store.thread_owner(&thread(id)).await);
+        assert!(detail.contains("invalid resource id"), "{detail}");
+    }
+    assert_backend(store.message_threads(&strings(&["m-bad-owner"])).await);
+    let detail = assert_backend(store.message_threads(&strings(&["m-long-thread"])).await);
+    assert!(detail.contains("invalid thread id"), "{detail}");
+}
+
+async fn rows_that_disagree_fail_closed(store: &SqlThreadStore) {
+    // A custom table without a unique key can hold one id twice with different owners.
+    exec(
+        store.pool(),
+        r#"CREATE TABLE "loose_threads" ("id" TEXT, "owner" TEXT)"#,
+    )
+    .await;
+    exec(
+        store.pool(),
+        r#"INSERT INTO "loose_threads" VALUES ('t1', 'user:alice'), ('t1', 'user:bob'), ('t2', 'user:carol'), ('t2', 'user:carol')"#,
+    )
+    .await;
+    let tables = TableNames::default()
+        .threads("loose_threads")
+        .unwrap()
+        .thread_resource_column("owner")
+        .unwrap();
+    let store = store.clone().with_tables(tables);
+    assert_backend(store.thread_owner(&thread("t1")).await);
+    assert_eq!(
+        store.thread_owner(&thread("t2")).await.unwrap(),
+        owned("user:carol"),
+        "identical duplicate rows agree"
+    );
+}
+
+async fn backend_failures_are_backend_errors(store: &SqlThreadStore) {
+    store.create_schema().await.unwrap();
+    exec(store.pool(), r#"DROP TABLE "mastra_messages""#).await;
+    assert_backend(store.message_threads(&strings(&["m1"])).await);
+    assert_eq!(
+        store.thread_owner(&thread("t1")).await.unwrap(),
+        ThreadOwner::Missing,
+        "the other table still answers"
+    );
+
+    store.pool().close().await;
+    let detail = assert_backend(store.thread_owner(&thread("t1")).await);
+    assert!(detail.contains("closed"), "{detail}");
+    assert!(!format!("{store:?}").contains("postgres://"));
+}
+
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        #[cfg(feature = "sqlite")]
+        mod sqlite_file {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let db = super::Db::sqlite_file().await;
+                    super::$scenario(&db.store).await;
+                    db.finish().await;
+                }
+            )*
+        }
+
+        #[cfg(feature = "sqlite")]
+        mod sqlite_memory {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let db = super::Db::sqlite_memory().await;
+                    super::$scenario(&db.store).await;
+                    db.finish().await;
+                }
+            )*
+        }
+
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[tokio::test]
+                #[ignore = "needs PostgreSQL: set TOWER_SCOPE_TEST_PG_URL and pass --ignored"]
+                async fn $scenario() {
+                    let db = super::Db::postgres().await;
+                    super::$scenario(&db.store).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    owned_unowned_and_missing_threads,
+    batches_larger_than_one_query,
+    message_threads_join_their_owner,
+    empty_input_runs_no_query,
+    custom_table_and_column_names,
+    mastra_schema_created_by_plain_sql,
+    invalid_stored_ids_fail_closed,
+    rows_that_disagree_fail_closed,
+    backend_failures_are_backend_errors,
+);
+
+// ---- configuration and connection ---------------------------------------------------------
+
+#[test]
+fn table_names_that_are_not_plain_identifiers_are_refused() {
+    type Setter = fn(TableNames, &str) -> Result<TableNames, ConfigError>;
+    let attempts: [(&str, Setter); 6] = [
+        ("threads table", TableNames::threads),
+        ("thread id column", TableNames::thread_id_column),
+        ("thread resource column", TableNames::thread_resource_column),
+        ("messages table", TableNames::messages),
+        ("message id column", TableNames::message_id_column),
+        ("message thread column", TableNames::message_thread_column),
+    ];
+    for (setting, set) in attempts {
+        for bad in [
+            "",
+            "x\" OR 1=1 --",
+            "threads; DROP TABLE users",
+            "public.threads",
+            "9lives",
+            "résumé",
+            &"t".repeat(64),
+        ] {
+            match set(TableNames::default(), bad) {
+                Err(ConfigError::InvalidValue { setting: s, .. }) => assert_eq!(s, setting),
+                other => panic!("{setting} = {bad:?} gave {other:?}"),
+            }
+        }
+        assert!(set(TableNames::default(), "Valid_Name_2").is_ok());
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn memory_database_is_shared_by_every_query() {
+    let db = Db::sqlite_memory().await;
+    db.store.create_schema().await.unwrap();
+    insert_thread(&db.store, "t1", Some("user:alice")).await;
+    let t1 = thread("t1");
+    let lookups = (0..8).map(|_| db.store.thread_owner(&t1));
+    for owner in futures_util::future::join_all(lookups).await {
+        assert_eq!(owner.unwrap(), owned("user:alice"));
+    }
+    db.finish().await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn connect_errors_never_show_the_password() {
+    for url in [
+        "postgres://app:hunter2-secret@127.0.0.1:notaport/app",
+        "postgres://app:hunter2%2Dsecret@[::1/app",
+        "nosuchdb://app:hunter2-secret@127.0.0.1/app",
+    ] {
+        let detail = assert_backend(SqlThreadStore::connect(url).await);
+        assert!(!detail.contains("hunter2"), "{url}: {detail}");
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set TOWER_SCOPE_TEST_PG_URL and pass --ignored"]
+async fn postgres_password_stays_out_of_debug_and_errors() {
+    let url = pg_url();
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (_, host) = rest
+        .rsplit_once('@')
+        .expect("user@host in TOWER_SCOPE_TEST_PG_URL");
+    let (user, _) = rest.rsplit_once('@').unwrap();
+    let user = user.split(':').next().unwrap();
+
+    // The test cluster trusts local connections, so a password is accepted and ignored.
+    let store = SqlThreadStore::connect(&format!("{scheme}://{user}:hunter2-secret@{host}"))
+        .await
+        .unwrap();
+    assert!(!format!("{store:?}").contains("hunter2"));
+    let absent = TableNames::default().threads(&unique("absent")).unwrap();
+    let detail = assert_backend(
+        store
+            .clone()
+            .with_tables(absent)
+            .thread_owner(&thread("t1"))
+            .await,
+    );
+    assert!(!detail.contains("hunter2"), "{detail}");
+    store.pool().close().await;
+
+    let role = unique("no_such_role");
+    let detail = assert_backend(
+        SqlThreadStore::connect(&format!("{scheme}://{role}:hunter2-secret@{host}")).await,
+    );
+    assert!(detail.contains(&role), "{detail}");
+    assert!(!detail.contains("hunter2"), "{detail}");
+}
