@@ -62,6 +62,7 @@ fn spawn(database_url: &str) -> Server {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("memory_server did not start");
 }
 

@@ -153,27 +153,23 @@ struct ListQuery {
     per_page: Option<String>,
 }
 
-fn non_negative(value: Option<&str>, default: i64) -> Result<i64, Response> {
+/// Mastra's pagination: a non-negative integer, or the default when absent.
+fn non_negative(value: Option<&str>, default: i64) -> Option<i64> {
     match value {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "Invalid query parameters")),
+        None => Some(default),
+        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0),
     }
 }
 
 /// Lists the threads of `?resourceId=` — which the scope layer has forced to the caller's.
 async fn list_threads(State(pool): State<AnyPool>, Query(q): Query<ListQuery>) -> Response {
-    let page = match non_negative(q.page.as_deref(), 0) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let (Some(page), Some(per_page)) = (
+        non_negative(q.page.as_deref(), 0),
+        non_negative(q.per_page.as_deref(), 100),
+    ) else {
+        return error(StatusCode::BAD_REQUEST, "Invalid query parameters");
     };
-    let per_page = match non_negative(q.per_page.as_deref(), 100) {
-        Ok(p) => p.max(1),
-        Err(r) => return r,
-    };
+    let per_page = per_page.max(1);
     // Naive on purpose: without a resourceId it would list everyone's threads.
     let (filter, resource) = match &q.resource_id {
         Some(r) => (r#"WHERE "resourceId" = $1"#, Some(r.clone())),
