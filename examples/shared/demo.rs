@@ -1,0 +1,82 @@
+//! What every framework example shares: the claims, a dev secret, dev tokens, and a seeded
+//! thread store (alice owns `t-alice`, bob owns `t-bob`). Included with `#[path]`.
+#![allow(dead_code)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tower_scope::guard::MemoryThreadStore;
+use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtKey};
+use tower_scope::{BearerAuthLayer, ResourceId, ThreadId};
+
+/// The token's claims: `sub`, an optional `org_id`, expiry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    pub exp: u64,
+}
+
+/// `JWT_SECRET`, or a fixed development secret.
+pub fn secret() -> String {
+    std::env::var("JWT_SECRET")
+        .unwrap_or_else(|_| "tower-scope-dev-secret-change-me-0123456789".into())
+}
+
+/// `{org_id}:{sub}`, or `sub`.
+pub fn resource_of(claims: &Claims) -> Option<String> {
+    Some(match &claims.org_id {
+        Some(org) => format!("{org}:{}", claims.sub),
+        None => claims.sub.clone(),
+    })
+}
+
+/// `BearerAuthLayer` over an HS256 `JwtAuthenticator`, `/health` public.
+pub fn auth_layer() -> BearerAuthLayer<JwtAuthenticator<Claims>> {
+    let auth = JwtAuthenticator::<Claims>::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, secret().as_bytes()))
+        .build()
+        .expect("JWT_SECRET must be 32 bytes or longer");
+    BearerAuthLayer::new(auth)
+        .public_path("/health")
+        .expect("valid pattern")
+}
+
+/// A dev token for `sub` (and `org`), valid one hour.
+pub fn token(sub: &str, org: Option<&str>) -> String {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 3600;
+    let claims = Claims {
+        sub: sub.into(),
+        org_id: org.map(str::to_owned),
+        exp,
+    };
+    let key = jsonwebtoken::EncodingKey::from_secret(secret().as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("HS256 signing")
+}
+
+/// A store where alice owns `t-alice` and bob owns `t-bob`.
+pub fn seeded_store() -> MemoryThreadStore {
+    let store = MemoryThreadStore::new();
+    for (thread, owner) in [("t-alice", "alice"), ("t-bob", "bob")] {
+        store.insert_thread(
+            ThreadId::new(thread).expect("valid id"),
+            Some(ResourceId::new(owner).expect("valid id")),
+        );
+    }
+    store
+}
+
+/// Prints dev tokens and curl lines for a server at `addr`.
+pub fn print_dev_tokens(addr: std::net::SocketAddr) {
+    for user in ["alice", "bob"] {
+        println!(
+            "{user}: curl -H 'Authorization: Bearer {}' http://{addr}/api/whoami",
+            token(user, None)
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! One stack, every framework: the same assertions against axum, plain hyper and warp servers
+//! (real servers on 127.0.0.1:0, reqwest as the client), and the gRPC contract against tonic
+//! with the generated tonic client.
+#![cfg(all(
+    feature = "axum",
+    feature = "guard",
+    feature = "tonic",
+    feature = "aws-lc"
+))]
+// Each example includes the shared demo module itself, as a standalone example must.
+#![allow(clippy::duplicate_mod)]
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/axum_app.rs"]
+mod axum_app;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/hyper_plain.rs"]
+mod hyper_plain;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/tonic_grpc/main.rs"]
+mod tonic_grpc;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/warp_app.rs"]
+mod warp_app;
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode;
+use tonic::{Code, Request};
+use tonic_grpc::memory::threads_client::ThreadsClient;
+use tonic_grpc::memory::{GetThreadRequest, WhoAmIRequest};
+use tower_scope::ThreadId;
+use tower_scope::guard::{MessageThread, StoreError, ThreadOwner, ThreadStore};
+
+async fn listener() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    (listener, base)
+}
+
+/// The contract every HTTP framework must meet with the same stack.
+async fn assert_contract(base: &str, token: impl Fn(&str) -> String) {
+    let client = reqwest::Client::new();
+    let get = |path: &str, bearer: Option<String>| {
+        let mut req = client.get(format!("{base}{path}"));
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let res = get("/api/whoami", None).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "{base}: missing token"
+    );
+    assert_eq!(res.headers()["www-authenticate"], r#"Bearer realm="api""#);
+    let res = get("/api/whoami", Some("not-a-jwt".into())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{base}: bad token");
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    let res = get("/api/whoami", Some(token("alice"))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{base}: valid token");
+    assert_eq!(res.text().await.unwrap(), "user=alice resource=alice");
+    let res = get("/api/threads/t-bob", Some(token("alice")))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "{base}: foreign thread"
+    );
+    let res = get("/api/threads/t-alice", Some(token("alice")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{base}: own thread");
+    assert_eq!(res.text().await.unwrap(), "thread=t-alice checked=t-alice");
+    let res = get("/api/threads/t-none", Some(token("alice")))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_FOUND,
+        "{base}: missing thread"
+    );
+    let res = get("/health", None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{base}: public health");
+}
+
+#[tokio::test]
+async fn axum_meets_the_contract() {
+    let (l, base) = listener().await;
+    tokio::spawn(axum_app::serve(l, axum_app::demo::seeded_store()));
+    assert_contract(&base, |u| axum_app::demo::token(u, None)).await;
+}
+
+#[tokio::test]
+async fn plain_hyper_meets_the_contract() {
+    let (l, base) = listener().await;
+    tokio::spawn(hyper_plain::serve(l, hyper_plain::demo::seeded_store()));
+    assert_contract(&base, |u| hyper_plain::demo::token(u, None)).await;
+}
+
+#[tokio::test]
+async fn warp_meets_the_contract() {
+    let (l, base) = listener().await;
+    tokio::spawn(warp_app::serve(l, warp_app::demo::seeded_store()));
+    assert_contract(&base, |u| warp_app::demo::token(u, None)).await;
+}
+
+/// A store whose backend is down.
+#[derive(Clone)]
+struct DownStore;
+
+impl ThreadStore for DownStore {
+    async fn thread_owners(
+        &self,
+        _: &[ThreadId],
+    ) -> Result<HashMap<ThreadId, ThreadOwner>, StoreError> {
+        Err(StoreError::Backend("connection refused".into()))
+    }
+
+    async fn message_threads(
+        &self,
+        _: &[String],
+    ) -> Result<HashMap<String, MessageThread>, StoreError> {
+        Err(StoreError::Backend("connection refused".into()))
+    }
+}
+
+async fn grpc_client(
+    base: &str,
+    token: Option<String>,
+) -> ThreadsClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        impl tonic::service::Interceptor,
+    >,
+> {
+    let channel = tonic::transport::Endpoint::from_shared(base.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    ThreadsClient::with_interceptor(channel, move |mut req: Request<()>| {
+        if let Some(t) = &token {
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        Ok(req)
+    })
+}
+
+#[tokio::test]
+async fn tonic_meets_the_contract_with_grpc_codes() {
+    let (l, base) = listener().await;
+    tokio::spawn(tonic_grpc::serve(l, tonic_grpc::demo::seeded_store()));
+    let token = |u: &str| Some(tonic_grpc::demo::token(u, None));
+
+    let err = grpc_client(&base, None)
+        .await
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::Unauthenticated, "Authentication required")
+    );
+    let err = grpc_client(&base, Some("x.y.z".into()))
+        .await
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::Unauthenticated, "The token is malformed")
+    );
+    let me = grpc_client(&base, token("alice"))
+        .await
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            me.get_ref().user.as_str(),
+            me.get_ref().resource_id.as_str()
+        ),
+        ("alice", "alice")
+    );
+
+    let mut alice = grpc_client(&base, token("alice")).await;
+    let own = alice
+        .get_thread(GetThreadRequest {
+            thread_id: "t-alice".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(own.get_ref().id, "t-alice");
+    let err = alice
+        .get_thread(GetThreadRequest {
+            thread_id: "t-bob".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (
+            Code::PermissionDenied,
+            "Access denied: thread belongs to a different resource"
+        )
+    );
+    let err = alice
+        .get_thread(GetThreadRequest {
+            thread_id: "t-none".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::NotFound, "Thread not found")
+    );
+
+    // The standard health service sits behind the same layers.
+    let channel = tonic::transport::Endpoint::from_shared(base.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let err = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn tonic_store_outage_is_unavailable() {
+    let (l, base) = listener().await;
+    tokio::spawn(tonic_grpc::serve(l, DownStore));
+    let mut alice = grpc_client(&base, Some(tonic_grpc::demo::token("alice", None))).await;
+    let err = alice
+        .get_thread(GetThreadRequest {
+            thread_id: "t-alice".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::Unavailable, "Thread store unavailable")
+    );
+}
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/multi_tenant.rs"]
+mod multi_tenant;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/request_context.rs"]
+mod request_context;
+
+#[tokio::test]
+async fn org_and_anonymous_scopes_over_real_http() {
+    let (l, base) = listener().await;
+    tokio::spawn(async move { axum::serve(l, multi_tenant::app()).await.unwrap() });
+    let client = reqwest::Client::new();
+    let scope = |req: reqwest::RequestBuilder| async move {
+        req.send().await.unwrap().text().await.unwrap()
+    };
+    let url = format!("{base}/api/scope");
+    assert_eq!(
+        scope(
+            client
+                .get(&url)
+                .bearer_auth(multi_tenant::demo::token("carol", Some("acme")))
+        )
+        .await,
+        "acme:carol"
+    );
+    assert_eq!(
+        scope(
+            client
+                .get(&url)
+                .bearer_auth(multi_tenant::demo::token("carol", Some("globex")))
+        )
+        .await,
+        "globex:carol"
+    );
+    assert_eq!(
+        scope(client.get(&url).header("cookie", "session=s3ss10n")).await,
+        "anon_s3ss10n"
+    );
+    assert_eq!(scope(client.get(&url)).await, "unscoped");
+}
+
+#[tokio::test]
+async fn typed_request_context_reaches_the_handler() {
+    let (l, base) = listener().await;
+    tokio::spawn(async move { axum::serve(l, request_context::app()).await.unwrap() });
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/weather");
+    let token = request_context::demo::token("alice", None);
+    let us = client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("cf-ipcountry", "US")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(us.text().await.unwrap(), "alice: 68°F");
+    let fr = client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("cf-ipcountry", "FR")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fr.text().await.unwrap(), "alice: 20°C");
+    let anon = client
+        .get(&url)
+        .header("cf-ipcountry", "US")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+}
