@@ -328,3 +328,32 @@ async fn typed_request_context_reaches_the_handler() {
         .unwrap();
     assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn stack_wraps_a_whole_axum_router_from_outside_for_axum_serve() {
+    use tower::ServiceBuilder;
+    // Outside the Router the response type must stay axum's: head-only rejections keep it.
+    let router = axum::Router::new().route("/api/whoami", axum::routing::get(|| async { "inner" }));
+    let svc = ServiceBuilder::new()
+        .layer(axum_app::demo::auth_layer())
+        .layer(tower_scope::ResourceScopeLayer::new(
+            axum_app::demo::resource_of,
+        ))
+        .service(router);
+    let (l, base) = listener().await;
+    tokio::spawn(async move { axum::serve(l, tower::make::Shared::new(svc)).await.unwrap() });
+    let client = reqwest::Client::new();
+    let res = client
+        .get(format!("{base}/api/whoami"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = client
+        .get(format!("{base}/api/whoami"))
+        .bearer_auth(axum_app::demo::token("alice", None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.text().await.unwrap(), "inner");
+}
