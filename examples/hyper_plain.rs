@@ -15,9 +15,6 @@ use demo::Claims;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
 use tower::ServiceBuilder;
 use tower_scope::guard::{MemoryThreadStore, ThreadGuard};
 use tower_scope::{Authenticated, Rejection, ResourceId, ResourceScopeLayer, ThreadId};
@@ -63,17 +60,7 @@ pub async fn serve(listener: tokio::net::TcpListener, store: MemoryThreadStore) 
         .layer(demo::auth_layer())
         .layer(ResourceScopeLayer::new(demo::resource_of))
         .service(tower::service_fn(move |req| handle(guard.clone(), req)));
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let svc = TowerToHyperService::new(svc.clone());
-        tokio::spawn(async move {
-            let _ = Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+    demo::serve_connections(listener, svc).await;
 }
 
 #[tokio::main]

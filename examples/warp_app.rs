@@ -9,9 +9,6 @@
 pub mod demo;
 
 use demo::Claims;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
 use tower::ServiceBuilder;
 use tower_scope::guard::{GuardError, MemoryThreadStore, ThreadGuard};
 use tower_scope::{Authenticated, Rejection, ResourceId, ResourceScopeLayer, ThreadId};
@@ -58,17 +55,7 @@ pub async fn serve(listener: tokio::net::TcpListener, store: MemoryThreadStore) 
         .layer(demo::auth_layer())
         .layer(ResourceScopeLayer::new(demo::resource_of))
         .service(warp::service(routes(ThreadGuard::new(store))));
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let svc = TowerToHyperService::new(svc.clone());
-        tokio::spawn(async move {
-            let _ = Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+    demo::serve_connections(listener, svc).await;
 }
 
 #[tokio::main]

@@ -80,3 +80,30 @@ pub fn print_dev_tokens(addr: std::net::SocketAddr) {
         );
     }
 }
+
+/// Serves a tower service on every connection of `listener` with hyper-util (HTTP/1.1 and h2c):
+/// the loop the hyper and warp examples share.
+pub async fn serve_connections<S, B>(listener: tokio::net::TcpListener, svc: S)
+where
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(svc.clone());
+        tokio::spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
