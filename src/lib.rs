@@ -54,6 +54,8 @@ pub mod auth;
 mod error;
 pub mod extensions;
 mod gate;
+#[cfg(feature = "jwks")]
+pub mod jwks;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 pub mod path;
