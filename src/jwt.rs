@@ -405,6 +405,67 @@ impl<C: DeserializeOwned + 'static> JwtAuthenticator<C, C> {
     }
 }
 
+/// The claim-rule and backend setters shared by every JWT builder (fields `policy` and
+/// `provider`), so the static and JWKS authenticators cannot drift apart.
+macro_rules! claim_rule_setters {
+    () => {
+        /// Requires `aud` to contain this audience (call again to accept several).
+        #[must_use]
+        pub fn audience(mut self, audience: impl Into<String>) -> Self {
+            self.policy.audiences.push(audience.into());
+            self
+        }
+
+        /// Accepts tokens carrying any `aud` when no audience is configured.
+        ///
+        /// By default a token with an `aud` claim is refused unless one of its audiences is
+        /// configured (RFC 7519 §4.1.3); this opts out of that rule.
+        #[must_use]
+        pub fn accept_any_audience(mut self) -> Self {
+            self.policy.accept_any_audience = true;
+            self
+        }
+
+        /// Sets the clock leeway for `exp`, `nbf` and `iat` (default 30 s).
+        #[must_use]
+        pub fn leeway(mut self, leeway: Duration) -> Self {
+            self.policy.leeway = leeway.as_secs_f64();
+            self
+        }
+
+        /// Refuses tokens that remain valid for longer than `max` (Envoy's `max_lifetime`).
+        #[must_use]
+        pub fn max_lifetime(mut self, max: Duration) -> Self {
+            self.policy.max_lifetime = Some(max.as_secs_f64());
+            self
+        }
+
+        /// Requires the header `typ` to be `typ` (case-insensitive, `application/` prefix optional),
+        /// e.g. `at+jwt` for RFC 9068 access tokens, so ID tokens are not accepted as access tokens.
+        #[must_use]
+        pub fn require_typ(mut self, typ: impl Into<String>) -> Self {
+            self.policy.typ = Some(typ.into());
+            self
+        }
+
+        /// Uses this clock instead of the system clock (for tests: no sleeping).
+        #[must_use]
+        pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+            self.policy.clock = Some(Arc::new(clock));
+            self
+        }
+
+        /// Uses this `jsonwebtoken` crypto provider instead of the one tower-scope's features pick.
+        #[must_use]
+        pub fn crypto_provider(mut self, provider: &'static CryptoProvider) -> Self {
+            self.provider = Some(provider);
+            self
+        }
+    };
+}
+#[cfg_attr(not(feature = "jwks"), allow(unused_imports))]
+pub(crate) use claim_rule_setters;
+
 /// Builds a [`JwtAuthenticator`]; every setting is checked by [`build`](Self::build).
 pub struct JwtAuthenticatorBuilder<C, U> {
     keys: Vec<JwtKey>,
@@ -458,58 +519,7 @@ impl<C: DeserializeOwned, U> JwtAuthenticatorBuilder<C, U> {
         self
     }
 
-    /// Requires `aud` to contain this audience (call again to accept several).
-    #[must_use]
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.policy.audiences.push(audience.into());
-        self
-    }
-
-    /// Accepts tokens carrying any `aud` when no audience is configured.
-    ///
-    /// By default a token with an `aud` claim is refused unless one of its audiences is
-    /// configured (RFC 7519 §4.1.3); this opts out of that rule.
-    #[must_use]
-    pub fn accept_any_audience(mut self) -> Self {
-        self.policy.accept_any_audience = true;
-        self
-    }
-
-    /// Sets the clock leeway for `exp`, `nbf` and `iat` (default 30 s).
-    #[must_use]
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.policy.leeway = leeway.as_secs_f64();
-        self
-    }
-
-    /// Refuses tokens that remain valid for longer than `max` (Envoy's `max_lifetime`).
-    #[must_use]
-    pub fn max_lifetime(mut self, max: Duration) -> Self {
-        self.policy.max_lifetime = Some(max.as_secs_f64());
-        self
-    }
-
-    /// Requires the header `typ` to be `typ` (case-insensitive, `application/` prefix optional),
-    /// e.g. `at+jwt` for RFC 9068 access tokens, so ID tokens are not accepted as access tokens.
-    #[must_use]
-    pub fn require_typ(mut self, typ: impl Into<String>) -> Self {
-        self.policy.typ = Some(typ.into());
-        self
-    }
-
-    /// Uses this clock instead of the system clock (for tests: no sleeping).
-    #[must_use]
-    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.policy.clock = Some(Arc::new(clock));
-        self
-    }
-
-    /// Uses this `jsonwebtoken` crypto provider instead of the one tower-scope's features pick.
-    #[must_use]
-    pub fn crypto_provider(mut self, provider: &'static CryptoProvider) -> Self {
-        self.provider = Some(provider);
-        self
-    }
+    claim_rule_setters!();
 
     /// Maps verified claims to your user type; return an [`AuthError`] to refuse the token
     /// (for example [`AuthError::forbidden`] for a disabled account).

@@ -87,8 +87,8 @@ pub use self::stats::JwksStats;
 use crate::ConfigError;
 use crate::auth::{AuthError, Authenticate, Token};
 use crate::jwt::{
-    ASYMMETRIC, Algorithm, Jws, MapUser, Policy, SignatureError, claims, default_provider, invalid,
-    registered,
+    ASYMMETRIC, Algorithm, Jws, MapUser, Policy, SignatureError, claim_rule_setters, claims,
+    default_provider, invalid, registered,
 };
 
 /// The default refresh interval when the JWKS response has no `Cache-Control: max-age`.
@@ -267,55 +267,7 @@ impl<C: DeserializeOwned, U> JwksAuthenticatorBuilder<C, U> {
         self
     }
 
-    /// Requires `aud` to contain this audience (call again to accept several).
-    #[must_use]
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.policy.audiences.push(audience.into());
-        self
-    }
-
-    /// Accepts tokens carrying any `aud` when no audience is configured (see
-    /// [`JwtAuthenticatorBuilder::accept_any_audience`](crate::jwt::JwtAuthenticatorBuilder::accept_any_audience)).
-    #[must_use]
-    pub fn accept_any_audience(mut self) -> Self {
-        self.policy.accept_any_audience = true;
-        self
-    }
-
-    /// Sets the clock leeway for `exp`, `nbf` and `iat` (default 30 s).
-    #[must_use]
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.policy.leeway = leeway.as_secs_f64();
-        self
-    }
-
-    /// Refuses tokens that remain valid for longer than `max`.
-    #[must_use]
-    pub fn max_lifetime(mut self, max: Duration) -> Self {
-        self.policy.max_lifetime = Some(max.as_secs_f64());
-        self
-    }
-
-    /// Requires the header `typ` (e.g. `at+jwt`, RFC 9068), compared case-insensitively.
-    #[must_use]
-    pub fn require_typ(mut self, typ: impl Into<String>) -> Self {
-        self.policy.typ = Some(typ.into());
-        self
-    }
-
-    /// Uses this clock for claims and cache expiry instead of the system clock.
-    #[must_use]
-    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.policy.clock = Some(Arc::new(clock));
-        self
-    }
-
-    /// Uses this `jsonwebtoken` crypto provider instead of the one tower-scope's features pick.
-    #[must_use]
-    pub fn crypto_provider(mut self, provider: &'static CryptoProvider) -> Self {
-        self.provider = Some(provider);
-        self
-    }
+    claim_rule_setters!();
 
     /// Sets the TCP/TLS connect timeout of each fetch (default 5 s).
     #[must_use]
