@@ -39,6 +39,13 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An issuer's keys could not be loaded when the authenticator was built.
+    KeySource {
+        /// The configured issuer.
+        issuer: String,
+        /// What failed (timeout, HTTP status, issuer mismatch...), never a response body.
+        reason: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -58,6 +65,9 @@ impl fmt::Display for ConfigError {
             }
             Self::InvalidHeaderName(name) => write!(f, "invalid header name {name:?}"),
             Self::InvalidValue { setting, reason } => write!(f, "invalid {setting}: {reason}"),
+            Self::KeySource { issuer, reason } => {
+                write!(f, "could not load the keys of issuer {issuer:?}: {reason}")
+            }
         }
     }
 }

@@ -54,7 +54,7 @@ use crate::auth::{AuthError, Authenticate, Token};
 /// The default clock leeway for `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
-type MapUser<C, U> = dyn Fn(C) -> Result<U, AuthError> + Send + Sync;
+pub(crate) type MapUser<C, U> = dyn Fn(C) -> Result<U, AuthError> + Send + Sync;
 type Clock = dyn Fn() -> SystemTime + Send + Sync;
 
 /// A verification key and the algorithms it may verify.
@@ -207,7 +207,7 @@ fn alg_name(alg: Algorithm) -> &'static str {
     }
 }
 
-fn parse_alg(name: &str) -> Option<Algorithm> {
+pub(crate) fn parse_alg(name: &str) -> Option<Algorithm> {
     // Exact, case-sensitive names (RFC 7518 §3.1): `none`, `None`, `HS256 ` are all refused.
     Some(match name {
         "HS256" => Algorithm::HS256,
@@ -226,13 +226,25 @@ fn parse_alg(name: &str) -> Option<Algorithm> {
     })
 }
 
-struct VerifyKey {
-    kid: Option<Box<str>>,
-    key: DecodingKey,
-    algorithms: Vec<Algorithm>,
+/// A parsed key, ready to verify; shared by static keys and JWKS key sources.
+pub(crate) struct VerifyKey {
+    pub(crate) kid: Option<Box<str>>,
+    pub(crate) key: DecodingKey,
+    pub(crate) algorithms: Vec<Algorithm>,
 }
 
-const ASYMMETRIC: [Algorithm; 9] = [
+impl VerifyKey {
+    /// Whether this key may verify a token with this `alg` and (optional) `kid`.
+    pub(crate) fn matches(&self, alg: Algorithm, kid: Option<&str>) -> bool {
+        self.algorithms.contains(&alg)
+            && match (kid, &self.kid) {
+                (Some(wanted), Some(kid)) => wanted == &**kid,
+                _ => true,
+            }
+    }
+}
+
+pub(crate) const ASYMMETRIC: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
@@ -245,7 +257,7 @@ const ASYMMETRIC: [Algorithm; 9] = [
 ];
 
 /// Turns one JWK into a verification key, or `None` when it must not or cannot verify.
-fn jwk_key(jwk: &Jwk, allowed: &[Algorithm]) -> Option<VerifyKey> {
+pub(crate) fn jwk_key(jwk: &Jwk, allowed: &[Algorithm]) -> Option<VerifyKey> {
     let common = &jwk.common;
     // RFC 7517 §4.2/§4.3: an encryption key, or one whose operations exclude `verify`, never verifies.
     if matches!(
@@ -327,14 +339,30 @@ struct Inner<C, U> {
     map_user: Box<MapUser<C, U>>,
 }
 
-struct Policy {
-    issuers: Vec<String>,
-    audiences: Vec<String>,
-    accept_any_audience: bool,
-    leeway: f64,
-    max_lifetime: Option<f64>,
-    typ: Option<String>,
-    clock: Option<Arc<Clock>>,
+/// The claim checks every verified token goes through; shared with JWKS authenticators.
+#[derive(Clone)]
+pub(crate) struct Policy {
+    pub(crate) issuers: Vec<String>,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) accept_any_audience: bool,
+    pub(crate) leeway: f64,
+    pub(crate) max_lifetime: Option<f64>,
+    pub(crate) typ: Option<String>,
+    pub(crate) clock: Option<Arc<Clock>>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            accept_any_audience: false,
+            leeway: DEFAULT_LEEWAY.as_secs_f64(),
+            max_lifetime: None,
+            typ: None,
+            clock: None,
+        }
+    }
 }
 
 impl<C, U> Clone for JwtAuthenticator<C, U> {
@@ -369,21 +397,74 @@ impl<C: DeserializeOwned + 'static> JwtAuthenticator<C, C> {
             keys: Vec::new(),
             jwks: Vec::new(),
             algorithms: None,
-            policy: Policy {
-                issuers: Vec::new(),
-                audiences: Vec::new(),
-                accept_any_audience: false,
-                leeway: DEFAULT_LEEWAY.as_secs_f64(),
-                max_lifetime: None,
-                typ: None,
-                clock: None,
-            },
+            policy: Policy::default(),
             provider: None,
             map_user: Box::new(Ok),
             _claims: PhantomData,
         }
     }
 }
+
+/// The claim-rule and backend setters shared by every JWT builder (fields `policy` and
+/// `provider`), so the static and JWKS authenticators cannot drift apart.
+macro_rules! claim_rule_setters {
+    () => {
+        /// Requires `aud` to contain this audience (call again to accept several).
+        #[must_use]
+        pub fn audience(mut self, audience: impl Into<String>) -> Self {
+            self.policy.audiences.push(audience.into());
+            self
+        }
+
+        /// Accepts tokens carrying any `aud` when no audience is configured.
+        ///
+        /// By default a token with an `aud` claim is refused unless one of its audiences is
+        /// configured (RFC 7519 §4.1.3); this opts out of that rule.
+        #[must_use]
+        pub fn accept_any_audience(mut self) -> Self {
+            self.policy.accept_any_audience = true;
+            self
+        }
+
+        /// Sets the clock leeway for `exp`, `nbf` and `iat` (default 30 s).
+        #[must_use]
+        pub fn leeway(mut self, leeway: Duration) -> Self {
+            self.policy.leeway = leeway.as_secs_f64();
+            self
+        }
+
+        /// Refuses tokens that remain valid for longer than `max` (Envoy's `max_lifetime`).
+        #[must_use]
+        pub fn max_lifetime(mut self, max: Duration) -> Self {
+            self.policy.max_lifetime = Some(max.as_secs_f64());
+            self
+        }
+
+        /// Requires the header `typ` to be `typ` (case-insensitive, `application/` prefix optional),
+        /// e.g. `at+jwt` for RFC 9068 access tokens, so ID tokens are not accepted as access tokens.
+        #[must_use]
+        pub fn require_typ(mut self, typ: impl Into<String>) -> Self {
+            self.policy.typ = Some(typ.into());
+            self
+        }
+
+        /// Uses this clock instead of the system clock (for tests: no sleeping).
+        #[must_use]
+        pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+            self.policy.clock = Some(Arc::new(clock));
+            self
+        }
+
+        /// Uses this `jsonwebtoken` crypto provider instead of the one tower-scope's features pick.
+        #[must_use]
+        pub fn crypto_provider(mut self, provider: &'static CryptoProvider) -> Self {
+            self.provider = Some(provider);
+            self
+        }
+    };
+}
+#[cfg_attr(not(feature = "jwks"), allow(unused_imports))]
+pub(crate) use claim_rule_setters;
 
 /// Builds a [`JwtAuthenticator`]; every setting is checked by [`build`](Self::build).
 pub struct JwtAuthenticatorBuilder<C, U> {
@@ -438,58 +519,7 @@ impl<C: DeserializeOwned, U> JwtAuthenticatorBuilder<C, U> {
         self
     }
 
-    /// Requires `aud` to contain this audience (call again to accept several).
-    #[must_use]
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.policy.audiences.push(audience.into());
-        self
-    }
-
-    /// Accepts tokens carrying any `aud` when no audience is configured.
-    ///
-    /// By default a token with an `aud` claim is refused unless one of its audiences is
-    /// configured (RFC 7519 §4.1.3); this opts out of that rule.
-    #[must_use]
-    pub fn accept_any_audience(mut self) -> Self {
-        self.policy.accept_any_audience = true;
-        self
-    }
-
-    /// Sets the clock leeway for `exp`, `nbf` and `iat` (default 30 s).
-    #[must_use]
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.policy.leeway = leeway.as_secs_f64();
-        self
-    }
-
-    /// Refuses tokens that remain valid for longer than `max` (Envoy's `max_lifetime`).
-    #[must_use]
-    pub fn max_lifetime(mut self, max: Duration) -> Self {
-        self.policy.max_lifetime = Some(max.as_secs_f64());
-        self
-    }
-
-    /// Requires the header `typ` to be `typ` (case-insensitive, `application/` prefix optional),
-    /// e.g. `at+jwt` for RFC 9068 access tokens, so ID tokens are not accepted as access tokens.
-    #[must_use]
-    pub fn require_typ(mut self, typ: impl Into<String>) -> Self {
-        self.policy.typ = Some(typ.into());
-        self
-    }
-
-    /// Uses this clock instead of the system clock (for tests: no sleeping).
-    #[must_use]
-    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.policy.clock = Some(Arc::new(clock));
-        self
-    }
-
-    /// Uses this `jsonwebtoken` crypto provider instead of the one tower-scope's features pick.
-    #[must_use]
-    pub fn crypto_provider(mut self, provider: &'static CryptoProvider) -> Self {
-        self.provider = Some(provider);
-        self
-    }
+    claim_rule_setters!();
 
     /// Maps verified claims to your user type; return an [`AuthError`] to refuse the token
     /// (for example [`AuthError::forbidden`] for a disabled account).
@@ -522,18 +552,7 @@ impl<C: DeserializeOwned, U> JwtAuthenticatorBuilder<C, U> {
             .provider
             .or_else(default_provider)
             .ok_or(ConfigError::NoCryptoBackend)?;
-        if self
-            .policy
-            .issuers
-            .iter()
-            .chain(&self.policy.audiences)
-            .any(String::is_empty)
-        {
-            return Err(ConfigError::InvalidValue {
-                setting: "issuer/audience",
-                reason: "must not be empty".into(),
-            });
-        }
+        self.policy.validate()?;
         let mut keys = Vec::new();
         for key in self.keys {
             keys.push(key.into_verify_key()?);
@@ -545,13 +564,7 @@ impl<C: DeserializeOwned, U> JwtAuthenticatorBuilder<C, U> {
                     setting: "JWK set",
                     reason: "not a JSON object with a `keys` array".into(),
                 })?;
-            for value in set.keys {
-                if let Ok(jwk) = serde_json::from_value::<Jwk>(value)
-                    && let Some(key) = jwk_key(&jwk, &allowed)
-                {
-                    keys.push(key);
-                }
-            }
+            keys.extend(set.keys.iter().filter_map(|v| jwk_value_key(v, &allowed)));
         }
         if keys.is_empty() {
             return Err(ConfigError::NoKeys);
@@ -567,13 +580,20 @@ impl<C: DeserializeOwned, U> JwtAuthenticatorBuilder<C, U> {
     }
 }
 
+/// A JWK set document; each key stays raw JSON so one malformed key cannot fail the set.
 #[derive(Deserialize)]
-struct JwkSetDocument {
-    keys: Vec<serde_json::Value>,
+pub(crate) struct JwkSetDocument {
+    pub(crate) keys: Vec<serde_json::Value>,
+}
+
+/// One JWK as raw JSON to a verification key, or `None` when malformed or not for verifying.
+pub(crate) fn jwk_value_key(value: &serde_json::Value, allowed: &[Algorithm]) -> Option<VerifyKey> {
+    let jwk = Jwk::deserialize(value).ok()?;
+    jwk_key(&jwk, allowed)
 }
 
 /// The backend picked by features: AWS-LC when enabled (also when both are), else RustCrypto.
-fn default_provider() -> Option<&'static CryptoProvider> {
+pub(crate) fn default_provider() -> Option<&'static CryptoProvider> {
     #[cfg(feature = "aws-lc")]
     {
         Some(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER)
@@ -666,7 +686,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Audience<'a> {
 
 /// The registered claims we validate. Serde refuses duplicate keys, so two `exp` fail here.
 #[derive(Deserialize)]
-struct Registered<'a> {
+pub(crate) struct Registered<'a> {
     #[serde(default)]
     exp: Option<NumericDate>,
     #[serde(default)]
@@ -674,7 +694,7 @@ struct Registered<'a> {
     #[serde(default)]
     iat: Option<NumericDate>,
     #[serde(default, borrow)]
-    iss: Option<Cow<'a, str>>,
+    pub(crate) iss: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     aud: Option<Audience<'a>>,
     #[serde(default, borrow)]
@@ -682,7 +702,7 @@ struct Registered<'a> {
     sub: Option<Cow<'a, str>>,
 }
 
-fn invalid(message: &'static str) -> AuthError {
+pub(crate) fn invalid(message: &'static str) -> AuthError {
     AuthError::invalid_token().with_message(message)
 }
 
@@ -704,14 +724,34 @@ fn typ_matches(given: &str, wanted: &str) -> bool {
     strip(given).eq_ignore_ascii_case(&strip(wanted))
 }
 
-impl<C: DeserializeOwned, U> JwtAuthenticator<C, U> {
-    /// Verifies a token and maps its claims to the user.
-    ///
-    /// # Errors
-    ///
-    /// An [`AuthError`] with a fixed, safe message saying what is wrong; never token content.
-    pub fn verify(&self, token: &str) -> Result<U, AuthError> {
-        let inner = &*self.inner;
+/// A compact JWS split and checked up to (not including) the signature: the shared first
+/// step of every verification.
+pub(crate) struct Jws<'a> {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<Box<str>>,
+    message: &'a [u8],
+    signature: Vec<u8>,
+    payload_b64: &'a str,
+}
+
+/// Why no key verified a token: none was eligible (maybe a rotation), or the signature is bad.
+pub(crate) enum SignatureError {
+    NoKey,
+    Invalid,
+}
+
+impl From<SignatureError> for AuthError {
+    fn from(err: SignatureError) -> Self {
+        match err {
+            SignatureError::NoKey => invalid("No key matches the token"),
+            SignatureError::Invalid => invalid("The token signature is invalid"),
+        }
+    }
+}
+
+impl<'a> Jws<'a> {
+    /// Splits the token and checks its header (`alg`, `crit`, JWE, `typ` when `typ` is set).
+    pub(crate) fn parse(token: &'a str, typ: Option<&str>) -> Result<Self, AuthError> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64)) =
             (parts.next(), parts.next(), parts.next())
@@ -735,7 +775,7 @@ impl<C: DeserializeOwned, U> JwtAuthenticator<C, U> {
                 "The token has critical header parameters this server does not understand",
             ));
         }
-        if let Some(wanted) = &inner.policy.typ
+        if let Some(wanted) = typ
             && !header
                 .typ
                 .as_deref()
@@ -746,38 +786,100 @@ impl<C: DeserializeOwned, U> JwtAuthenticator<C, U> {
 
         let signature = b64(signature_b64)?;
         let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        let mut candidates = inner.keys.iter().filter(|k| {
-            k.algorithms.contains(&alg)
-                && match (&header.kid, &k.kid) {
-                    (Some(wanted), Some(kid)) => **wanted == **kid,
-                    _ => true,
-                }
-        });
-        let mut any_key = false;
-        let verified = candidates.any(|k| {
-            any_key = true;
-            (inner.provider.verifier_factory)(&alg, &k.key)
-                .is_ok_and(|verifier| verifier.verify(message, &signature).is_ok())
-        });
-        if !any_key {
-            return Err(invalid("No key matches the token"));
-        }
-        if !verified {
-            return Err(invalid("The token signature is invalid"));
-        }
+        Ok(Self {
+            alg,
+            kid: header.kid.map(|kid| kid.into()),
+            message,
+            signature,
+            payload_b64,
+        })
+    }
 
-        let payload = b64(payload_b64)?;
-        let registered: Registered<'_> = serde_json::from_slice(&payload)
-            .map_err(|_| invalid("The token claims are malformed"))?;
-        inner.policy.check(&registered)?;
-        let claims: C = serde_json::from_slice(&payload)
-            .map_err(|_| invalid("The token claims are malformed"))?;
-        (inner.map_user)(claims)
+    /// Verifies the signature with the first eligible key that accepts it, and returns that key.
+    pub(crate) fn verify_with<'k>(
+        &self,
+        provider: &CryptoProvider,
+        keys: impl IntoIterator<Item = &'k VerifyKey>,
+    ) -> Result<&'k VerifyKey, SignatureError> {
+        let mut any_key = false;
+        for key in keys {
+            if !key.matches(self.alg, self.kid.as_deref()) {
+                continue;
+            }
+            any_key = true;
+            if (provider.verifier_factory)(&self.alg, &key.key)
+                .is_ok_and(|verifier| verifier.verify(self.message, &self.signature).is_ok())
+            {
+                return Ok(key);
+            }
+        }
+        Err(if any_key {
+            SignatureError::Invalid
+        } else {
+            SignatureError::NoKey
+        })
+    }
+
+    /// The decoded (not yet trusted) payload.
+    pub(crate) fn payload(&self) -> Result<Vec<u8>, AuthError> {
+        b64(self.payload_b64)
+    }
+}
+
+/// The registered claims of a decoded payload.
+pub(crate) fn registered(payload: &[u8]) -> Result<Registered<'_>, AuthError> {
+    serde_json::from_slice(payload).map_err(|_| invalid("The token claims are malformed"))
+}
+
+/// The application's claims type from a decoded payload.
+pub(crate) fn claims<C: DeserializeOwned>(payload: &[u8]) -> Result<C, AuthError> {
+    serde_json::from_slice(payload).map_err(|_| invalid("The token claims are malformed"))
+}
+
+/// The validity window of a verified token, for caches that must recheck it.
+// Only the JWKS token cache reads it; the static authenticator has no cache.
+#[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+#[derive(Clone, Copy)]
+pub(crate) struct Lifetime {
+    pub(crate) exp: f64,
+    pub(crate) nbf: Option<f64>,
+}
+
+impl<C: DeserializeOwned, U> JwtAuthenticator<C, U> {
+    /// Verifies a token and maps its claims to the user.
+    ///
+    /// # Errors
+    ///
+    /// An [`AuthError`] with a fixed, safe message saying what is wrong; never token content.
+    pub fn verify(&self, token: &str) -> Result<U, AuthError> {
+        let inner = &*self.inner;
+        let jws = Jws::parse(token, inner.policy.typ.as_deref())?;
+        jws.verify_with(inner.provider, &inner.keys)?;
+        let payload = jws.payload()?;
+        inner.policy.check(&registered(&payload)?)?;
+        (inner.map_user)(claims(&payload)?)
     }
 }
 
 impl Policy {
-    fn now(&self) -> f64 {
+    /// Rejects empty issuers or audiences, which would match nothing or everything.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self
+            .issuers
+            .iter()
+            .chain(&self.audiences)
+            .any(String::is_empty)
+        {
+            return Err(ConfigError::InvalidValue {
+                setting: "issuer/audience",
+                reason: "must not be empty".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Seconds since the Unix epoch on the configured clock.
+    pub(crate) fn now(&self) -> f64 {
         let now = self
             .clock
             .as_ref()
@@ -786,7 +888,8 @@ impl Policy {
             .map_or(0.0, |d| d.as_secs_f64())
     }
 
-    fn check(&self, claims: &Registered<'_>) -> Result<(), AuthError> {
+    /// Checks the registered claims and returns the token's validity window.
+    pub(crate) fn check(&self, claims: &Registered<'_>) -> Result<Lifetime, AuthError> {
         let now = self.now();
         let Some(NumericDate(exp)) = claims.exp else {
             return Err(invalid("The token has no expiry"));
@@ -829,7 +932,10 @@ impl Policy {
         if !audience_ok {
             return Err(invalid("The token audience is not accepted"));
         }
-        Ok(())
+        Ok(Lifetime {
+            exp,
+            nbf: claims.nbf.map(|NumericDate(nbf)| nbf),
+        })
     }
 }
 

@@ -56,6 +56,8 @@ pub mod extensions;
 mod gate;
 #[cfg(feature = "guard")]
 pub mod guard;
+#[cfg(feature = "jwks")]
+pub mod jwks;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 pub mod path;

@@ -7,7 +7,9 @@
 //! checks through [`ThreadGuard`].
 //!
 //! ```
-//! use http::{Method, Request, Response, StatusCode};
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_scope::guard::{MemoryThreadStore, ThreadGuardLayer};
 //! use tower_scope::{ResourceId, ThreadId};
@@ -17,12 +19,12 @@
 //! store.insert_thread(ThreadId::new("t-alice").unwrap(), Some(ResourceId::new("alice").unwrap()));
 //! let svc = ServiceBuilder::new()
 //!     .layer(ThreadGuardLayer::new(store).mastra_memory_routes("/api").unwrap())
-//!     .service(service_fn(|_req: Request<String>| async {
+//!     .service(service_fn(|_req: Request<Full<Bytes>>| async {
 //!         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
 //!     }));
 //!
 //! let as_user = |who: &str| {
-//!     let mut req = Request::get("/api/memory/threads/t-alice").body(String::new()).unwrap();
+//!     let mut req = Request::get("/api/memory/threads/t-alice").body(Full::default()).unwrap();
 //!     req.extensions_mut().insert(ResourceId::new(who).unwrap()); // ResourceScopeLayer does this
 //!     req
 //! };

@@ -1,0 +1,560 @@
+//! JWKS key sources against the mock issuer over real HTTP: rotation, single-flight, cooldown,
+//! stale-if-error, hung endpoints, discovery, key filtering, issuer binding and the cache.
+#![cfg(all(
+    feature = "test-util",
+    any(feature = "aws-lc", feature = "rust-crypto")
+))]
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::header::AUTHORIZATION;
+use http::{Request, Response, StatusCode};
+use serde_json::{Value, json};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_scope::jwks::mock::MockIssuer;
+use tower_scope::jwks::{Issuer, JwksAuthenticator, JwksAuthenticatorBuilder};
+use tower_scope::jwt::Algorithm;
+use tower_scope::{AuthError, AuthErrorKind, Authenticate, BearerAuthLayer, ConfigError, Token};
+
+const RSA2_PRIVATE: &[u8] = include_bytes!("keys/rsa2_private.pem");
+
+fn builder(idp: &MockIssuer) -> JwksAuthenticatorBuilder<Value, Value> {
+    JwksAuthenticator::<Value>::builder().issuer(idp.jwks())
+}
+
+async fn check(auth: &JwksAuthenticator<Value>, token: &str) -> Result<Value, AuthError> {
+    auth.authenticate(Token::new(token)).await
+}
+
+async fn status(auth: &JwksAuthenticator<Value>, token: &str) -> StatusCode {
+    let svc = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(auth.clone()))
+        .service(service_fn(|_req: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+    let req = Request::get("/api/memory/threads")
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .body(String::new())
+        .unwrap();
+    svc.oneshot(req).await.unwrap().status()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn discovery_loads_the_jwks_and_a_token_passes_the_layer() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = JwksAuthenticator::<Value>::builder()
+        .issuer(idp.discovery())
+        .build()
+        .await
+        .unwrap();
+    assert!(auth.is_ready());
+    assert_eq!((idp.discovery_fetches(), idp.jwks_fetches()), (1, 1));
+    let token = idp.mint(json!({"sub": "alice"}));
+    assert_eq!(status(&auth, &token).await, StatusCode::OK);
+    assert_eq!(auth.stats().allowed, 1);
+    assert_eq!(auth.stats().jwks_fetch_ok, 1);
+}
+
+#[tokio::test]
+async fn discovery_issuer_mismatch_fails_the_build() {
+    let idp = MockIssuer::start().await.unwrap();
+    // A trailing slash is a different issuer: compared exactly (OIDC Discovery §4.3).
+    idp.set_discovery_issuer(format!("{}/", idp.issuer()));
+    let err = JwksAuthenticator::<Value>::builder()
+        .issuer(idp.discovery())
+        .build()
+        .await
+        .unwrap_err();
+    let ConfigError::KeySource { issuer, reason } = err else {
+        panic!("unexpected error {err:?}");
+    };
+    assert_eq!(issuer, idp.issuer());
+    assert!(reason.contains("issuer"), "{reason}");
+    assert_eq!(idp.jwks_fetches(), 0);
+}
+
+#[tokio::test]
+async fn plain_http_to_a_non_loopback_host_is_refused_at_build() {
+    let err = JwksAuthenticator::<Value>::builder()
+        .issuer(Issuer::jwks(
+            "https://auth.example.com",
+            "http://auth.example.com/jwks",
+        ))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::InvalidValue { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn rotation_accepts_the_new_key_after_one_refetch_and_drops_the_old_one() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp)
+        .unknown_kid_cooldown(Duration::ZERO)
+        .build()
+        .await
+        .unwrap();
+    let old = idp.mint(json!({"sub": "alice"}));
+    assert!(check(&auth, &old).await.is_ok());
+
+    idp.rotate();
+    let new = idp.mint(json!({"sub": "alice"}));
+    assert_eq!(check(&auth, &new).await.unwrap()["sub"], "alice");
+    assert_eq!(idp.jwks_fetches(), 2);
+    assert!(check(&auth, &new).await.is_ok());
+    assert_eq!(idp.jwks_fetches(), 2, "a known kid never fetches");
+
+    // The old key left the JWKS: its tokens are unknown-kid tokens now.
+    let err = check(&auth, &old).await.unwrap_err();
+    assert_eq!(err.kind(), AuthErrorKind::InvalidToken);
+    assert_eq!(err.message(), "No key matches the token");
+    assert_eq!(auth.stats().denied_unknown_kid, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_unknown_kids_cause_one_fetch() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp).build().await.unwrap();
+    idp.rotate();
+    let token = Arc::new(idp.mint(json!({"sub": "alice"})));
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let (auth, token) = (auth.clone(), Arc::clone(&token));
+            tokio::spawn(async move { check(&auth, &token).await.is_ok() })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap());
+    }
+    assert_eq!(
+        idp.jwks_fetches(),
+        2,
+        "one at build, one single-flight refetch"
+    );
+    assert_eq!(auth.stats().allowed, 1000);
+}
+
+#[tokio::test]
+async fn a_random_kid_flood_fetches_at_most_once_per_cooldown() {
+    let idp = MockIssuer::start().await.unwrap();
+    let cooldown = Duration::from_secs(1);
+    let auth = builder(&idp)
+        .unknown_kid_cooldown(cooldown)
+        .build()
+        .await
+        .unwrap();
+    let flood: Vec<String> = (0..300)
+        .map(|i| {
+            idp.mint_with_header(
+                Algorithm::RS256,
+                json!({"kid": format!("random-{i}")}),
+                json!({"sub": "mallory"}),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    for token in &flood[..200] {
+        assert_eq!(status(&auth, token).await, StatusCode::UNAUTHORIZED);
+    }
+    assert!(
+        started.elapsed() < cooldown,
+        "the flood fits in one cooldown"
+    );
+    assert_eq!(
+        idp.jwks_fetches(),
+        2,
+        "one at build, one for the whole flood"
+    );
+    tokio::time::sleep(cooldown).await;
+    for token in &flood[200..] {
+        assert_eq!(status(&auth, token).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(idp.jwks_fetches(), 3);
+    assert_eq!(auth.stats().denied_unknown_kid, 300);
+}
+
+#[tokio::test]
+async fn stale_keys_keep_serving_within_the_grace_period_then_503() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp)
+        .refresh_bounds(Duration::from_millis(100), Duration::from_millis(100))
+        .stale_grace(Duration::from_millis(700))
+        .build()
+        .await
+        .unwrap();
+    let token = idp.mint(json!({"sub": "alice"}));
+    idp.set_failing(true);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(
+        auth.stats().jwks_fetch_failed >= 1,
+        "refreshes were attempted"
+    );
+    assert_eq!(
+        status(&auth, &token).await,
+        StatusCode::OK,
+        "stale-if-error"
+    );
+    assert!(auth.is_ready());
+
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!auth.is_ready());
+    assert_eq!(status(&auth, &token).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        check(&auth, &token).await.unwrap_err().kind(),
+        AuthErrorKind::Unavailable
+    );
+    assert!(auth.stats().denied_unavailable >= 1);
+
+    // The issuer recovers: the background refresh brings the keys back.
+    idp.set_failing(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(&auth, &token).await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_endpoint_does_not_delay_requests_with_known_kids() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp)
+        .fetch_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    let known = idp.mint(json!({"sub": "alice"}));
+    idp.set_hanging(true);
+    idp.rotate();
+    let unknown = idp.mint(json!({"sub": "bob"}));
+    let slow = {
+        let auth = auth.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            (check(&auth, &unknown).await, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(idp.jwks_fetches(), 2, "the refetch is in flight");
+
+    let started = Instant::now();
+    for _ in 0..10 {
+        assert!(check(&auth, &known).await.is_ok());
+    }
+    assert!(started.elapsed() < Duration::from_millis(500));
+
+    let (result, waited) = slow.await.unwrap();
+    assert_eq!(result.unwrap_err().kind(), AuthErrorKind::InvalidToken);
+    assert!(waited >= Duration::from_millis(1500), "waited {waited:?}");
+    assert_eq!(auth.stats().jwks_fetch_failed, 1);
+}
+
+fn rsa2_jwk(kid: &str, extra: Value) -> Value {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(RSA2_PRIVATE).unwrap();
+    install_signing_provider();
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+    let mut value = serde_json::to_value(jwk).unwrap();
+    value["kid"] = kid.into();
+    if let (Some(v), Value::Object(extra)) = (value.as_object_mut(), extra) {
+        v.extend(extra);
+    }
+    value
+}
+
+fn install_signing_provider() {
+    #[cfg(feature = "aws-lc")]
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+}
+
+fn sign_rsa2(kid: &str, iss: &str) -> String {
+    install_signing_provider();
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let message = format!(
+        "{}.{}",
+        b64(&json!({"alg": "RS256", "kid": kid})),
+        b64(&json!({"sub": "mallory", "iss": iss, "exp": now() + 600}))
+    );
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(RSA2_PRIVATE).unwrap();
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::RS256).unwrap();
+    format!("{message}.{signature}")
+}
+
+#[tokio::test]
+async fn a_malformed_jwk_is_skipped_and_an_encryption_key_never_verifies() {
+    let idp = MockIssuer::start().await.unwrap();
+    idp.add_jwk(json!({"kty": "RSA", "kid": "broken", "n": "%%%", "e": 5}));
+    idp.add_jwk(json!({"kty": "banana"}));
+    idp.add_jwk(rsa2_jwk("enc-1", json!({"use": "enc"})));
+    idp.add_jwk(rsa2_jwk("wrap-1", json!({"key_ops": ["wrapKey"]})));
+    let auth = builder(&idp).build().await.unwrap();
+
+    assert!(
+        check(&auth, &idp.mint(json!({"sub": "alice"})))
+            .await
+            .is_ok()
+    );
+    for kid in ["enc-1", "wrap-1"] {
+        let err = check(&auth, &sign_rsa2(kid, idp.issuer()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.message(), "No key matches the token", "{kid}");
+    }
+}
+
+#[tokio::test]
+async fn jku_and_x5u_headers_are_never_fetched() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp).build().await.unwrap();
+    let attacker = format!("{}/attacker/jwks.json", idp.issuer());
+    for kid in [idp.current_kid(), "attacker-kid".to_owned()] {
+        let token = idp.mint_with_header(
+            Algorithm::RS256,
+            json!({"kid": kid, "jku": attacker, "x5u": attacker}),
+            json!({"sub": "mallory"}),
+        );
+        let _ = check(&auth, &token).await;
+    }
+    // Every request the issuer saw was for its configured JWKS.
+    assert_eq!(idp.requests(), idp.jwks_fetches());
+}
+
+#[tokio::test]
+async fn keys_are_bound_to_their_issuer() {
+    let a = MockIssuer::start().await.unwrap();
+    let b = MockIssuer::start().await.unwrap();
+    b.rotate(); // B signs with another RSA key than A
+    let auth = JwksAuthenticator::<Value>::builder()
+        .issuer(a.jwks())
+        .issuer(b.discovery())
+        .build()
+        .await
+        .unwrap();
+    assert!(check(&auth, &a.mint(json!({"sub": "a"}))).await.is_ok());
+    assert!(check(&auth, &b.mint(json!({"sub": "b"}))).await.is_ok());
+
+    // Claims issuer A, signed by B's key: with B's kid, and with A's kid.
+    let forged = b.mint(json!({"sub": "mallory", "iss": a.issuer()}));
+    assert_eq!(status(&auth, &forged).await, StatusCode::UNAUTHORIZED);
+    let forged = b.mint_with_header(
+        Algorithm::RS256,
+        json!({"kid": a.current_kid()}),
+        json!({"sub": "mallory", "iss": a.issuer()}),
+    );
+    let err = check(&auth, &forged).await.unwrap_err();
+    assert_eq!(err.message(), "The token signature is invalid");
+
+    let unknown = a.mint(json!({"sub": "x", "iss": "https://unknown.example.com"}));
+    assert_eq!(
+        check(&auth, &unknown).await.unwrap_err().message(),
+        "The token issuer is not accepted"
+    );
+}
+
+#[tokio::test]
+async fn audience_and_claims_rules_apply_to_jwks_tokens() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp).audience("memory-api").build().await.unwrap();
+    assert!(
+        check(&auth, &idp.mint(json!({"aud": "memory-api"})))
+            .await
+            .is_ok()
+    );
+    assert!(
+        check(&auth, &idp.mint(json!({"aud": "other"})))
+            .await
+            .is_err()
+    );
+    assert!(check(&auth, &idp.mint(json!({}))).await.is_err());
+    let expired = idp.mint(json!({"aud": "memory-api", "exp": now() - 3600}));
+    assert_eq!(
+        check(&auth, &expired).await.unwrap_err().message(),
+        "The token has expired"
+    );
+}
+
+#[tokio::test]
+async fn every_mock_algorithm_verifies_and_hs256_only_when_allowed() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp).build().await.unwrap();
+    for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+        assert!(
+            check(&auth, &idp.mint_with(alg, json!({}))).await.is_ok(),
+            "{alg:?}"
+        );
+    }
+    let hs = idp.mint_with(Algorithm::HS256, json!({}));
+    assert!(
+        check(&auth, &hs).await.is_err(),
+        "oct keys need an explicit opt-in"
+    );
+
+    let auth = builder(&idp)
+        .algorithms([Algorithm::HS256])
+        .build()
+        .await
+        .unwrap();
+    assert!(check(&auth, &hs).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_cache_counts_hits_and_misses() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp).token_cache(100).build().await.unwrap();
+    let token = idp.mint(json!({"sub": "alice"}));
+    for _ in 0..3 {
+        assert_eq!(check(&auth, &token).await.unwrap()["sub"], "alice");
+    }
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    for _ in 0..2 {
+        assert!(check(&auth, &forged).await.is_err());
+    }
+    let stats = auth.stats();
+    assert_eq!(
+        (stats.cache_hit, stats.cache_miss),
+        (2, 3),
+        "failures are never cached"
+    );
+    assert_eq!((stats.allowed, stats.denied_invalid_token), (3, 2));
+}
+
+#[tokio::test]
+async fn a_cached_token_never_outlives_its_exp() {
+    let idp = MockIssuer::start().await.unwrap();
+    let clock = Arc::new(Mutex::new(SystemTime::now()));
+    let auth = builder(&idp)
+        .token_cache(100)
+        .leeway(Duration::ZERO)
+        .clock({
+            let clock = Arc::clone(&clock);
+            move || *clock.lock().unwrap()
+        })
+        .build()
+        .await
+        .unwrap();
+    // `iat` in the past: with zero leeway, a second boundary must not make it "future".
+    let token = idp.mint(json!({"sub": "alice", "iat": now() - 10, "exp": now() + 5}));
+    assert!(check(&auth, &token).await.is_ok());
+    assert!(check(&auth, &token).await.is_ok());
+    assert_eq!(auth.stats().cache_hit, 1);
+
+    *clock.lock().unwrap() += Duration::from_secs(6);
+    let err = check(&auth, &token).await.unwrap_err();
+    assert_eq!(err.message(), "The token has expired");
+    assert_eq!((auth.stats().cache_hit, auth.stats().cache_miss), (1, 2));
+}
+
+#[tokio::test]
+async fn a_cached_token_is_dropped_when_its_key_leaves_the_jwks() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp)
+        .token_cache(100)
+        .unknown_kid_cooldown(Duration::ZERO)
+        .build()
+        .await
+        .unwrap();
+    let old = idp.mint(json!({"sub": "alice"}));
+    assert!(check(&auth, &old).await.is_ok());
+    assert!(check(&auth, &old).await.is_ok());
+    assert_eq!(auth.stats().cache_hit, 1);
+
+    idp.rotate();
+    assert!(check(&auth, &idp.mint(json!({"sub": "bob"}))).await.is_ok());
+    assert_eq!(idp.jwks_fetches(), 2);
+    let err = check(&auth, &old).await.unwrap_err();
+    assert_eq!(err.message(), "No key matches the token");
+    assert_eq!(auth.stats().cache_hit, 1);
+}
+
+#[tokio::test]
+async fn unchanged_keys_keep_their_cached_tokens_across_refreshes() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp)
+        .token_cache(100)
+        .refresh_bounds(Duration::from_millis(50), Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+    let token = idp.mint(json!({"sub": "alice"}));
+    assert!(check(&auth, &token).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(idp.jwks_fetches() >= 3, "max-age bounds drive refreshes");
+    assert!(check(&auth, &token).await.is_ok());
+    assert_eq!(auth.stats().cache_hit, 1);
+}
+
+#[tokio::test]
+async fn cache_control_max_age_is_clamped_to_the_bounds() {
+    let idp = MockIssuer::start().await.unwrap();
+    idp.set_max_age(Some(0));
+    let _auth = builder(&idp)
+        .refresh_bounds(Duration::from_millis(300), Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        idp.jwks_fetches(),
+        2,
+        "max-age=0 is raised to the 300 ms minimum"
+    );
+
+    idp.set_max_age(Some(3600));
+    let _auth = builder(&idp)
+        .refresh_bounds(Duration::from_millis(10), Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let before = idp.jwks_fetches();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        idp.jwks_fetches() >= before + 2,
+        "max-age=3600 is lowered to 100 ms"
+    );
+}
+
+#[tokio::test]
+async fn lazy_start_serves_after_the_first_fetch_and_503_while_the_issuer_is_down() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp).lazy_start().build().await.unwrap();
+    let token = idp.mint(json!({"sub": "alice"}));
+    assert_eq!(status(&auth, &token).await, StatusCode::OK);
+    assert!(auth.is_ready());
+
+    let down = MockIssuer::start().await.unwrap();
+    down.set_failing(true);
+    let auth = builder(&down).lazy_start().build().await.unwrap();
+    assert!(!auth.is_ready());
+    let token = down.mint(json!({"sub": "alice"}));
+    assert_eq!(status(&auth, &token).await, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn eager_build_fails_fast_when_the_issuer_is_down() {
+    let idp = MockIssuer::start().await.unwrap();
+    idp.set_failing(true);
+    let err = builder(&idp).build().await.unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::KeySource { reason, .. } if reason.contains("500")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn debug_output_never_shows_tokens() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp).token_cache(10).build().await.unwrap();
+    let token = idp.mint(json!({"sub": "alice"}));
+    let future = auth.authenticate(Token::new(&token));
+    let shown = format!("{auth:?} {future:?} {idp:?}");
+    assert!(!shown.contains(&token[..20]), "{shown}");
+    assert!(future.await.is_ok());
+}
