@@ -39,6 +39,23 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A CORS origin is not `scheme://host[:port]` (a path, query or `*` in the wrong place).
+    InvalidOrigin {
+        /// The origin as given.
+        origin: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// `*` was given inside a list, where it would be sent (or matched) literally.
+    WildcardInList {
+        /// Which setting (`allow_origins`, `allow_headers`, ...).
+        setting: &'static str,
+    },
+    /// Credentials were allowed together with a `*` wildcard, which browsers refuse (Fetch §3.2.5).
+    CredentialsWithWildcard {
+        /// Which setting holds the wildcard.
+        setting: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -58,6 +75,15 @@ impl fmt::Display for ConfigError {
             }
             Self::InvalidHeaderName(name) => write!(f, "invalid header name {name:?}"),
             Self::InvalidValue { setting, reason } => write!(f, "invalid {setting}: {reason}"),
+            Self::InvalidOrigin { origin, reason } => write!(f, "invalid CORS origin {origin:?}: {reason}"),
+            Self::WildcardInList { setting } => write!(
+                f,
+                "`*` inside the {setting} list: use the `*` on its own (the any_ method) or list the values"
+            ),
+            Self::CredentialsWithWildcard { setting } => write!(
+                f,
+                "credentials cannot be combined with `*` in {setting}: browsers refuse it; list the values, or mirror the request"
+            ),
         }
     }
 }

@@ -51,6 +51,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
+#[cfg(feature = "cors")]
+pub mod cors;
 mod error;
 pub mod extensions;
 mod gate;
@@ -68,6 +70,8 @@ mod axum;
 pub use auth::{
     AuthError, AuthErrorKind, Authenticate, BearerAuthLayer, BearerToken, StaticTokens, Token,
 };
+#[cfg(feature = "cors")]
+pub use cors::CorsLayer;
 pub use error::ConfigError;
 pub use extensions::{Authenticated, InvalidId, ResourceId, ThreadId};
 pub use gate::GateFuture;
