@@ -58,6 +58,8 @@ pub mod extensions;
 mod gate;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+#[cfg(feature = "log")]
+pub mod log;
 pub mod path;
 mod query;
 pub mod reject;
@@ -75,6 +77,8 @@ pub use cors::CorsLayer;
 pub use error::ConfigError;
 pub use extensions::{Authenticated, InvalidId, ResourceId, ThreadId};
 pub use gate::GateFuture;
+#[cfg(feature = "log")]
+pub use log::LogLayer;
 pub use path::PathPattern;
 pub use reject::{JsonErrorLayer, Rejection, RejectionKind};
 pub use scope::ResourceScopeLayer;
