@@ -16,12 +16,12 @@ pin_project! {
     pub struct LogBody<B> {
         #[pin]
         inner: B,
-        pending: Option<PendingEvent>,
+        pending: Option<Box<PendingEvent>>,
     }
 }
 
 impl<B> LogBody<B> {
-    pub(super) fn new(inner: B, pending: Option<PendingEvent>) -> Self {
+    pub(super) fn new(inner: B, pending: Option<Box<PendingEvent>>) -> Self {
         Self { inner, pending }
     }
 

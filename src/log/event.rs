@@ -1,10 +1,11 @@
 //! The one event per request: what it records, redaction, and when it is emitted (on drop).
 
 use std::borrow::Cow;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Extensions, Method, Request, Uri, response};
 use tracing::Level;
 
@@ -127,7 +128,7 @@ impl PendingEvent {
         config: Arc<Config>,
         req: &mut Request<B>,
         request_id: Option<HeaderValue>,
-    ) -> Self {
+    ) -> Box<Self> {
         let logged_headers = config
             .log_headers
             .then(|| render_headers(req.headers(), &config));
@@ -135,9 +136,13 @@ impl PendingEvent {
         let user = config.user.as_ref().and_then(|f| f(extensions));
         let resource_id = extensions.get::<ResourceId>().cloned();
         let thread_id = extensions.get::<ThreadId>().cloned();
-        let slot = Slot::new(config.user.clone());
-        extensions.insert(slot.clone());
-        Self {
+        let slot = config.capture.load(Ordering::Relaxed).then(|| {
+            let slot = Slot::new(config.user.clone());
+            extensions.insert(slot.clone());
+            slot
+        });
+        // Boxed: the futures and the body that carry it stay small and cheap to move.
+        Box::new(Self {
             config,
             method: req.method().clone(),
             uri: req.uri().clone(),
@@ -152,9 +157,9 @@ impl PendingEvent {
             user,
             resource_id,
             thread_id,
-            slot: Some(slot),
+            slot,
             rejection: None,
-        }
+        })
     }
 
     pub(super) fn service_error(&mut self) {
@@ -281,8 +286,9 @@ impl Drop for PendingEvent {
 
 /// The `grpc-status` in headers or trailers.
 fn grpc_status(headers: &HeaderMap) -> Option<u16> {
+    const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
     headers
-        .get("grpc-status")
+        .get(GRPC_STATUS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::{self, HeaderName};
 use http::{Extensions, Request};
@@ -29,14 +30,17 @@ pub(super) struct Config {
     pub(super) success_level: Level,
     pub(super) request_ids: bool,
     pub(super) user: Option<UserAccessor>,
+    /// Set once [`LogLayer::capture`] was asked for: only then does each request carry a slot.
+    pub(super) capture: Arc<AtomicBool>,
 }
 
 impl Config {
-    /// The most verbose configured level: below it, nothing is worth preparing.
-    pub(super) fn most_verbose(&self) -> Level {
+    /// The least verbose configured level: when even it is disabled, no event can be
+    /// recorded and nothing is worth preparing.
+    pub(super) fn least_verbose(&self) -> Level {
         self.server_error_level
-            .max(self.client_error_level)
-            .max(self.success_level)
+            .min(self.client_error_level)
+            .min(self.success_level)
     }
 }
 
@@ -89,6 +93,7 @@ impl LogLayer {
                 success_level: Level::INFO,
                 request_ids: true,
                 user: None,
+                capture: Arc::new(AtomicBool::new(false)),
             }),
         }
     }
@@ -198,7 +203,10 @@ impl LogLayer {
     /// The companion layer to put *innermost* (after auth, scope and guard layers): it hands
     /// the user, [`ResourceId`](crate::ResourceId) and [`ThreadId`](crate::ThreadId) they
     /// inserted back to this outer layer's event.
+    ///
+    /// Until it is called, requests carry no hand-back slot (one allocation saved).
     pub fn capture(&self) -> CaptureLayer {
+        self.config.capture.store(true, Ordering::Relaxed);
         CaptureLayer { _private: () }
     }
 }

@@ -170,7 +170,7 @@ where
         }
         let request_id = config.request_ids.then(|| request_id(&mut req));
         // Nothing is prepared for an event no subscriber wants.
-        let pending = enabled(config.most_verbose())
+        let pending = enabled(config.least_verbose())
             .then(|| PendingEvent::start(Arc::clone(config), &mut req, request_id.clone()));
         ResponseFuture {
             fut: self.inner.call(req),
@@ -185,7 +185,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         fut: F,
-        pending: Option<PendingEvent>,
+        pending: Option<Box<PendingEvent>>,
         request_id: Option<HeaderValue>,
     }
 }

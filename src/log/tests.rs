@@ -360,6 +360,26 @@ fn nothing_is_logged_below_the_subscribers_level_but_ids_still_flow() {
 }
 
 #[test]
+fn a_warn_only_subscriber_still_gets_server_errors() {
+    let rec = Recorder::new(Level::WARN);
+    let svc = ServiceBuilder::new().layer(LogLayer::new()).service(echo());
+    recorded(&rec, || {
+        for status in ["200", "502"] {
+            call(
+                svc.clone(),
+                req("/")
+                    .header("x-status", status)
+                    .body(String::new())
+                    .unwrap(),
+            );
+        }
+    });
+    let e = rec.only();
+    assert_eq!(e.level, Level::WARN);
+    assert_eq!(e.get("status"), Some("502"));
+}
+
+#[test]
 fn rejection_reason_from_an_inner_layer_is_logged() {
     let rec = Recorder::new(Level::TRACE);
     let svc = ServiceBuilder::new()
