@@ -8,7 +8,7 @@
 //!   layer *outside* auth.
 //! - `Vary` is appended to (never overwritten), and only names what the answer depends on.
 //! - The policy is validated once, at [`CorsBuilder::build`], and its header values are built
-//!   then: a bad origin, `*` inside a list, or credentials with `*` is a [`ConfigError`], never a
+//!   then: a bad origin, `*` inside a list, or credentials with `*` is a [`ConfigError`](crate::ConfigError), never a
 //!   panic at request time.
 //! - [Strict mode](CorsBuilder::reject_disallowed_origins) refuses state-changing requests from
 //!   other origins with 403 before the handler runs.
