@@ -46,6 +46,23 @@ pub enum ConfigError {
         /// What failed (timeout, HTTP status, issuer mismatch...), never a response body.
         reason: String,
     },
+    /// A CORS origin is not `scheme://host[:port]` (a path, query or `*` in the wrong place).
+    InvalidOrigin {
+        /// The origin as given.
+        origin: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// `*` was given inside a list, where it would be sent (or matched) literally.
+    WildcardInList {
+        /// Which setting (`allow_origins`, `allow_headers`, ...).
+        setting: &'static str,
+    },
+    /// Credentials were allowed together with a `*` wildcard, which browsers refuse (Fetch §3.2.5).
+    CredentialsWithWildcard {
+        /// Which setting holds the wildcard.
+        setting: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -68,6 +85,15 @@ impl fmt::Display for ConfigError {
             Self::KeySource { issuer, reason } => {
                 write!(f, "could not load the keys of issuer {issuer:?}: {reason}")
             }
+            Self::InvalidOrigin { origin, reason } => write!(f, "invalid CORS origin {origin:?}: {reason}"),
+            Self::WildcardInList { setting } => write!(
+                f,
+                "`*` inside the {setting} list: use the `*` on its own (the any_ method) or list the values"
+            ),
+            Self::CredentialsWithWildcard { setting } => write!(
+                f,
+                "credentials cannot be combined with `*` in {setting}: browsers refuse it; list the values, or mirror the request"
+            ),
         }
     }
 }

@@ -51,6 +51,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
+#[cfg(feature = "cors")]
+pub mod cors;
 mod error;
 pub mod extensions;
 mod gate;
@@ -60,6 +62,8 @@ pub mod guard;
 pub mod jwks;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+#[cfg(feature = "log")]
+pub mod log;
 pub mod path;
 mod query;
 pub mod reject;
@@ -72,11 +76,15 @@ mod axum;
 pub use auth::{
     AuthError, AuthErrorKind, Authenticate, BearerAuthLayer, BearerToken, StaticTokens, Token,
 };
+#[cfg(feature = "cors")]
+pub use cors::CorsLayer;
 pub use error::ConfigError;
 pub use extensions::{Authenticated, InvalidId, ResourceId, ThreadId};
 pub use gate::GateFuture;
 #[cfg(feature = "guard")]
 pub use guard::{ThreadGuardLayer, ThreadStore};
+#[cfg(feature = "log")]
+pub use log::LogLayer;
 pub use path::PathPattern;
 pub use reject::{JsonErrorLayer, Rejection, RejectionKind};
 pub use scope::ResourceScopeLayer;

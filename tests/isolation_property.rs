@@ -4,7 +4,9 @@
     feature = "axum",
     feature = "sqlite",
     feature = "postgres",
-    feature = "aws-lc"
+    feature = "aws-lc",
+    feature = "cors",
+    feature = "log"
 ))]
 
 #[path = "../examples/memory_server/app.rs"]

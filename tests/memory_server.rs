@@ -6,7 +6,9 @@
     feature = "axum",
     feature = "sqlite",
     feature = "postgres",
-    feature = "aws-lc"
+    feature = "aws-lc",
+    feature = "cors",
+    feature = "log"
 ))]
 
 #[path = "../examples/memory_server/app.rs"]
@@ -329,6 +331,39 @@ async fn missing_threads_and_missing_credentials_get_mastras_answers() {
     assert_eq!(
         res.json::<Value>().await.unwrap(),
         json!({"error": "Authentication required"})
+    );
+
+    // CORS sits outside auth: the 401 carries CORS headers, and preflights never meet auth.
+    let res = client
+        .get(format!("{base}/api/memory/threads"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    let res = client
+        .request(Method::OPTIONS, format!("{base}/api/memory/threads"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(
+        res.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("authorization")
+    );
+    assert!(
+        res.headers().contains_key("x-request-id"),
+        "LogLayer sets a request id"
     );
 
     let res = client.get(format!("{base}/health")).send().await.unwrap();

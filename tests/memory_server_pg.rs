@@ -5,7 +5,9 @@
     feature = "axum",
     feature = "sqlite",
     feature = "postgres",
-    feature = "aws-lc"
+    feature = "aws-lc",
+    feature = "cors",
+    feature = "log"
 ))]
 
 use std::io::{BufRead, BufReader};

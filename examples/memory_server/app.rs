@@ -17,7 +17,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use tower_scope::guard::{SqlThreadStore, ThreadGuardLayer};
 use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtKey};
-use tower_scope::{BearerAuthLayer, ConfigError, JsonErrorLayer, ResourceScopeLayer};
+use tower_scope::{
+    BearerAuthLayer, ConfigError, CorsLayer, JsonErrorLayer, LogLayer, ResourceScopeLayer,
+};
 
 /// The claims the server accepts: `sub`, and an optional `org_id` for org-scoped resources.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,7 +51,7 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
 }
 
-/// Builds the full stack: auth -> scope -> guard -> naive handlers, with JSON errors.
+/// Builds the full stack: log -> CORS -> (JSON errors) -> auth -> scope -> guard -> naive handlers.
 pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigError> {
     let mut auth = JwtAuthenticator::<Claims>::builder().key(JwtKey::hmac(
         Algorithm::HS256,
@@ -62,6 +64,18 @@ pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigE
         auth = auth.audience(audience.clone());
     }
     let auth = auth.build()?;
+    // No configured origins: any origin, no credentials; with origins: exactly those, with
+    // credentials (Mastra's two defaults).
+    let cors = if settings.cors_origins.is_empty() {
+        CorsLayer::mastra_defaults().build()?
+    } else {
+        CorsLayer::mastra_defaults_with_credentials()
+            .allow_origins(settings.cors_origins.iter().map(String::as_str))
+            .build()?
+    };
+    let log = LogLayer::new()
+        .exclude_path("/health")?
+        .user(|c: &Claims| c.sub.clone());
     let pool = store.pool().clone();
     let router = Router::new()
         .route("/health", get(health))
@@ -77,11 +91,14 @@ pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigE
         .route("/api/memory/save-messages", post(save_messages))
         .route("/api/memory/messages/delete", post(delete_messages))
         .with_state(pool)
-        // Last `.layer()` is outermost: errors -> auth -> scope -> guard -> handler.
+        // Last `.layer()` is outermost.
+        .layer(log.capture()) // innermost: hands user, resource and thread ids to the log event
         .layer(ThreadGuardLayer::new(store).mastra_memory_routes("/api")?)
         .layer(ResourceScopeLayer::new(resource_of))
         .layer(BearerAuthLayer::new(auth).public_path("/health")?)
-        .layer(JsonErrorLayer::new());
+        .layer(JsonErrorLayer::new())
+        .layer(cors) // outside auth: preflights never meet auth, and 401s carry CORS headers
+        .layer(log);
     Ok(router)
 }
 

@@ -1,7 +1,7 @@
 //! A Mastra-compatible memory API where every user reaches only their own threads.
 //!
 //! ```text
-//! cargo run --example memory_server --features axum,sqlite,postgres
+//! cargo run --example memory_server --features axum,sqlite,postgres,cors,log
 //! ```
 //!
 //! Environment: `HOST` (127.0.0.1), `PORT` (4111; 0 picks a free port), `DATABASE_URL`
@@ -44,6 +44,8 @@ fn dev_token(settings: &Settings, sub: &str) -> Result<String, jsonwebtoken::err
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // One line per request from LogLayer (RUST_LOG-style filtering is left to your subscriber).
+    tracing_subscriber::fmt().with_target(false).init();
     let host = env("HOST").unwrap_or_else(|| "127.0.0.1".into());
     let port = env("PORT").unwrap_or_else(|| "4111".into());
     let database_url =

@@ -44,6 +44,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 
+#[cfg(feature = "cors")]
+pub(crate) use layer::is_preflight;
 pub use layer::{AuthGate, BearerAuth, BearerAuthLayer, DEFAULT_MAX_TOKEN_LEN, ResponseFuture};
 pub use static_tokens::StaticTokens;
 

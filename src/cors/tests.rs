@@ -1,0 +1,575 @@
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+use super::*;
+use crate::{BearerAuthLayer, ConfigError, StaticTokens, when_path};
+
+const APP: &str = "https://app.example.com";
+
+/// Echo: `x-status` sets the status, `x-vary` makes the handler vary on `accept-encoding`.
+fn echo(
+    calls: Arc<AtomicUsize>,
+) -> impl Service<Request<String>, Response = Response<String>, Error = Infallible, Future: Send> + Clone
+{
+    service_fn(move |req: Request<String>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let mut res = Response::new(format!("{} {}", req.method(), req.uri().path()));
+        if let Some(status) = req.headers().get("x-status") {
+            *res.status_mut() = StatusCode::from_bytes(status.as_bytes()).unwrap();
+        }
+        if req.headers().contains_key("x-vary") {
+            res.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        }
+        async move { Ok::<_, Infallible>(res) }
+    })
+}
+
+fn stack(
+    layer: CorsLayer,
+) -> (
+    impl Service<Request<String>, Response = Response<String>, Error = Infallible> + Clone,
+    Arc<AtomicUsize>,
+) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(echo(Arc::clone(&calls)));
+    (svc, calls)
+}
+
+fn app_policy() -> CorsBuilder {
+    CorsLayer::builder()
+        .allow_origins([APP])
+        .allow_methods(["GET", "POST", "DELETE"])
+        .allow_headers(["Authorization", "Content-Type"])
+        .expose_headers(["X-Request-Id"])
+        .max_age(Duration::from_secs(600))
+        .allow_credentials(true)
+}
+
+fn preflight(origin: &str) -> http::request::Builder {
+    Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/api/threads")
+        .header(header::ORIGIN, origin)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+}
+
+fn get(origin: Option<&str>) -> http::request::Builder {
+    let b = Request::get("/api/threads");
+    match origin {
+        Some(o) => b.header(header::ORIGIN, o),
+        None => b,
+    }
+}
+
+async fn send(
+    svc: impl Service<Request<String>, Response = Response<String>, Error = Infallible>,
+    req: http::request::Builder,
+) -> Response<String> {
+    svc.oneshot(req.body(String::new()).unwrap()).await.unwrap()
+}
+
+fn header<'a>(res: &'a Response<String>, name: &str) -> Option<&'a str> {
+    res.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+fn vary(res: &Response<String>) -> Vec<&str> {
+    res.headers()
+        .get_all(header::VARY)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn preflight_is_answered_with_204_without_calling_the_inner_service() {
+    let (svc, calls) = stack(app_policy().build().unwrap());
+    let res = send(
+        svc,
+        preflight(APP).header(header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization"),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(header(&res, "access-control-allow-origin"), Some(APP));
+    assert_eq!(
+        header(&res, "access-control-allow-credentials"),
+        Some("true")
+    );
+    assert_eq!(
+        header(&res, "access-control-allow-methods"),
+        Some("GET, POST, DELETE")
+    );
+    assert_eq!(
+        header(&res, "access-control-allow-headers"),
+        Some("authorization, content-type")
+    );
+    assert_eq!(header(&res, "access-control-max-age"), Some("600"));
+    assert_eq!(vary(&res), ["origin"]);
+    assert!(res.body().is_empty());
+}
+
+#[tokio::test]
+async fn options_without_a_preflight_header_passes_through() {
+    let (svc, calls) = stack(app_policy().build().unwrap());
+    let req = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/api/threads")
+        .header(header::ORIGIN, APP);
+    let res = send(svc.clone(), req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.body(), "OPTIONS /api/threads");
+    assert_eq!(header(&res, "access-control-allow-origin"), Some(APP));
+    let no_origin = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/api/threads")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET");
+    assert_eq!(send(svc, no_origin).await.body(), "OPTIONS /api/threads");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn actual_response_gets_origin_credentials_and_exposed_headers() {
+    let (svc, _) = stack(app_policy().build().unwrap());
+    let res = send(svc, get(Some(APP))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "access-control-allow-origin"), Some(APP));
+    assert_eq!(
+        header(&res, "access-control-allow-credentials"),
+        Some("true")
+    );
+    assert_eq!(
+        header(&res, "access-control-expose-headers"),
+        Some("x-request-id")
+    );
+    // Preflight-only headers stay off actual responses.
+    assert_eq!(header(&res, "access-control-allow-methods"), None);
+    assert_eq!(header(&res, "access-control-max-age"), None);
+    assert_eq!(vary(&res), ["origin"]);
+}
+
+#[tokio::test]
+async fn error_responses_from_inner_services_carry_cors_headers() {
+    let (svc, _) = stack(app_policy().build().unwrap());
+    for status in ["403", "404", "500", "503"] {
+        let res = send(svc.clone(), get(Some(APP)).header("x-status", status)).await;
+        assert_eq!(res.status().as_str(), status);
+        assert_eq!(
+            header(&res, "access-control-allow-origin"),
+            Some(APP),
+            "{status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn auth_401_carries_cors_headers_and_preflight_skips_auth() {
+    let tokens = StaticTokens::new().token("k-0123456789abcdef0123456789abcdef", "alice");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = ServiceBuilder::new()
+        .layer(app_policy().build().unwrap())
+        .layer(BearerAuthLayer::new(tokens))
+        .service(echo(Arc::clone(&calls)));
+    let res = send(svc.clone(), get(Some(APP))).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&res, "access-control-allow-origin"), Some(APP));
+    assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
+    let res = send(svc, preflight(APP)).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn vary_is_appended_to_the_inner_services_vary() {
+    let (svc, _) = stack(app_policy().build().unwrap());
+    let res = send(svc, get(Some(APP)).header("x-vary", "1")).await;
+    assert_eq!(vary(&res), ["accept-encoding", "origin"]);
+}
+
+#[tokio::test]
+async fn request_without_origin_gets_vary_origin_only() {
+    let (svc, _) = stack(app_policy().build().unwrap());
+    let res = send(svc, get(None)).await;
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    assert_eq!(header(&res, "access-control-allow-credentials"), None);
+    // A cache must not serve this answer to a cross-origin request.
+    assert_eq!(vary(&res), ["origin"]);
+}
+
+#[tokio::test]
+async fn any_origin_sends_star_and_no_vary() {
+    let (svc, _) = stack(CorsLayer::builder().allow_origins(["*"]).build().unwrap());
+    let res = send(svc.clone(), get(Some("https://anyone.test"))).await;
+    assert_eq!(header(&res, "access-control-allow-origin"), Some("*"));
+    assert!(vary(&res).is_empty());
+    let res = send(svc, preflight("https://anyone.test")).await;
+    assert_eq!(header(&res, "access-control-allow-origin"), Some("*"));
+    assert!(vary(&res).is_empty());
+}
+
+#[tokio::test]
+async fn disallowed_origin_gets_no_cors_headers_but_still_reaches_the_handler() {
+    let (svc, calls) = stack(app_policy().build().unwrap());
+    let res = send(svc.clone(), get(Some("https://evil.test"))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    assert_eq!(header(&res, "access-control-expose-headers"), None);
+    assert_eq!(vary(&res), ["origin"]);
+    let res = send(svc, preflight("https://evil.test")).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    assert_eq!(header(&res, "access-control-allow-methods"), None);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn wildcard_subdomain_origin_is_echoed_only_for_matching_hosts() {
+    let layer = CorsLayer::builder()
+        .allow_origins(["https://*.example.com"])
+        .build()
+        .unwrap();
+    let (svc, _) = stack(layer);
+    let ok = send(svc.clone(), get(Some("https://pr-1.example.com"))).await;
+    assert_eq!(
+        header(&ok, "access-control-allow-origin"),
+        Some("https://pr-1.example.com")
+    );
+    for bad in [
+        "http://pr-1.example.com",
+        "https://pr-1.example.com:8443",
+        "https://example.com",
+        "https://example.com.evil.test",
+    ] {
+        let res = send(svc.clone(), get(Some(bad))).await;
+        assert_eq!(header(&res, "access-control-allow-origin"), None, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn predicate_decides_origins_the_list_does_not_name() {
+    let layer = CorsLayer::builder()
+        .allow_origins([APP])
+        .allow_origin_predicate(|o| o.starts_with("http://localhost:"))
+        .build()
+        .unwrap();
+    let (svc, _) = stack(layer);
+    for (origin, allowed) in [
+        (APP, true),
+        ("http://localhost:5173", true),
+        ("http://127.0.0.1:5173", false),
+    ] {
+        let res = send(svc.clone(), get(Some(origin))).await;
+        assert_eq!(
+            header(&res, "access-control-allow-origin").is_some(),
+            allowed,
+            "{origin}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn mirror_origin_and_headers_echo_the_request_and_vary_on_them() {
+    let layer = CorsLayer::builder()
+        .mirror_origin()
+        .mirror_headers()
+        .allow_credentials(true)
+        .build()
+        .unwrap();
+    let (svc, _) = stack(layer);
+    let res = send(
+        svc,
+        preflight("https://x.test").header(header::ACCESS_CONTROL_REQUEST_HEADERS, "x-a, x-b"),
+    )
+    .await;
+    assert_eq!(
+        header(&res, "access-control-allow-origin"),
+        Some("https://x.test")
+    );
+    assert_eq!(
+        header(&res, "access-control-allow-headers"),
+        Some("x-a, x-b")
+    );
+    assert_eq!(vary(&res), ["origin, access-control-request-headers"]);
+}
+
+#[tokio::test]
+async fn private_network_preflight_gets_consent_only_when_asked_and_enabled() {
+    let (svc, _) = stack(app_policy().allow_private_network(true).build().unwrap());
+    let res = send(
+        svc.clone(),
+        preflight(APP).header("access-control-request-private-network", "true"),
+    )
+    .await;
+    assert_eq!(
+        header(&res, "access-control-allow-private-network"),
+        Some("true")
+    );
+    assert_eq!(
+        vary(&res),
+        ["origin, access-control-request-private-network"]
+    );
+    let res = send(svc, preflight(APP)).await;
+    assert_eq!(header(&res, "access-control-allow-private-network"), None);
+    let (off, _) = stack(app_policy().build().unwrap());
+    let res = send(
+        off,
+        preflight(APP).header("access-control-request-private-network", "true"),
+    )
+    .await;
+    assert_eq!(header(&res, "access-control-allow-private-network"), None);
+}
+
+#[tokio::test]
+async fn strict_mode_rejects_state_changing_requests_from_disallowed_origins() {
+    let (svc, calls) = stack(
+        app_policy()
+            .reject_disallowed_origins(true)
+            .build()
+            .unwrap(),
+    );
+    let post = |origin: &str| {
+        Request::post("/api/threads")
+            .header(header::ORIGIN, origin)
+            .header(header::CONTENT_TYPE, "text/plain")
+    };
+    let res = send(svc.clone(), post("https://evil.test")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        res.extensions().get::<crate::Rejection>().unwrap().kind(),
+        crate::RejectionKind::Forbidden
+    );
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // Reads, allowed origins and same-origin requests (no Origin) pass.
+    assert_eq!(
+        send(svc.clone(), get(Some("https://evil.test")))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(send(svc.clone(), post(APP)).await.status(), 200);
+    assert_eq!(send(svc, Request::post("/api/threads")).await.status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn strict_mode_rejection_is_grpc_shaped_for_grpc_web_calls() {
+    let layer = CorsLayer::grpc_web()
+        .allow_origins([APP])
+        .reject_disallowed_origins(true)
+        .build()
+        .unwrap();
+    let (svc, _) = stack(layer);
+    let req = Request::post("/pkg.Svc/Call")
+        .header(header::ORIGIN, "https://evil.test")
+        .header(header::CONTENT_TYPE, "application/grpc-web+proto");
+    let res = send(svc, req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "grpc-status"), Some("7"));
+}
+
+#[tokio::test]
+async fn mastra_defaults_match_mastras_server() {
+    let (svc, _) = stack(CorsLayer::mastra_defaults().build().unwrap());
+    let res = send(svc.clone(), preflight("https://studio.test")).await;
+    assert_eq!(header(&res, "access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        header(&res, "access-control-allow-methods"),
+        Some("GET, POST, PUT, PATCH, DELETE, OPTIONS")
+    );
+    assert_eq!(
+        header(&res, "access-control-allow-headers"),
+        Some(
+            "content-type, authorization, a2a-version, x-mastra-client-type, x-mastra-dev-playground"
+        )
+    );
+    assert_eq!(header(&res, "access-control-max-age"), Some("3600"));
+    assert_eq!(header(&res, "access-control-allow-credentials"), None);
+    let res = send(svc, get(Some("https://studio.test"))).await;
+    assert_eq!(
+        header(&res, "access-control-expose-headers"),
+        Some("content-length, x-requested-with")
+    );
+}
+
+#[tokio::test]
+async fn mastra_defaults_with_credentials_mirror_the_origin() {
+    let layer = CorsLayer::mastra_defaults_with_credentials()
+        .allow_headers(["x-tenant"])
+        .build()
+        .unwrap();
+    let (svc, _) = stack(layer);
+    let res = send(svc, preflight("https://studio.test")).await;
+    assert_eq!(
+        header(&res, "access-control-allow-origin"),
+        Some("https://studio.test")
+    );
+    assert_eq!(
+        header(&res, "access-control-allow-credentials"),
+        Some("true")
+    );
+    assert!(
+        header(&res, "access-control-allow-headers")
+            .unwrap()
+            .ends_with("x-mastra-dev-playground, x-tenant")
+    );
+}
+
+#[tokio::test]
+async fn grpc_web_preset_exposes_grpc_status_to_scripts() {
+    let layer = CorsLayer::grpc_web().allow_origins([APP]).build().unwrap();
+    let (svc, _) = stack(layer);
+    let res = send(svc.clone(), preflight(APP)).await;
+    assert_eq!(
+        header(&res, "access-control-allow-headers"),
+        Some("x-grpc-web, x-user-agent, grpc-timeout, content-type, authorization")
+    );
+    assert_eq!(header(&res, "access-control-allow-methods"), Some("POST"));
+    let res = send(svc, get(Some(APP))).await;
+    assert_eq!(
+        header(&res, "access-control-expose-headers"),
+        Some("grpc-status, grpc-message, grpc-status-details-bin")
+    );
+}
+
+#[tokio::test]
+async fn when_path_gives_each_path_its_own_policy() {
+    let api = CorsLayer::builder().allow_origins([APP]).build().unwrap();
+    let public = CorsLayer::builder().allow_any_origin().build().unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(when_path("/api/*", api).unwrap())
+        .layer(when_path("/public/*", public).unwrap())
+        .service(echo(Arc::new(AtomicUsize::new(0))));
+    let origin = "https://elsewhere.test";
+    let at = |path: &str| Request::get(path).header(header::ORIGIN, origin);
+    let res = send(svc.clone(), at("/api/threads")).await;
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    let res = send(svc.clone(), at("/public/docs")).await;
+    assert_eq!(header(&res, "access-control-allow-origin"), Some("*"));
+    let res = send(svc.clone(), at("/health")).await;
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    assert!(vary(&res).is_empty());
+    let res = send(svc, preflight(APP)).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&res, "access-control-allow-origin"), Some(APP));
+}
+
+#[test]
+fn credentials_with_a_wildcard_anywhere_is_a_config_error() {
+    let cases = [
+        (CorsLayer::builder().allow_any_origin(), "allow_origins"),
+        (CorsLayer::builder().allow_origins(["*"]), "allow_origins"),
+        (
+            CorsLayer::builder().allow_origins([APP]).allow_any_method(),
+            "allow_methods",
+        ),
+        (
+            CorsLayer::builder()
+                .allow_origins([APP])
+                .allow_headers(["*"]),
+            "allow_headers",
+        ),
+        (
+            CorsLayer::builder()
+                .allow_origins([APP])
+                .expose_any_header(),
+            "expose_headers",
+        ),
+    ];
+    for (builder, setting) in cases {
+        let err = builder.allow_credentials(true).build().unwrap_err();
+        assert_eq!(err, ConfigError::CredentialsWithWildcard { setting });
+    }
+}
+
+#[test]
+fn a_star_inside_a_list_is_a_config_error() {
+    let err = CorsLayer::builder()
+        .allow_origins([APP, "*"])
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::WildcardInList {
+            setting: "allow_origins"
+        }
+    );
+    let err = CorsLayer::builder()
+        .allow_origins([APP])
+        .allow_headers(["authorization", "*"])
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::WildcardInList {
+            setting: "allow_headers"
+        }
+    );
+}
+
+#[test]
+fn an_origin_with_a_path_is_a_config_error() {
+    let err = CorsLayer::builder()
+        .allow_origins(["https://app.example.com/"])
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::InvalidOrigin { .. }));
+    assert!(err.to_string().contains("no path"), "{err}");
+}
+
+#[test]
+fn invalid_header_names_and_methods_are_config_errors() {
+    let err = CorsLayer::builder()
+        .allow_origins([APP])
+        .allow_headers(["x bad"])
+        .build()
+        .unwrap_err();
+    assert_eq!(err, ConfigError::InvalidHeaderName("x bad".into()));
+    let err = CorsLayer::builder()
+        .allow_origins([APP])
+        .expose_headers(["bad:header"])
+        .build()
+        .unwrap_err();
+    assert_eq!(err, ConfigError::InvalidHeaderName("bad:header".into()));
+    let err = CorsLayer::builder()
+        .allow_origins([APP])
+        .allow_methods(["GE T"])
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        ConfigError::InvalidValue {
+            setting: "allow_methods",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_policy_without_origins_is_a_config_error() {
+    assert!(matches!(
+        CorsLayer::grpc_web().build(),
+        Err(ConfigError::InvalidValue {
+            setting: "allow_origins",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn debug_output_hides_the_predicate() {
+    let layer = CorsLayer::builder()
+        .allow_origin_predicate(|_| true)
+        .build()
+        .unwrap();
+    let debug = format!("{layer:?}");
+    assert!(debug.contains("Fn(&str) -> bool"), "{debug}");
+}
