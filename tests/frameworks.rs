@@ -5,7 +5,8 @@
     feature = "axum",
     feature = "guard",
     feature = "tonic",
-    feature = "aws-lc"
+    feature = "aws-lc",
+    feature = "cors"
 ))]
 // Each example includes the shared demo module itself, as a standalone example must.
 #![allow(clippy::duplicate_mod)]
@@ -356,4 +357,68 @@ async fn stack_wraps_a_whole_axum_router_from_outside_for_axum_serve() {
         .await
         .unwrap();
     assert_eq!(res.text().await.unwrap(), "inner");
+}
+
+/// A raw grpc-web call over HTTP/1.1, as a browser's fetch would make it.
+async fn grpc_web_call(base: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/memory.v1.Threads/WhoAmI"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("origin", "http://localhost:3000")
+        .body(vec![0u8, 0, 0, 0, 0]); // one empty WhoAmIRequest frame
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn grpc_web_goes_through_cors_then_grpc_web_then_auth() {
+    let (l, base) = listener().await;
+    tokio::spawn(tonic_grpc::serve(l, tonic_grpc::demo::seeded_store()));
+
+    let preflight = reqwest::Client::new()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{base}/memory.v1.Threads/WhoAmI"),
+        )
+        .header("origin", "http://localhost:3000")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "x-grpc-web, content-type, authorization",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+
+    let denied = grpc_web_call(&base, None).await;
+    assert_eq!(denied.status(), StatusCode::OK);
+    assert_eq!(denied.headers()["grpc-status"], "16");
+    assert_eq!(
+        denied.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    let exposed = denied.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("grpc-status") && exposed.contains("grpc-message"));
+
+    let token = tonic_grpc::demo::token("alice", None);
+    let ok = grpc_web_call(&base, Some(&token)).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let body = ok.bytes().await.unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("alice"), "the reply message names the user");
+    assert!(
+        text.contains("grpc-status:0"),
+        "the trailer frame reports OK: {text:?}"
+    );
 }

@@ -3,12 +3,17 @@
 //! thread id that lives inside the protobuf message with `ThreadGuard`. Clients get
 //! `Unauthenticated`, `PermissionDenied`, `NotFound` or `Unavailable` with a message.
 //!
+//! Browsers reach the same service through gRPC-web (tonic-web), with the `grpc_web()` CORS
+//! preset, in the order CORS -> grpc-web -> auth: CORS answers preflights before grpc-web
+//! (which refuses plain HTTP/1.1) and auth see them, and decorates auth's answers.
+//!
 //! ```text
-//! cargo run --example tonic_grpc --features tonic,guard
+//! cargo run --example tonic_grpc --features tonic,guard,cors
 //! ```
 //!
 //! `HOST`, `PORT` (default 50051) and `JWT_SECRET` as in the memory server; dev tokens are
-//! printed when `JWT_SECRET` is unset.
+//! printed when `JWT_SECRET` is unset. `CORS_ORIGINS` (comma list) names the gRPC-web origins
+//! (default `http://localhost:3000`).
 
 #[path = "../shared/demo.rs"]
 pub mod demo;
@@ -26,7 +31,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tower_scope::guard::{ThreadGuard, ThreadStore};
-use tower_scope::{Authenticated, ResourceId, ResourceScopeLayer, ThreadId};
+use tower_scope::{Authenticated, CorsLayer, ResourceId, ResourceScopeLayer, ThreadId};
 
 /// The service: reads what the layers inserted, checks thread ids itself.
 pub struct MemoryService<S> {
@@ -80,8 +85,16 @@ pub async fn serve<S: ThreadStore>(listener: tokio::net::TcpListener, store: S) 
     health_reporter
         .set_serving::<ThreadsServer<MemoryService<S>>>()
         .await;
+    let origins = std::env::var("CORS_ORIGINS").unwrap_or_else(|_| "http://localhost:3000".into());
+    let cors = CorsLayer::grpc_web()
+        .allow_origins(origins.split(',').map(str::trim).filter(|o| !o.is_empty()))
+        .build()
+        .expect("CORS_ORIGINS must be origins like https://app.example.com");
     Server::builder()
+        .accept_http1(true)
         // ServiceBuilder order: the first .layer() is the outermost.
+        .layer(cors)
+        .layer(tonic_web::GrpcWebLayer::new())
         .layer(demo::auth_layer())
         .layer(ResourceScopeLayer::new(demo::resource_of))
         .add_service(health)
