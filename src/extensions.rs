@@ -63,6 +63,16 @@ impl<U: PartialEq> PartialEq for Authenticated<U> {
     }
 }
 
+/// Marks a request that [`BearerAuthLayer`](crate::BearerAuthLayer) deliberately let through
+/// without authenticating it: a public path, optional mode without credentials, or a CORS
+/// preflight.
+///
+/// [`ResourceScopeLayer`](crate::ResourceScopeLayer) treats a request that carries an
+/// `Authorization` header but neither a user nor this marker as a wiring error (no auth layer,
+/// or a different user type) and refuses it, rather than serving it unscoped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unauthenticated;
+
 /// The longest id, in bytes, that [`ResourceId`] and [`ThreadId`] accept.
 pub const MAX_ID_LEN: usize = 256;
 

@@ -714,14 +714,15 @@ fn b64(part: &str) -> Result<Vec<u8>, AuthError> {
 
 fn typ_matches(given: &str, wanted: &str) -> bool {
     // RFC 7515 §4.1.9: `application/` may be omitted; media types compare case-insensitively.
-    let strip = |s: &str| {
-        if s.len() > 12 && s[..12].eq_ignore_ascii_case("application/") {
-            s[12..].to_owned()
-        } else {
-            s.to_owned()
+    // Byte-wise on purpose: the header is attacker input, and may not be ASCII.
+    fn strip(s: &str) -> &[u8] {
+        let b = s.as_bytes();
+        match b.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case(b"application/") => &b[12..],
+            _ => b,
         }
-    };
-    strip(given).eq_ignore_ascii_case(&strip(wanted))
+    }
+    strip(given).eq_ignore_ascii_case(strip(wanted))
 }
 
 /// A compact JWS split and checked up to (not including) the signature: the shared first
@@ -1019,6 +1020,12 @@ mod tests {
 
     #[test]
     fn typ_comparison_ignores_case_and_application_prefix() {
+        // A multi-byte character where `application/` would end must not panic.
+        assert!(!typ_matches("aaaaaaaaaaa\u{e9}xyz", "at+jwt"));
+        assert!(!typ_matches(
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+            "at+jwt"
+        ));
         assert!(typ_matches("application/AT+JWT", "at+jwt"));
         assert!(typ_matches("at+jwt", "application/at+jwt"));
         assert!(!typ_matches("jwt", "at+jwt"));

@@ -59,8 +59,12 @@ struct Filter {
 
 impl Filter {
     fn matches<B>(&self, req: &Request<B>) -> bool {
-        (self.methods.is_empty() || self.methods.contains(req.method()))
-            && self.pattern.matches(req.uri().path())
+        // HEAD is served by GET handlers in most routers, so a GET filter covers it too.
+        let method = req.method();
+        let method_ok = self.methods.is_empty()
+            || self.methods.contains(method)
+            || (method == Method::HEAD && self.methods.contains(&Method::GET));
+        method_ok && self.pattern.matches(req.uri().path())
     }
 }
 
@@ -244,6 +248,15 @@ mod tests {
         );
         assert_eq!(
             status(s, Method::DELETE, "/api/x").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn head_is_covered_by_a_get_filter() {
+        let s = svc(when_path("/api/*", auth()).unwrap().methods([Method::GET]));
+        assert_eq!(
+            status(s, Method::HEAD, "/api/x").await,
             StatusCode::UNAUTHORIZED
         );
     }

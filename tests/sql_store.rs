@@ -583,3 +583,36 @@ async fn postgres_password_stays_out_of_debug_and_errors() {
     assert!(detail.contains(&role), "{detail}");
     assert!(!detail.contains("hunter2"), "{detail}");
 }
+
+/// A loosely comparing id column (here SQLite's NOCASE) would let a handler act on a row the
+/// guard was told does not exist: the store refuses to answer instead.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn ids_matched_by_a_loose_collation_fail_closed() {
+    let db = Db::sqlite_memory().await;
+    let pool = db.store.pool().clone();
+    exec(
+        &pool,
+        r#"CREATE TABLE mastra_threads (id TEXT PRIMARY KEY COLLATE NOCASE, "resourceId" TEXT)"#,
+    )
+    .await;
+    exec(
+        &pool,
+        r#"CREATE TABLE mastra_messages (id TEXT PRIMARY KEY COLLATE NOCASE, thread_id TEXT)"#,
+    )
+    .await;
+    exec(
+        &pool,
+        r#"INSERT INTO mastra_threads (id, "resourceId") VALUES ('t1', 'bob')"#,
+    )
+    .await;
+    exec(
+        &pool,
+        r#"INSERT INTO mastra_messages (id, thread_id) VALUES ('m1', 't1')"#,
+    )
+    .await;
+    assert_eq!(db.store.thread_owner(&thread("t1")).await, Ok(owned("bob")));
+    assert_backend(db.store.thread_owner(&thread("T1")).await);
+    assert_backend(db.store.message_threads(&strings(&["M1"])).await);
+    db.finish().await;
+}

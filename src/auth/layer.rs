@@ -15,7 +15,7 @@ use super::{AuthError, Authenticate, Token};
 use crate::gate::{Gate, GateFuture, take_ready};
 use crate::path::{PathPattern, PathSet};
 use crate::reject::{JsonErrorLayer, Rejection, RejectionKind, render};
-use crate::{Authenticated, ConfigError};
+use crate::{Authenticated, ConfigError, Unauthenticated};
 
 /// The default maximum token length: 8 KiB, far above real JWTs, far below header limits.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -268,11 +268,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let config = &self.config;
         if (config.bypass_preflight && is_preflight(&req))
             || (!config.public.is_empty() && config.public.matches(req.uri().path()))
         {
+            req.extensions_mut().insert(Unauthenticated);
             return GateFuture::pass(self.inner.call(req), None);
         }
         let (decision, private) = match extract(req.headers(), req.uri().query(), &config.extract) {
@@ -280,7 +281,10 @@ where
                 self.authenticator.authenticate(Token::new(&found.token)),
                 found.source == Source::Query,
             ),
-            Ok(None) if config.optional => return GateFuture::pass(self.inner.call(req), None),
+            Ok(None) if config.optional => {
+                req.extensions_mut().insert(Unauthenticated);
+                return GateFuture::pass(self.inner.call(req), None);
+            }
             Ok(None) => {
                 let rejection = Rejection::new(RejectionKind::MissingCredentials);
                 return GateFuture::done(render(rejection, req.headers(), config.realm.as_deref()));

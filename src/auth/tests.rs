@@ -450,3 +450,33 @@ async fn custom_realm_is_used_in_every_challenge() {
     let res = send(layer, get(Some("Bearer wrong"))).await;
     assert!(challenge(&res).starts_with(r#"Bearer realm="memory", error="invalid_token""#));
 }
+
+#[tokio::test]
+async fn requests_let_through_without_authentication_are_marked() {
+    let svc = |layer: BearerAuthLayer<StaticTokens<String>>| {
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|req: Request<String>| async move {
+                let marked = req.extensions().get::<crate::Unauthenticated>().is_some();
+                Ok::<_, Infallible>(Response::new(format!("marked={marked}")))
+            }))
+    };
+    let public = BearerAuthLayer::new(tokens())
+        .public_path("/health")
+        .unwrap();
+    let res = svc(public.clone())
+        .oneshot(Request::get("/health").body(String::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.into_body(), "marked=true");
+    let res = svc(public)
+        .oneshot(get(Some(&format!("Bearer {KEY}"))))
+        .await
+        .unwrap();
+    assert_eq!(res.into_body(), "marked=false");
+    let res = svc(BearerAuthLayer::new(tokens()).optional())
+        .oneshot(get(None))
+        .await
+        .unwrap();
+    assert_eq!(res.into_body(), "marked=true");
+}

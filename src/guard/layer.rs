@@ -220,14 +220,16 @@ impl GuardRoute {
         {
             Some(query::decode_segment(raw).ok_or_else(invalid_thread)?)
         } else if let Some(name) = &self.thread_query
-            && let Some(value) = req
-                .uri()
-                .query()
-                .and_then(|q| query::pairs(q).find(|(k, _)| k == &**name))
+            && let Some(q) = req.uri().query()
+            && let Some(value) = single(
+                query::pairs(q)
+                    .filter(|(k, _)| k == &**name)
+                    .map(|(_, v)| v),
+            )?
         {
-            Some(query::decode(value.1).ok_or_else(invalid_thread)?)
+            Some(query::decode(value).ok_or_else(invalid_thread)?)
         } else if let Some(name) = &self.thread_header
-            && let Some(value) = req.headers().get(&**name)
+            && let Some(value) = single(req.headers().get_all(&**name).iter())?
         {
             Some(Cow::Borrowed(value.to_str().map_err(|_| invalid_thread())?))
         } else {
@@ -236,6 +238,18 @@ impl GuardRoute {
         raw.map(|id| ThreadId::new(id).map_err(|_| invalid_thread()))
             .transpose()
     }
+}
+
+/// The only item of `items`; two or more are ambiguous (a handler might read either).
+fn single<T>(mut items: impl Iterator<Item = T>) -> Result<Option<T>, Rejection> {
+    let first = items.next();
+    if first.is_some() && items.next().is_some() {
+        return Err(Rejection::with_message(
+            RejectionKind::BadRequest,
+            "More than one threadId",
+        ));
+    }
+    Ok(first)
 }
 
 fn invalid_thread() -> Rejection {
@@ -255,9 +269,11 @@ struct Routes(Arc<[Arc<GuardRoute>]>);
 
 impl Routes {
     fn find(&self, method: &Method, path: &str) -> Option<&Arc<GuardRoute>> {
-        self.0
-            .iter()
-            .find(|r| r.method == *method && r.pattern.matches(path))
+        // axum (and most routers) answer HEAD with the GET handler: guard it like GET.
+        let head = *method == Method::HEAD;
+        self.0.iter().find(|r| {
+            (r.method == *method || (head && r.method == Method::GET)) && r.pattern.matches(path)
+        })
     }
 }
 
@@ -606,6 +622,21 @@ async fn check_saved_messages<S: ThreadStore>(
     {
         return Err(GuardError::ForeignResource.into());
     }
+    // Saving is an upsert by id: an existing message id must already be the caller's.
+    let mut ids = Vec::new();
+    for m in messages {
+        match m.get("id") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(id)) => ids.push(id.clone()),
+            Some(_) => {
+                return Err(Rejection::with_message(
+                    RejectionKind::BadRequest,
+                    "Message ids must be strings",
+                ));
+            }
+        }
+    }
+    guard.check_messages(scope, &ids).await?;
     let mut threads: Vec<ThreadId> = Vec::new();
     for m in messages {
         let id = ThreadId::new(field(m, "threadId").unwrap_or_default())
@@ -695,11 +726,13 @@ where
     {
         changed |= set_field(&mut json, field, trusted.as_str())?;
     }
-    let body = match (original, changed) {
-        (Some(_), true) => Some(Bytes::from(
+    // The handler gets the JSON the guard decided on, re-serialized: a body with duplicate
+    // keys cannot mean one thing to the guard and another to a first-key-wins parser.
+    let body = match original {
+        Some(_) if changed || !json.is_null() => Some(Bytes::from(
             serde_json::to_vec(&json).map_err(|_| invalid_body())?,
         )),
-        (original, _) => original,
+        original => original,
     };
     Ok(Admit {
         thread: admitted,

@@ -428,9 +428,13 @@ impl SqlThreadStore {
 
         let mut found = HashMap::with_capacity(rows.len());
         for (id, resource) in rows {
-            // A row for an id that was not asked for (a case-insensitive collation) is ignored.
+            // A row for an id that was not asked for means the database compares ids loosely
+            // (a case-insensitive or padding collation) while handlers would act on that row:
+            // fail closed rather than report the thread as missing.
             let Some(&thread) = requested.get(id.as_str()) else {
-                continue;
+                return Err(StoreError::Backend(
+                    "thread id matched a row with a different id (collation)".into(),
+                ));
             };
             insert_consistent(&mut found, thread.clone(), owner_from(Some(id), resource)?)?;
         }
@@ -453,7 +457,9 @@ impl SqlThreadStore {
         let mut found = HashMap::with_capacity(rows.len());
         for (id, thread, joined_thread, resource) in rows {
             let Some(&message) = requested.get(id.as_str()) else {
-                continue;
+                return Err(StoreError::Backend(
+                    "message id matched a row with a different id (collation)".into(),
+                ));
             };
             let entry = match thread.filter(|t| !t.is_empty()) {
                 None => MessageThread {

@@ -359,7 +359,7 @@ async fn thread_id_from_query_header_and_body() {
     assert_eq!(seen.status, StatusCode::OK);
     assert_eq!(
         seen.body,
-        r#"thread=t-a uri=/chat body={"threadId":"t-a","text":"hi"}"#
+        r#"thread=t-a uri=/chat body={"text":"hi","threadId":"t-a"}"#
     );
     let seen = send(layer(), req(Method::POST, "/chat", Some("alice"), "{}")).await;
     assert_eq!(seen.status, StatusCode::BAD_REQUEST);
@@ -433,16 +433,77 @@ async fn rename_cannot_reassign_the_thread() {
 }
 
 #[tokio::test]
-async fn bodies_pass_unchanged_when_nothing_is_rewritten() {
-    let body = "{ \"title\" :\"x\",  \"resourceId\":\"alice\" }";
+async fn handler_gets_the_json_the_guard_decided_on() {
+    // Duplicate keys: serde keeps the last; a first-key-wins parser must not see another id.
+    let layer = ThreadGuardLayer::new(store())
+        .route(
+            GuardRoute::new(Method::POST, "/chat")
+                .unwrap()
+                .thread_from_body("threadId"),
+        )
+        .unwrap();
+    let body = r#"{"threadId":"t-b","threadId":"t-a"}"#;
+    let seen = send(layer, req(Method::POST, "/chat", Some("alice"), body)).await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert_eq!(seen.body, r#"thread=t-a uri=/chat body={"threadId":"t-a"}"#);
+}
+
+#[tokio::test]
+async fn head_requests_are_guarded_like_get() {
     let seen = send(
         mastra(),
-        req(Method::POST, "/api/memory/threads", Some("alice"), body),
+        req(Method::HEAD, "/api/memory/threads/t-b", Some("alice"), ""),
     )
     .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert_eq!(seen.calls, 0);
+}
+
+#[tokio::test]
+async fn repeated_thread_ids_in_query_or_header_are_ambiguous() {
+    let layer = || {
+        ThreadGuardLayer::new(store())
+            .route(
+                GuardRoute::new(Method::GET, "/chat")
+                    .unwrap()
+                    .thread_from_query("threadId")
+                    .thread_from_header("x-thread-id"),
+            )
+            .unwrap()
+    };
+    let seen = send(
+        layer(),
+        req(
+            Method::GET,
+            "/chat?threadId=t-a&threadId=t-b",
+            Some("alice"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::BAD_REQUEST);
+    assert_eq!(message(&seen), "More than one threadId");
+    let mut r = req(Method::GET, "/chat", Some("alice"), "");
+    r.headers_mut()
+        .append("x-thread-id", "t-a".parse().unwrap());
+    r.headers_mut()
+        .append("x-thread-id", "t-b".parse().unwrap());
+    assert_eq!(send(layer(), r).await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn saving_cannot_overwrite_another_resources_message_by_id() {
+    let path = "/api/memory/save-messages";
+    let body = r#"{"messages":[{"id":"m-b1","threadId":"t-a","resourceId":"alice","role":"user","content":"pwned"}]}"#;
+    let seen = send(mastra(), req(Method::POST, path, Some("alice"), body)).await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert_eq!(seen.calls, 0);
+    let own = r#"{"messages":[{"id":"m-a1","threadId":"t-a","resourceId":"alice","role":"user","content":"edit"}]}"#;
     assert_eq!(
-        seen.body,
-        format!("thread=- uri=/api/memory/threads body={body}")
+        send(mastra(), req(Method::POST, path, Some("alice"), own))
+            .await
+            .status,
+        StatusCode::OK
     );
 }
 

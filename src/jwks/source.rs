@@ -267,10 +267,15 @@ impl KeySource {
             .unwrap_or(self.config.default_ttl)
             .clamp(self.config.min_ttl, self.config.max_ttl);
         let now = Instant::now();
+        // Durations come from configuration and the IdP's max-age: never overflow an Instant.
+        let far = |d: Duration| {
+            now.checked_add(d)
+                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+        };
         self.keys.store(Some(Arc::new(KeySet {
             keys,
-            fresh_until: now + ttl,
-            usable_until: now + ttl + self.config.grace,
+            fresh_until: far(ttl),
+            usable_until: far(ttl.saturating_add(self.config.grace)),
         })));
         Ok(())
     }

@@ -47,7 +47,7 @@ use tower_service::Service;
 
 use crate::gate::{Gate, GateFuture, take_ready};
 use crate::reject::{JsonErrorLayer, Rejection, RejectionKind, is_grpc, render};
-use crate::{Authenticated, ConfigError, ResourceId, query};
+use crate::{Authenticated, ConfigError, ResourceId, Unauthenticated, query};
 
 /// Maps an authenticated user to the resource they may touch.
 ///
@@ -260,8 +260,16 @@ impl<R, U> ResourceScopeLayer<R, U> {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidValue`] when the cookie name is not a plain token.
+    /// [`ConfigError::InvalidValue`] when the cookie name is not a plain token or the prefix
+    /// is empty.
     pub fn anonymous_cookie(mut self, cookie: &str, prefix: &str) -> Result<Self, ConfigError> {
+        // An empty prefix would let a cookie value name any user's resource.
+        if prefix.is_empty() {
+            return Err(ConfigError::InvalidValue {
+                setting: "anonymous scope prefix",
+                reason: "use a prefix such as `anon_` so anonymous ids never equal user ids".into(),
+            });
+        }
         if cookie.is_empty()
             || !cookie
                 .bytes()
@@ -346,6 +354,15 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let config = &self.config;
+        // Credentials that no layer verified (auth missing, or a different user type): fail
+        // closed instead of serving the request as anonymous.
+        if req.headers().contains_key(header::AUTHORIZATION)
+            && req.extensions().get::<Authenticated<U>>().is_none()
+            && req.extensions().get::<ResourceId>().is_none()
+            && req.extensions().get::<Unauthenticated>().is_none()
+        {
+            return GateFuture::done(render(unscoped(), req.headers(), None));
+        }
         // A trusted earlier layer decided already: keep its id.
         let known = req.extensions().get::<ResourceId>().cloned();
         let known = known.or_else(|| {
@@ -395,15 +412,19 @@ impl<ReqB> Gate<ReqB> for ScopeGate {
         req: &mut Request<ReqB>,
     ) -> Result<(), Rejection> {
         let Some(id) = outcome? else {
-            return Err(Rejection::with_message(
-                RejectionKind::Forbidden,
-                "Access denied: request could not be scoped to a resource",
-            ));
+            return Err(unscoped());
         };
         apply_scope(req, &id, &self.config)?;
         req.extensions_mut().insert(id);
         Ok(())
     }
+}
+
+fn unscoped() -> Rejection {
+    Rejection::with_message(
+        RejectionKind::Forbidden,
+        "Access denied: request could not be scoped to a resource",
+    )
 }
 
 fn anonymous_scope<B>(req: &Request<B>, config: &Config) -> Option<ResourceId> {
@@ -526,3 +547,6 @@ fn strip_scope<B>(req: &mut Request<B>, config: &Config) {
         let _ = query::set_path_and_query(req, pq);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -287,3 +287,35 @@ fn invalid_configuration_is_reported() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn unverified_credentials_without_a_user_are_refused_not_served_unscoped() {
+    // A token no layer verified (auth missing, or a user type the mapper does not expect).
+    let mut req = request("/api/memory/threads", None);
+    req.headers_mut().insert(
+        http::header::AUTHORIZATION,
+        "Bearer whatever".parse().unwrap(),
+    );
+    let res = run(ResourceScopeLayer::new(mapper), req).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    // The same header on a request auth deliberately let through (a public path) is anonymous.
+    let mut req = request("/health?resourceId=bob", None);
+    req.headers_mut().insert(
+        http::header::AUTHORIZATION,
+        "Bearer whatever".parse().unwrap(),
+    );
+    req.extensions_mut().insert(crate::Unauthenticated);
+    let res = run(ResourceScopeLayer::new(mapper), req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.body(), "- /health -");
+}
+
+#[test]
+fn anonymous_scope_needs_a_prefix() {
+    assert!(
+        ResourceScopeLayer::new(mapper)
+            .anonymous_cookie("session", "")
+            .is_err()
+    );
+}
