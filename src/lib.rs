@@ -53,6 +53,7 @@
 pub mod auth;
 #[cfg(feature = "cors")]
 pub mod cors;
+mod digest;
 mod error;
 pub mod extensions;
 mod gate;

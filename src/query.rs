@@ -29,6 +29,7 @@ pub(crate) fn decode(raw: &str) -> Option<Cow<'_, str>> {
 }
 
 /// Percent-decodes one path segment (`+` stays a plus); `None` when it is not UTF-8.
+#[cfg_attr(not(feature = "guard"), allow(dead_code))]
 pub(crate) fn decode_segment(raw: &str) -> Option<Cow<'_, str>> {
     percent_decode_str(raw).decode_utf8().ok()
 }

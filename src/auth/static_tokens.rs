@@ -4,7 +4,6 @@ use std::fmt;
 use std::future::{Ready, ready};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{AuthError, Authenticate, Token};
@@ -76,7 +75,7 @@ impl<U> StaticTokens<U> {
 }
 
 fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+    crate::digest::sha256(token.as_bytes())
 }
 
 impl<U> Default for StaticTokens<U> {

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use quick_cache::sync::Cache;
-use sha2::{Digest, Sha256};
 
 use super::source::SourceKey;
 use crate::jwt::Lifetime;
@@ -16,7 +15,7 @@ use crate::jwt::Lifetime;
 pub(crate) type TokenDigest = [u8; 32];
 
 pub(crate) fn digest(token: &str) -> TokenDigest {
-    Sha256::digest(token.as_bytes()).into()
+    crate::digest::sha256(token.as_bytes())
 }
 
 pub(crate) struct Entry<U> {
