@@ -8,12 +8,39 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 
 use crate::reject::{Rejection, RejectionKind};
 
-/// Splits a query into `(decoded key, raw value)` pairs; empty pieces are skipped.
-pub(crate) fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
-    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(k).unwrap_or(Cow::Borrowed("")), v)
+/// One `key=value` piece of a query: the raw text, its decoded key, its raw value.
+pub(crate) struct Pair<'a> {
+    pub(crate) raw: &'a str,
+    pub(crate) key: Cow<'a, str>,
+    pub(crate) value: &'a str,
+}
+
+/// The non-empty pieces of a query, in order. The one query splitter every layer uses.
+pub(crate) fn pairs(query: &str) -> impl Iterator<Item = Pair<'_>> {
+    query.split('&').filter(|p| !p.is_empty()).map(|raw| {
+        let (k, value) = raw.split_once('=').unwrap_or((raw, ""));
+        Pair {
+            raw,
+            key: decode(k).unwrap_or(Cow::Borrowed("")),
+            value,
+        }
     })
+}
+
+/// The values of cookie `name` across every `Cookie` header (RFC 6265 §5.4 pairs).
+pub(crate) fn cookies<'a>(
+    headers: &'a http::HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v: &'a str| v.split(';'))
+        .filter_map(move |pair: &'a str| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
 }
 
 /// Form-decodes one component (`+` is a space); `None` when it is not UTF-8.
@@ -74,14 +101,30 @@ mod tests {
 
     #[test]
     fn pairs_decode_keys_and_keep_raw_values() {
-        let got: Vec<_> = pairs("a=1&&resource%49d=x%20y&flag").collect();
+        let got: Vec<_> = pairs("a=1&&resource%49d=x%20y&flag")
+            .map(|p| (p.raw, p.key, p.value))
+            .collect();
         assert_eq!(
             got,
             vec![
-                (Cow::from("a"), "1"),
-                (Cow::from("resourceId"), "x%20y"),
-                (Cow::from("flag"), "")
+                ("a=1", Cow::from("a"), "1"),
+                ("resource%49d=x%20y", Cow::from("resourceId"), "x%20y"),
+                ("flag", Cow::from("flag"), "")
             ]
+        );
+    }
+
+    #[test]
+    fn cookies_are_found_across_headers_by_exact_name() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(http::header::COOKIE, "a=1; session=s1".parse().unwrap());
+        headers.append(
+            http::header::COOKIE,
+            "sessionx=no;session=s2".parse().unwrap(),
+        );
+        assert_eq!(
+            cookies(&headers, "session").collect::<Vec<_>>(),
+            vec!["s1", "s2"]
         );
     }
 

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use http::HeaderMap;
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::AUTHORIZATION;
 
 use crate::reject::{Rejection, RejectionKind};
 
@@ -88,28 +88,19 @@ fn from_header(headers: &HeaderMap, max_len: usize) -> Result<Option<&str>, Reje
 
 fn from_cookie<'a>(
     headers: &'a HeaderMap,
-    name: &str,
+    name: &'a str,
     max_len: usize,
 ) -> Result<Option<&'a str>, Rejection> {
     let mut found = None;
-    for value in headers.get_all(COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            let Some((k, v)) = pair.trim().split_once('=') else {
-                continue;
-            };
-            if k != name {
-                continue;
-            }
-            if found.is_some() {
-                return Err(invalid_request("More than one token cookie"));
-            }
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v);
-            found = Some(checked(v, max_len)?);
+    for v in crate::query::cookies(headers, name) {
+        if found.is_some() {
+            return Err(invalid_request("More than one token cookie"));
         }
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        found = Some(checked(v, max_len)?);
     }
     Ok(found)
 }
@@ -121,8 +112,8 @@ fn from_query<'a>(
 ) -> Result<Option<Cow<'a, str>>, Rejection> {
     let Some(query) = query else { return Ok(None) };
     let mut found = None;
-    for (k, v) in crate::query::pairs(query) {
-        if k != name {
+    for crate::query::Pair { key, value: v, .. } in crate::query::pairs(query) {
+        if key != name {
             continue;
         }
         if found.is_some() {
@@ -143,7 +134,7 @@ fn from_query<'a>(
 pub(crate) fn extract<'a>(
     headers: &'a HeaderMap,
     query: Option<&'a str>,
-    config: &ExtractConfig,
+    config: &'a ExtractConfig,
 ) -> Result<Option<Found<'a>>, Rejection> {
     let mut found: Option<Found<'a>> = None;
     let mut offer = |token: Cow<'a, str>, source| {

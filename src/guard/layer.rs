@@ -221,11 +221,8 @@ impl GuardRoute {
             Some(query::decode_segment(raw).ok_or_else(invalid_thread)?)
         } else if let Some(name) = &self.thread_query
             && let Some(q) = req.uri().query()
-            && let Some(value) = single(
-                query::pairs(q)
-                    .filter(|(k, _)| k == &**name)
-                    .map(|(_, v)| v),
-            )?
+            && let Some(value) =
+                single(query::pairs(q).filter(|p| p.key == **name).map(|p| p.value))?
         {
             Some(query::decode(value).ok_or_else(invalid_thread)?)
         } else if let Some(name) = &self.thread_header
@@ -804,20 +801,19 @@ fn rewrite_thread<B>(
     let mut new_query = None;
     if let Some(name) = &route.thread_query
         && let Some(q) = req.uri().query()
-        && query::pairs(q).any(|(k, _)| k == **name)
+        && query::pairs(q).any(|p| p.key == **name)
     {
         let mut rebuilt = String::with_capacity(q.len() + trusted.len());
-        for (i, raw) in q.split('&').filter(|p| !p.is_empty()).enumerate() {
+        for (i, pair) in query::pairs(q).enumerate() {
             if i > 0 {
                 rebuilt.push('&');
             }
-            let key = raw.split_once('=').map_or(raw, |(k, _)| k);
-            if query::decode(key).as_deref() == Some(&**name) {
+            if pair.key == **name {
                 query::push_encoded(&mut rebuilt, name);
                 rebuilt.push('=');
                 query::push_encoded(&mut rebuilt, trusted);
             } else {
-                rebuilt.push_str(raw);
+                rebuilt.push_str(pair.raw);
             }
         }
         new_query = Some(rebuilt);

@@ -314,18 +314,17 @@ fn logged_path<'a>(uri: &'a Uri, config: &Config) -> Cow<'a, str> {
 }
 
 fn redact_query(out: &mut String, query: &str, config: &Config) {
-    for (i, pair) in query.split('&').enumerate() {
+    for (i, pair) in query::pairs(query).enumerate() {
         if i > 0 {
             out.push('&');
         }
-        let raw_key = pair.split_once('=').map_or(pair, |(k, _)| k);
-        let key = query::decode(raw_key).unwrap_or(Cow::Borrowed(raw_key));
-        if is_secret_param(&key, config) {
+        if is_secret_param(&pair.key, config) {
+            let raw_key = pair.raw.split_once('=').map_or(pair.raw, |(k, _)| k);
             out.push_str(raw_key);
             out.push('=');
             out.push_str(REDACTED);
         } else {
-            out.push_str(pair);
+            out.push_str(pair.raw);
         }
     }
 }

@@ -206,16 +206,16 @@ impl<R, U> ResourceScopeLayer<R, U> {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidValue`] for an empty name.
+    /// [`ConfigError::InvalidValue`] for an empty name or more than 64 names.
     pub fn query_params<'a>(
         mut self,
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<Self, ConfigError> {
         let names: Vec<Box<str>> = names.into_iter().map(Into::into).collect();
-        if names.iter().any(|n| n.is_empty()) {
+        if names.iter().any(|n| n.is_empty()) || names.len() > 64 {
             return Err(ConfigError::InvalidValue {
                 setting: "query parameter",
-                reason: "must not be empty".into(),
+                reason: "give 1 to 64 non-empty names".into(),
             });
         }
         self.config_mut().params = names;
@@ -429,14 +429,7 @@ fn unscoped() -> Rejection {
 
 fn anonymous_scope<B>(req: &Request<B>, config: &Config) -> Option<ResourceId> {
     let anon = config.anonymous.as_ref()?;
-    let value = req
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(k, v)| (k == &*anon.cookie).then_some(v))?;
+    let value = query::cookies(req.headers(), &anon.cookie).next()?;
     // Only plain session tokens: the id must not smuggle separators into another scope.
     if value.is_empty()
         || !value
@@ -476,15 +469,14 @@ fn apply_scope<B>(req: &mut Request<B>, id: &ResourceId, config: &Config) -> Res
     let add = config.add_param && !is_grpc(req.headers());
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
-    let mut seen = vec![false; config.params.len()];
+    // Which configured parameters were present (at most 64, checked at build): no allocation.
+    let mut seen: u64 = 0;
     // The new path-and-query is built in one buffer: path, `?`, kept pairs, scoped pairs.
     let mut rebuilt = String::with_capacity(path.len() + query.len() + 3 * id.len() + 16);
     rebuilt.push_str(path);
     let start = rebuilt.len();
     let mut changed = false;
-    for raw in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = raw.split_once('=').unwrap_or((raw, ""));
-        let key = query::decode(key).unwrap_or_default();
+    for query::Pair { raw, key, value } in query::pairs(query) {
         match config.params.iter().position(|p| **p == *key) {
             Some(i) => {
                 let current = query::decode(value);
@@ -492,8 +484,8 @@ fn apply_scope<B>(req: &mut Request<B>, id: &ResourceId, config: &Config) -> Res
                     return Err(mismatch());
                 }
                 changed = true;
-                if !seen[i] {
-                    seen[i] = true;
+                if seen & (1 << i) == 0 {
+                    seen |= 1 << i;
                     push_pair(&mut rebuilt, start, &config.params[i], id);
                 }
             }
@@ -503,7 +495,7 @@ fn apply_scope<B>(req: &mut Request<B>, id: &ResourceId, config: &Config) -> Res
             }
         }
     }
-    if add && !seen.iter().any(|s| *s) {
+    if add && seen == 0 {
         push_pair(&mut rebuilt, start, &config.params[0], id);
         changed = true;
     }
@@ -528,13 +520,9 @@ fn strip_scope<B>(req: &mut Request<B>, config: &Config) {
     let Some(query) = req.uri().query() else {
         return;
     };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|raw| {
-            let key = raw.split_once('=').map_or(*raw, |(k, _)| k);
-            let key = query::decode(key).unwrap_or_default();
-            !raw.is_empty() && !config.params.iter().any(|p| **p == *key)
-        })
+    let kept: Vec<&str> = query::pairs(query)
+        .filter(|pair| !config.params.iter().any(|p| **p == *pair.key))
+        .map(|pair| pair.raw)
         .collect();
     let kept = kept.join("&");
     if kept != query {
