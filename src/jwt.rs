@@ -49,6 +49,7 @@ use serde::de::{self, DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 
 use crate::ConfigError;
+use crate::Authenticated;
 use crate::auth::{AuthError, Authenticate, Token};
 
 /// The default clock leeway for `exp`, `nbf` and `iat`.
@@ -946,10 +947,10 @@ where
     U: Send + Sync + 'static,
 {
     type User = U;
-    type Future = Ready<Result<U, AuthError>>;
+    type Future = Ready<Result<Authenticated<U>, AuthError>>;
 
     fn authenticate(&self, token: Token<'_>) -> Self::Future {
-        ready(self.verify(token.expose_secret()))
+        ready(self.verify(token.expose_secret()).map(Authenticated::new))
     }
 }
 

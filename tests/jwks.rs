@@ -27,7 +27,9 @@ fn builder(idp: &MockIssuer) -> JwksAuthenticatorBuilder<Value, Value> {
 }
 
 async fn check(auth: &JwksAuthenticator<Value>, token: &str) -> Result<Value, AuthError> {
-    auth.authenticate(Token::new(token)).await
+    auth.authenticate(Token::new(token))
+        .await
+        .map(|user| Value::clone(&user))
 }
 
 async fn status(auth: &JwksAuthenticator<Value>, token: &str) -> StatusCode {
@@ -424,6 +426,24 @@ async fn the_cache_counts_hits_and_misses() {
         "failures are never cached"
     );
     assert_eq!((stats.allowed, stats.denied_invalid_token), (3, 2));
+}
+
+#[tokio::test]
+async fn cache_hits_share_the_verified_user_instead_of_copying_it() {
+    let idp = MockIssuer::start().await.unwrap();
+    let token = idp.mint(json!({"sub": "alice"}));
+    let user = |auth: JwksAuthenticator<Value>| {
+        let token = token.clone();
+        async move { auth.authenticate(Token::new(&token)).await.unwrap() }
+    };
+    let cached = builder(&idp).token_cache(100).build().await.unwrap();
+    let (first, second) = (user(cached.clone()).await, user(cached).await);
+    assert!(Arc::ptr_eq(first.shared(), second.shared()));
+    assert_eq!(second["sub"], "alice");
+    // Without the cache every verification builds its own user.
+    let uncached = builder(&idp).build().await.unwrap();
+    let (first, second) = (user(uncached.clone()).await, user(uncached).await);
+    assert!(!Arc::ptr_eq(first.shared(), second.shared()));
 }
 
 #[tokio::test]

@@ -207,10 +207,7 @@ impl<A: Authenticate> BearerAuthLayer<A> {
         };
         async move {
             match pending? {
-                Some(fut) => fut
-                    .await
-                    .map(|u| Some(Authenticated::new(u)))
-                    .map_err(Rejection::from),
+                Some(fut) => fut.await.map(Some).map_err(Rejection::from),
                 None => Ok(None),
             }
         }
@@ -317,7 +314,7 @@ impl<U, ReqB> Gate<ReqB> for AuthGate<U>
 where
     U: Send + Sync + 'static,
 {
-    type Outcome = Result<U, AuthError>;
+    type Outcome = Result<Authenticated<U>, AuthError>;
 
     fn admit(
         &self,
@@ -326,7 +323,7 @@ where
     ) -> Result<(), Rejection> {
         let user = outcome?;
         mark_sensitive(req.headers_mut());
-        req.extensions_mut().insert(Authenticated::new(user));
+        req.extensions_mut().insert(user);
         Ok(())
     }
 
@@ -343,11 +340,10 @@ where
 
 /// Credentials must not show in `Debug` output or HPACK tables downstream.
 fn mark_sensitive(headers: &mut HeaderMap) {
-    for name in [header::AUTHORIZATION, header::COOKIE] {
-        if let header::Entry::Occupied(mut entry) = headers.entry(name) {
-            for value in entry.iter_mut() {
-                value.set_sensitive(true);
-            }
+    // One pass over the values: `HeaderMap::entry` would hash each name and may grow the map.
+    for (name, value) in headers.iter_mut() {
+        if name == header::AUTHORIZATION || name == header::COOKIE {
+            value.set_sensitive(true);
         }
     }
 }

@@ -43,12 +43,17 @@ mod static_tokens;
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
 
 #[cfg(feature = "cors")]
 pub(crate) use layer::is_preflight;
 pub use layer::{AuthGate, BearerAuth, BearerAuthLayer, DEFAULT_MAX_TOKEN_LEN, ResponseFuture};
 pub use static_tokens::StaticTokens;
 
+use crate::Authenticated;
 use crate::reject::{Rejection, RejectionKind};
 
 /// A bearer token borrowed from the request. Its `Debug` output never shows the secret.
@@ -101,11 +106,16 @@ impl fmt::Debug for BearerToken {
 /// every `Fn(BearerToken) -> impl Future<Output = Result<U, AuthError>>` closure.
 /// Return [`AuthError::unavailable`] when a backend the decision needs is down: the layer
 /// answers 503 and never lets the request pass.
+///
+/// The future resolves to the user already wrapped in [`Authenticated`], the extension the
+/// layer inserts as is: an authenticator that keeps its users (a token cache, a fixed key table)
+/// hands every request the same shared user instead of a copy. Wrap a fresh user with
+/// [`Authenticated::new`].
 pub trait Authenticate: Clone + Send + Sync + 'static {
     /// The authenticated user (claims, a user record...).
     type User: Send + Sync + 'static;
     /// The future of one authentication.
-    type Future: Future<Output = Result<Self::User, AuthError>> + Send + 'static;
+    type Future: Future<Output = Result<Authenticated<Self::User>, AuthError>> + Send + 'static;
 
     /// Authenticates one token.
     fn authenticate(&self, token: Token<'_>) -> Self::Future;
@@ -118,10 +128,38 @@ where
     U: Send + Sync + 'static,
 {
     type User = U;
-    type Future = Fut;
+    type Future = ClosureFuture<Fut>;
 
-    fn authenticate(&self, token: Token<'_>) -> Fut {
-        self(token.to_owned_token())
+    fn authenticate(&self, token: Token<'_>) -> ClosureFuture<Fut> {
+        ClosureFuture {
+            inner: self(token.to_owned_token()),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of an async-closure authenticator: the closure's future, its user wrapped in
+    /// [`Authenticated`].
+    pub struct ClosureFuture<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, U> Future for ClosureFuture<F>
+where
+    F: Future<Output = Result<U, AuthError>>,
+{
+    type Output = Result<Authenticated<U>, AuthError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx).map_ok(Authenticated::new)
+    }
+}
+
+impl<F> fmt::Debug for ClosureFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClosureFuture")
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use super::{AuthError, Authenticate, Token};
+use crate::Authenticated;
 
 /// A fixed set of API keys, each mapped to a user.
 ///
@@ -102,15 +103,16 @@ impl<U> fmt::Debug for StaticTokens<U> {
 
 impl<U> Authenticate for StaticTokens<U>
 where
-    U: Clone + Send + Sync + 'static,
+    U: Send + Sync + 'static,
 {
     type User = U;
-    type Future = Ready<Result<U, AuthError>>;
+    type Future = Ready<Result<Authenticated<U>, AuthError>>;
 
+    /// Every request of a key shares the key's one user value: nothing is copied.
     fn authenticate(&self, token: Token<'_>) -> Self::Future {
         ready(
             self.find(token.expose_secret())
-                .map(|u| U::clone(u))
+                .map(|u| Authenticated::from(Arc::clone(u)))
                 .ok_or_else(AuthError::invalid_token),
         )
     }
@@ -127,6 +129,18 @@ mod tests {
         assert_eq!(tokens.find("key-one").map(|u| **u), Some(1));
         assert!(tokens.find("key-three").is_none());
         assert!(tokens.find("key-on").is_none());
+    }
+
+    #[tokio::test]
+    async fn every_request_of_a_key_shares_its_one_user() {
+        // Not `Clone`: the user is never copied, only shared.
+        struct User(&'static str);
+        let tokens = StaticTokens::new().token("key-one", User("alice"));
+        let first = tokens.authenticate(Token::new("key-one")).await.unwrap();
+        let second = tokens.authenticate(Token::new("key-one")).await.unwrap();
+        assert!(Arc::ptr_eq(first.shared(), second.shared()));
+        assert_eq!(second.0, "alice");
+        assert!(tokens.authenticate(Token::new("key-two")).await.is_err());
     }
 
     #[test]

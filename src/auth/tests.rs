@@ -201,6 +201,34 @@ async fn cookie_source_accepts_the_named_cookie() {
 }
 
 #[tokio::test]
+async fn every_cookie_value_is_marked_sensitive_once_a_cookie_token_is_accepted() {
+    let svc = ServiceBuilder::new()
+        .layer(
+            BearerAuthLayer::new(tokens())
+                .token_from_cookie("token")
+                .unwrap(),
+        )
+        .service(service_fn(|req: Request<String>| async move {
+            let flags: Vec<bool> = req
+                .headers()
+                .get_all(COOKIE)
+                .iter()
+                .map(HeaderValue::is_sensitive)
+                .collect();
+            Ok::<_, Infallible>(Response::new(format!("{flags:?}")))
+        }));
+    let req = Request::get("/x")
+        .header(COOKIE, "theme=dark")
+        .header("x-other", "1")
+        .header(COOKIE, format!("token={KEY}"))
+        .body(String::new())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.into_body(), "[true, true]");
+}
+
+#[tokio::test]
 async fn query_source_sets_cache_control_private_on_success_and_failure() {
     let layer = BearerAuthLayer::new(tokens())
         .token_from_query("access_token")

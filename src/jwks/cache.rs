@@ -9,6 +9,7 @@ use std::sync::Arc;
 use quick_cache::sync::Cache;
 
 use super::source::SourceKey;
+use crate::Authenticated;
 use crate::jwt::Lifetime;
 
 /// SHA-256 of the raw token: the cache never stores a usable token.
@@ -19,7 +20,7 @@ pub(crate) fn digest(token: &str) -> TokenDigest {
 }
 
 pub(crate) struct Entry<U> {
-    pub(crate) user: U,
+    pub(crate) user: Authenticated<U>,
     expires: f64,
     nbf: Option<f64>,
     pub(crate) issuer: usize,
@@ -57,7 +58,7 @@ impl<U> TokenCache<U> {
     pub(crate) fn insert(
         &self,
         digest: TokenDigest,
-        user: U,
+        user: Authenticated<U>,
         lifetime: Lifetime,
         now: f64,
         issuer: usize,

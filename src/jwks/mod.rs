@@ -85,6 +85,7 @@ use self::source::{KeySource, Location, SourceConfig};
 use self::stats::Counters;
 pub use self::stats::JwksStats;
 use crate::ConfigError;
+use crate::Authenticated;
 use crate::auth::{AuthError, Authenticate, Token};
 use crate::jwt::{
     ASYMMETRIC, Algorithm, Jws, MapUser, Policy, SignatureError, claim_rule_setters, claims,
@@ -513,9 +514,9 @@ impl From<AuthError> for Failure {
     }
 }
 
-impl<C: DeserializeOwned, U: Clone> Inner<C, U> {
+impl<C: DeserializeOwned, U> Inner<C, U> {
     /// The fast path: a cache hit, or a verification with the keys already loaded.
-    fn cached(&self, digest: &TokenDigest) -> Option<U> {
+    fn cached(&self, digest: &TokenDigest) -> Option<Authenticated<U>> {
         let cache = self.cache.as_ref()?;
         let entry = cache.get(digest, self.base.now(), self.base.leeway)?;
         if self.issuers[entry.issuer].source.holds(&entry.key) {
@@ -526,7 +527,11 @@ impl<C: DeserializeOwned, U: Clone> Inner<C, U> {
         None
     }
 
-    fn attempt(&self, token: &str, digest: Option<&TokenDigest>) -> Result<U, Failure> {
+    fn attempt(
+        &self,
+        token: &str,
+        digest: Option<&TokenDigest>,
+    ) -> Result<Authenticated<U>, Failure> {
         let jws = Jws::parse(token, self.base.typ.as_deref())?;
         let payload = jws.payload()?;
         let registered = registered(&payload)?;
@@ -548,7 +553,7 @@ impl<C: DeserializeOwned, U: Clone> Inner<C, U> {
             Err(err) => return Err(Failure::Refused(err.into())),
         };
         let lifetime = issuer.policy.check(&registered)?;
-        let user = (self.map_user)(claims(&payload)?)?;
+        let user = Authenticated::new((self.map_user)(claims(&payload)?)?);
         if let (Some(cache), Some(digest)) = (&self.cache, digest)
             && let Some(key) = set.keys.iter().find(|k| std::ptr::eq(&k.key, key))
         {
@@ -559,7 +564,11 @@ impl<C: DeserializeOwned, U: Clone> Inner<C, U> {
     }
 
     /// After a refetch: whatever is still missing is final.
-    fn settle(&self, token: &str, digest: Option<&TokenDigest>) -> Result<U, AuthError> {
+    fn settle(
+        &self,
+        token: &str,
+        digest: Option<&TokenDigest>,
+    ) -> Result<Authenticated<U>, AuthError> {
         match self.attempt(token, digest) {
             Ok(user) => Ok(user),
             Err(Failure::Refused(err)) => Err(err),
@@ -575,7 +584,7 @@ impl<C: DeserializeOwned, U: Clone> Inner<C, U> {
 impl<C, U> Authenticate for JwksAuthenticator<C, U>
 where
     C: DeserializeOwned + 'static,
-    U: Clone + Send + Sync + 'static,
+    U: Send + Sync + 'static,
 {
     type User = U;
     type Future = JwksFuture<U>;
@@ -626,15 +635,15 @@ pub struct JwksFuture<U> {
     state: State<U>,
 }
 
-type Fetching<U> = Pin<Box<dyn Future<Output = Result<U, AuthError>> + Send>>;
+type Fetching<U> = Pin<Box<dyn Future<Output = Result<Authenticated<U>, AuthError>> + Send>>;
 
 enum State<U> {
-    Ready(Option<Result<U, AuthError>>),
+    Ready(Option<Result<Authenticated<U>, AuthError>>),
     Fetching(Fetching<U>),
 }
 
 impl<U> JwksFuture<U> {
-    fn ready(result: Result<U, AuthError>) -> Self {
+    fn ready(result: Result<Authenticated<U>, AuthError>) -> Self {
         Self {
             state: State::Ready(Some(result)),
         }
@@ -645,7 +654,7 @@ impl<U> JwksFuture<U> {
 impl<U> Unpin for JwksFuture<U> {}
 
 impl<U> Future for JwksFuture<U> {
-    type Output = Result<U, AuthError>;
+    type Output = Result<Authenticated<U>, AuthError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().state {
