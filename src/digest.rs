@@ -1,4 +1,4 @@
-//! The one SHA-256 the crate uses for token digests (static API keys, the verified-token cache).
+//! The one SHA-256 the crate uses: static API key digests and JWK fingerprints.
 
 /// SHA-256 of `data`: AWS-LC's assembly when the `aws-lc` backend is compiled in, else `sha2`.
 pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {

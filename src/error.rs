@@ -63,6 +63,8 @@ pub enum ConfigError {
         /// Which setting holds the wildcard.
         setting: &'static str,
     },
+    /// The operating system's random number generator failed (a secret key could not be drawn).
+    NoRandomness,
 }
 
 impl fmt::Display for ConfigError {
@@ -94,6 +96,7 @@ impl fmt::Display for ConfigError {
                 f,
                 "credentials cannot be combined with `*` in {setting}: browsers refuse it; list the values, or mirror the request"
             ),
+            Self::NoRandomness => f.write_str("the operating system's random number generator failed"),
         }
     }
 }

@@ -48,8 +48,8 @@ use jsonwebtoken::{AlgorithmFamily, DecodingKey};
 use serde::de::{self, DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 
-use crate::ConfigError;
 use crate::Authenticated;
+use crate::ConfigError;
 use crate::auth::{AuthError, Authenticate, Token};
 
 /// The default clock leeway for `exp`, `nbf` and `iat`.

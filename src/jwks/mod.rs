@@ -79,13 +79,13 @@ use jsonwebtoken::crypto::CryptoProvider;
 use serde::de::DeserializeOwned;
 use tokio::runtime::Handle;
 
-use self::cache::{TokenCache, TokenDigest, digest};
+use self::cache::{TokenCache, TokenDigest};
 use self::fetch::{Http, checked_url};
 use self::source::{KeySource, Location, SourceConfig};
 use self::stats::Counters;
 pub use self::stats::JwksStats;
-use crate::ConfigError;
 use crate::Authenticated;
+use crate::ConfigError;
 use crate::auth::{AuthError, Authenticate, Token};
 use crate::jwt::{
     ASYMMETRIC, Algorithm, Jws, MapUser, Policy, SignatureError, claim_rule_setters, claims,
@@ -415,7 +415,8 @@ impl<C: DeserializeOwned, U> JwksAuthenticatorBuilder<C, U> {
     /// - [`ConfigError::InvalidValue`] for no or duplicate issuers, a URL that is not HTTPS
     ///   (or loopback HTTP), inconsistent bounds, or no Tokio runtime;
     /// - [`ConfigError::KeySource`] when an issuer's keys cannot be loaded (timeout, HTTP
-    ///   error, discovery `issuer` mismatch, no usable key).
+    ///   error, discovery `issuer` mismatch, no usable key);
+    /// - [`ConfigError::NoRandomness`] when the token cache's secret key cannot be drawn.
     pub async fn build(self) -> Result<JwksAuthenticator<C, U>, ConfigError> {
         let provider = self
             .provider
@@ -426,6 +427,11 @@ impl<C: DeserializeOwned, U> JwksAuthenticatorBuilder<C, U> {
             setting: "runtime",
             reason: "build() must run inside a Tokio runtime".into(),
         })?;
+        let cache = self
+            .cache_capacity
+            .map(|capacity| TokenCache::new(capacity, self.cache_max_ttl.as_secs_f64()))
+            .transpose()
+            .map_err(|_| ConfigError::NoRandomness)?;
         let config = Arc::new(SourceConfig {
             http: Http::new(
                 self.connect_timeout,
@@ -485,9 +491,7 @@ impl<C: DeserializeOwned, U> JwksAuthenticatorBuilder<C, U> {
                 issuers,
                 base: self.policy,
                 provider,
-                cache: self
-                    .cache_capacity
-                    .map(|capacity| TokenCache::new(capacity, self.cache_max_ttl.as_secs_f64())),
+                cache,
                 stats,
                 map_user: self.map_user,
             }),
@@ -592,7 +596,7 @@ where
     fn authenticate(&self, token: Token<'_>) -> JwksFuture<U> {
         let inner = &*self.inner;
         let token = token.expose_secret();
-        let digest = inner.cache.as_ref().map(|_| digest(token));
+        let digest = inner.cache.as_ref().map(|cache| cache.digest(token));
         if let Some(digest) = &digest {
             if let Some(user) = inner.cached(digest) {
                 let result = Ok(user);

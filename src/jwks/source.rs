@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwapOption, Guard};
 use reqwest::Url;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
@@ -251,7 +250,7 @@ impl KeySource {
         let previous: &[Arc<SourceKey>] = old.as_ref().map_or(&[], |set| &set.keys);
         let mut keys = Vec::with_capacity(doc.keys.len());
         for value in &doc.keys {
-            let fingerprint: [u8; 32] = Sha256::digest(value.to_string().as_bytes()).into();
+            let fingerprint = crate::digest::sha256(value.to_string().as_bytes());
             // An unchanged JWK keeps its identity, so cached tokens it signed stay valid.
             if let Some(same) = previous.iter().find(|k| k.fingerprint == fingerprint) {
                 keys.push(Arc::clone(same));
