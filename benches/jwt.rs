@@ -110,6 +110,8 @@ fn benches(c: &mut Criterion) {
     for alg in ALGS {
         let name = format!("{alg:?}");
         let token = idp.mint_with(alg, json!({"sub": "alice"}));
+        // Digest and grammar check scale with the token: report its size with the times.
+        println!("{name}: token of {} bytes", token.len());
         let header = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
         let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
         let key = DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
@@ -134,6 +136,31 @@ fn benches(c: &mut Criterion) {
             b.iter(|| black_box(drive(&layer_cached, &header)))
         });
     }
+
+    // IdP tokens often carry more claims than `sub`: the cache-hit cost grows with the token
+    // (digest and grammar check run over every byte), so show a ~1 KiB RS256 token too.
+    let claims = json!({
+        "sub": "auth0|5f7c8ec7c33c6c004bbafe82",
+        "picture": "https://s.gravatar.com/avatar/8f9c3b6a1d2e4f5a6b7c8d9e0f1a2b3c?s=480&r=pg",
+        "azp": "Xq1cW3mWq4yGcE2q5Y3z7KJcP0aLw9Ht",
+        "scope": "openid profile email read:threads write:threads delete:threads read:messages",
+        "permissions": ["read:threads", "write:threads", "delete:threads", "read:messages",
+                        "write:messages", "read:working-memory", "write:working-memory"],
+        "https://example.com/roles": ["member", "beta-tester"],
+        "https://example.com/org": "org_7Hs2Kd9QmZx41LpB",
+        "email": "alice@example.com",
+        "name": "Alice Example"
+    });
+    let token = idp.mint_with(Algorithm::RS256, claims);
+    println!(
+        "RS256 with IdP-style claims: token of {} bytes",
+        token.len()
+    );
+    let header = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+    assert_eq!(drive(&layer_cached, &header), 200);
+    g.bench_function("RS256_idp_claims/layer_cached", |b| {
+        b.iter(|| black_box(drive(&layer_cached, &header)))
+    });
     g.finish();
     drop(idp);
 }
