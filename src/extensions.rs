@@ -63,15 +63,56 @@ impl<U: PartialEq> PartialEq for Authenticated<U> {
     }
 }
 
-/// Marks a request that [`BearerAuthLayer`](crate::BearerAuthLayer) deliberately let through
-/// without authenticating it: a public path, optional mode without credentials, or a CORS
-/// preflight.
+/// What authentication concluded for a request: the typed verdict
+/// [`BearerAuthLayer`](crate::BearerAuthLayer) always leaves in the extensions, so the layers
+/// behind it (scope, guard, log) never infer it from raw headers.
 ///
-/// [`ResourceScopeLayer`](crate::ResourceScopeLayer) treats a request that carries an
-/// `Authorization` header but neither a user nor this marker as a wiring error (no auth layer,
-/// or a different user type) and refuses it, rather than serving it unscoped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Unauthenticated;
+/// A trusted custom authentication layer sets the same value: [`AuthState::verified`] next to
+/// the [`Authenticated<U>`] it inserts, or one of the unauthenticated states.
+///
+/// [`ResourceScopeLayer`](crate::ResourceScopeLayer) refuses a request that carries no
+/// `AuthState`, no [`Authenticated<U>`] and no trusted [`ResourceId`]: no authentication layer
+/// ran in front of it, which is a wiring error, never a reason to serve the request unscoped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthState {
+    /// Credentials were verified; an [`Authenticated<U>`] of the named user type is present.
+    Verified {
+        /// [`std::any::type_name`] of the user type, for diagnostics when a later layer
+        /// expects another type.
+        user_type: &'static str,
+    },
+    /// The path is public: authentication was deliberately skipped.
+    PublicPath,
+    /// Authentication is optional and the request carried no credentials.
+    Anonymous,
+    /// A CORS preflight the layer was told to let through unauthenticated.
+    Preflight,
+}
+
+impl AuthState {
+    /// The state for a verified user of type `U`.
+    pub fn verified<U>() -> Self {
+        Self::Verified {
+            user_type: std::any::type_name::<U>(),
+        }
+    }
+
+    /// Whether credentials were verified.
+    pub fn is_verified(self) -> bool {
+        matches!(self, Self::Verified { .. })
+    }
+
+    /// A short name for logs: `verified`, `public_path`, `anonymous` or `preflight`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verified { .. } => "verified",
+            Self::PublicPath => "public_path",
+            Self::Anonymous => "anonymous",
+            Self::Preflight => "preflight",
+        }
+    }
+}
 
 /// The longest id, in bytes, that [`ResourceId`] and [`ThreadId`] accept.
 pub const MAX_ID_LEN: usize = 256;

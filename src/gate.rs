@@ -25,8 +25,8 @@ pub trait Gate<ReqB> {
         render(rejection, req.headers(), None)
     }
 
-    /// Touches up every response the gate produced or let through.
-    fn finish<ResB>(&self, _response: &mut Response<ResB>) {}
+    /// Touches up every response the gate produced (`admitted == false`) or let through.
+    fn finish<ResB>(&self, _response: &mut Response<ResB>, _admitted: bool) {}
 }
 
 pin_project! {
@@ -89,6 +89,21 @@ where
     }
 }
 
+/// Hands what the deciding layers concluded so far (user, resource, thread) to an outer
+/// `LogLayer`'s event: called on every pass and every refusal, so refusals are audited too.
+#[inline]
+pub(crate) fn note<B>(_req: &Request<B>) {
+    #[cfg(feature = "log")]
+    crate::log::note(_req.extensions());
+}
+
+/// Calls the inner service after [`note`]-ing the request.
+#[inline]
+pub(crate) fn forward<S: Service<Request<B>>, B>(inner: &mut S, req: Request<B>) -> S::Future {
+    note(&req);
+    inner.call(req)
+}
+
 /// Swaps the readied service out for a fresh clone, so the ready one serves this request.
 pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
     let clone = inner.clone();
@@ -118,14 +133,16 @@ where
                     let outcome = ready!(decision.poll(cx));
                     let mut req = request.take().expect(POLLED_AFTER_DONE);
                     let gate = this.gate.as_ref().expect(POLLED_AFTER_DONE);
-                    match gate.admit(outcome, &mut req) {
+                    let admitted = gate.admit(outcome, &mut req);
+                    note(&req);
+                    match admitted {
                         Ok(()) => {
                             let fut = inner.take().expect(POLLED_AFTER_DONE).call(req);
                             this.state.set(State::Inner { fut });
                         }
                         Err(rejection) => {
                             let mut response = gate.render(rejection, &req);
-                            gate.finish(&mut response);
+                            gate.finish(&mut response, false);
                             this.state.set(State::Done { response: None });
                             return Poll::Ready(Ok(response));
                         }
@@ -134,7 +151,7 @@ where
                 StateProj::Inner { fut } => {
                     let mut response = ready!(fut.poll(cx))?;
                     if let Some(gate) = this.gate.as_ref() {
-                        gate.finish(&mut response);
+                        gate.finish(&mut response, true);
                     }
                     return Poll::Ready(Ok(response));
                 }

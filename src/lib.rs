@@ -80,7 +80,7 @@ pub use auth::{
 #[cfg(feature = "cors")]
 pub use cors::CorsLayer;
 pub use error::ConfigError;
-pub use extensions::{Authenticated, InvalidId, ResourceId, ThreadId, Unauthenticated};
+pub use extensions::{AuthState, Authenticated, InvalidId, ResourceId, ThreadId};
 pub use gate::GateFuture;
 #[cfg(feature = "guard")]
 pub use guard::{ThreadGuardLayer, ThreadStore};

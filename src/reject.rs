@@ -71,6 +71,8 @@ pub enum RejectionKind {
     PayloadTooLarge,
     /// A backend the decision needs is down or too slow: 503, gRPC 14. Never a pass.
     Unavailable,
+    /// The service failed while answering (it panicked): 500, gRPC 13.
+    Internal,
 }
 
 impl RejectionKind {
@@ -83,6 +85,7 @@ impl RejectionKind {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -95,6 +98,7 @@ impl RejectionKind {
             Self::NotFound => 5,
             Self::PayloadTooLarge => 8,
             Self::Unavailable => 14,
+            Self::Internal => 13,
         }
     }
 
@@ -124,6 +128,7 @@ impl RejectionKind {
             Self::BadRequest => "Bad request",
             Self::PayloadTooLarge => "Request body too large",
             Self::Unavailable => "Service unavailable",
+            Self::Internal => "Internal server error",
         }
     }
 }
@@ -230,7 +235,26 @@ impl From<Rejection> for tonic::Status {
     }
 }
 
-/// Whether a request's content type makes it a gRPC (or grpc-web) call.
+/// The request's content type when it is a gRPC one, kept to render a later refusal.
+#[cfg_attr(not(feature = "log"), allow(dead_code))]
+pub(crate) fn grpc_content_type(headers: &HeaderMap) -> Option<HeaderValue> {
+    is_grpc(headers)
+        .then(|| headers.get(header::CONTENT_TYPE).cloned())
+        .flatten()
+}
+
+/// The 500 that replaces the answer of a service that panicked.
+#[cfg_attr(not(feature = "log"), allow(dead_code))]
+pub(crate) fn render_internal<B: Default>(grpc: Option<HeaderValue>) -> Response<B> {
+    let mut headers = HeaderMap::new();
+    if let Some(ct) = grpc {
+        headers.insert(header::CONTENT_TYPE, ct);
+    }
+    render(Rejection::new(RejectionKind::Internal), &headers, None)
+}
+
+/// Whether a request's content type makes it a gRPC (or grpc-web) call: for rendering only,
+/// never for a decision (the client chooses it).
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -276,6 +300,16 @@ fn challenge(rejection: &Rejection, realm: Option<&str>) -> Option<HeaderValue> 
     }
     // Only filtered printable ASCII went in, so this cannot fail; fall back to a bare challenge.
     Some(HeaderValue::try_from(value).unwrap_or(HeaderValue::from_static("Bearer")))
+}
+
+/// Marks an answer that depends on who asked `Cache-Control: private`, unless the inner
+/// service chose its own caching: a shared cache must never serve one user's answer to another.
+pub(crate) fn private_unless_cached<B>(response: &mut Response<B>) {
+    if !response.headers().contains_key(header::CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+    }
 }
 
 /// Renders a rejection for a request: trailers-only gRPC or head-only HTTP.

@@ -51,7 +51,7 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
 }
 
-/// Builds the full stack: log -> CORS -> (JSON errors) -> auth -> scope -> guard -> naive handlers.
+/// Builds the full stack: JSON errors -> log -> CORS -> auth -> scope -> guard -> handlers.
 pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigError> {
     let mut auth = JwtAuthenticator::<Claims>::builder().key(JwtKey::hmac(
         Algorithm::HS256,
@@ -92,13 +92,12 @@ pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigE
         .route("/api/memory/messages/delete", post(delete_messages))
         .with_state(pool)
         // Last `.layer()` is outermost.
-        .layer(log.capture()) // innermost: hands user, resource and thread ids to the log event
         .layer(ThreadGuardLayer::new(store).mastra_memory_routes("/api")?)
         .layer(ResourceScopeLayer::new(resource_of))
         .layer(BearerAuthLayer::new(auth).public_path("/health")?)
-        .layer(JsonErrorLayer::new())
         .layer(cors) // outside auth: preflights never meet auth, and 401s carry CORS headers
-        .layer(log);
+        .layer(log) // logs every answer, names user and resource on refusals too, turns panics into 500s
+        .layer(JsonErrorLayer::new()); // outermost: every refusal, the panic 500 included, as JSON
     Ok(router)
 }
 

@@ -12,10 +12,10 @@ use tower_service::Service;
 
 use super::extract::{ExtractConfig, Source, extract};
 use super::{AuthError, Authenticate, Token};
-use crate::gate::{Gate, GateFuture, take_ready};
+use crate::gate::{Gate, GateFuture, forward, take_ready};
 use crate::path::{PathPattern, PathSet};
 use crate::reject::{JsonErrorLayer, Rejection, RejectionKind, render};
-use crate::{Authenticated, ConfigError, Unauthenticated};
+use crate::{AuthState, Authenticated, ConfigError};
 
 /// The default maximum token length: 8 KiB, far above real JWTs, far below header limits.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -35,8 +35,15 @@ struct Config {
 /// - **Optional** ([`optional`](Self::optional)): no token passes as anonymous (no
 ///   [`Authenticated`] inserted), a bad token still gives 401.
 /// - **Public paths** ([`public_path`](Self::public_path)) skip authentication.
-/// - CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) pass through
-///   untouched unless [`authenticate_preflight`](Self::authenticate_preflight) is set.
+/// - CORS preflights are authenticated like every other request: whether a request is
+///   authenticated never depends on headers the client chooses (`Origin`,
+///   `Access-Control-Request-Method`). Put [`CorsLayer`](crate::CorsLayer) outside this layer so
+///   it answers preflights before they get here, or opt in with
+///   [`pass_preflights_unauthenticated`](Self::pass_preflights_unauthenticated).
+///
+/// Every request that passes carries an [`AuthState`] saying what was concluded, and every
+/// answer to a verified request carries `Cache-Control: private` unless the handler set its
+/// own `Cache-Control`: it depends on who asked, so a shared cache must not serve it to others.
 ///
 /// Malformed or ambiguous credentials (two `Authorization` headers, a token in two places,
 /// characters outside `b64token`, a token over the length limit) give 400 `invalid_request`.
@@ -93,7 +100,7 @@ impl<A: Authenticate> BearerAuthLayer<A> {
                 realm: Some(Arc::from("api")),
                 optional: false,
                 public: PathSet::default(),
-                bypass_preflight: true,
+                bypass_preflight: false,
                 extract: ExtractConfig {
                     max_len: DEFAULT_MAX_TOKEN_LEN,
                     cookie: None,
@@ -168,10 +175,16 @@ impl<A: Authenticate> BearerAuthLayer<A> {
         Ok(self)
     }
 
-    /// Authenticates CORS preflights too, instead of passing them through untouched.
+    /// Lets CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`)
+    /// through without authentication, marked [`AuthState::Preflight`].
+    ///
+    /// Off by default: those headers are the client's choice, so with this on, any `OPTIONS`
+    /// request that names them reaches the inner service unauthenticated. Only use it when
+    /// the inner service answers `OPTIONS` with nothing but CORS headers; the usual fix is a
+    /// [`CorsLayer`](crate::CorsLayer) outside this layer, which answers preflights itself.
     #[must_use]
-    pub fn authenticate_preflight(mut self) -> Self {
-        self.config_mut().bypass_preflight = false;
+    pub fn pass_preflights_unauthenticated(mut self) -> Self {
+        self.config_mut().bypass_preflight = true;
         self
     }
 
@@ -265,13 +278,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let config = &self.config;
-        if (config.bypass_preflight && is_preflight(&req))
-            || (!config.public.is_empty() && config.public.matches(req.uri().path()))
-        {
-            req.extensions_mut().insert(Unauthenticated);
-            return GateFuture::pass(self.inner.call(req), None);
+        if !config.public.is_empty() && config.public.matches(req.uri().path()) {
+            return pass_unauthenticated::<S, A, ReqB, ResB>(&mut self.inner, req, AuthState::PublicPath);
+        }
+        // The opt-in preflight pass: a client-chosen header decides here, so it is off by default.
+        if config.bypass_preflight && is_preflight(&req) {
+            return pass_unauthenticated::<S, A, ReqB, ResB>(&mut self.inner, req, AuthState::Preflight);
         }
         let (decision, private) = match extract(req.headers(), req.uri().query(), &config.extract) {
             Ok(Some(found)) => (
@@ -279,8 +293,7 @@ where
                 found.source == Source::Query,
             ),
             Ok(None) if config.optional => {
-                req.extensions_mut().insert(Unauthenticated);
-                return GateFuture::pass(self.inner.call(req), None);
+                return pass_unauthenticated::<S, A, ReqB, ResB>(&mut self.inner, req, AuthState::Anonymous);
             }
             Ok(None) => {
                 let rejection = Rejection::new(RejectionKind::MissingCredentials);
@@ -297,6 +310,22 @@ where
         };
         GateFuture::deciding(decision, req, take_ready(&mut self.inner), gate)
     }
+}
+
+/// Passes a request on without a user, saying why in its [`AuthState`].
+fn pass_unauthenticated<S, A, ReqB, ResB>(
+    inner: &mut S,
+    mut req: Request<ReqB>,
+    state: AuthState,
+) -> ResponseFuture<S, A, ReqB, ResB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    A: Authenticate,
+{
+    // A client-sent `AuthState` cannot exist (extensions are server-side), but an earlier
+    // layer's must not survive into a decision this layer made.
+    req.extensions_mut().insert(state);
+    GateFuture::pass(forward(inner, req), None)
 }
 
 /// The response future of [`BearerAuth`].
@@ -324,6 +353,7 @@ where
         let user = outcome?;
         mark_sensitive(req.headers_mut());
         req.extensions_mut().insert(user);
+        req.extensions_mut().insert(AuthState::verified::<U>());
         Ok(())
     }
 
@@ -331,9 +361,12 @@ where
         render(rejection, req.headers(), self.config.realm.as_deref())
     }
 
-    fn finish<ResB>(&self, response: &mut Response<ResB>) {
+    fn finish<ResB>(&self, response: &mut Response<ResB>, admitted: bool) {
         if self.private {
             mark_private(response);
+        } else if admitted {
+            // The answer depends on who asked: a shared cache must not hand it to someone else.
+            crate::reject::private_unless_cached(response);
         }
     }
 }

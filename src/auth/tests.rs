@@ -322,17 +322,30 @@ fn preflight() -> Request<String> {
 }
 
 #[tokio::test]
-async fn cors_preflight_passes_through_untouched_by_default() {
+async fn preflight_headers_do_not_switch_authentication_off_by_default() {
+    // `Origin` and `Access-Control-Request-Method` are the client's choice: an `OPTIONS` request
+    // naming them must not reach a handler unauthenticated.
     let res = send(BearerAuthLayer::new(tokens()), preflight()).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.body(), "anonymous");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
-async fn preflight_is_authenticated_when_configured_and_plain_options_always_are() {
+async fn preflight_passes_only_when_opted_in_and_plain_options_always_is_authenticated() {
     let res = send(
-        BearerAuthLayer::new(tokens()).authenticate_preflight(),
+        BearerAuthLayer::new(tokens()).pass_preflights_unauthenticated(),
         preflight(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.body(), "anonymous");
+    let plain_options = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/x")
+        .body(String::new())
+        .unwrap();
+    let res = send(
+        BearerAuthLayer::new(tokens()).pass_preflights_unauthenticated(),
+        plain_options,
     )
     .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
@@ -480,13 +493,13 @@ async fn custom_realm_is_used_in_every_challenge() {
 }
 
 #[tokio::test]
-async fn requests_let_through_without_authentication_are_marked() {
+async fn every_passed_request_carries_the_auth_state() {
     let svc = |layer: BearerAuthLayer<StaticTokens<String>>| {
         ServiceBuilder::new()
             .layer(layer)
             .service(service_fn(|req: Request<String>| async move {
-                let marked = req.extensions().get::<crate::Unauthenticated>().is_some();
-                Ok::<_, Infallible>(Response::new(format!("marked={marked}")))
+                let state = req.extensions().get::<crate::AuthState>().copied();
+                Ok::<_, Infallible>(Response::new(format!("{state:?}")))
             }))
     };
     let public = BearerAuthLayer::new(tokens())
@@ -496,15 +509,50 @@ async fn requests_let_through_without_authentication_are_marked() {
         .oneshot(Request::get("/health").body(String::new()).unwrap())
         .await
         .unwrap();
-    assert_eq!(res.into_body(), "marked=true");
+    assert_eq!(res.into_body(), "Some(PublicPath)");
     let res = svc(public)
         .oneshot(get(Some(&format!("Bearer {KEY}"))))
         .await
         .unwrap();
-    assert_eq!(res.into_body(), "marked=false");
+    assert_eq!(
+        res.into_body(),
+        format!(
+            "Some(Verified {{ user_type: {:?} }})",
+            std::any::type_name::<String>()
+        )
+    );
     let res = svc(BearerAuthLayer::new(tokens()).optional())
         .oneshot(get(None))
         .await
         .unwrap();
-    assert_eq!(res.into_body(), "marked=true");
+    assert_eq!(res.into_body(), "Some(Anonymous)");
+    let res = svc(BearerAuthLayer::new(tokens()).pass_preflights_unauthenticated())
+        .oneshot(preflight())
+        .await
+        .unwrap();
+    assert_eq!(res.into_body(), "Some(Preflight)");
+}
+
+#[tokio::test]
+async fn answers_to_verified_requests_are_private_unless_the_handler_chose_caching() {
+    let svc = |cache: Option<&'static str>| {
+        ServiceBuilder::new()
+            .layer(BearerAuthLayer::new(tokens()).optional())
+            .service(service_fn(move |_req: Request<String>| async move {
+                let mut res = Response::new(String::new());
+                if let Some(cache) = cache {
+                    res.headers_mut()
+                        .insert(http::header::CACHE_CONTROL, cache.parse().unwrap());
+                }
+                Ok::<_, Infallible>(res)
+            }))
+    };
+    let bearer = format!("Bearer {KEY}");
+    let res = svc(None).oneshot(get(Some(&bearer))).await.unwrap();
+    assert_eq!(res.headers()[http::header::CACHE_CONTROL], "private");
+    let res = svc(Some("no-store")).oneshot(get(Some(&bearer))).await.unwrap();
+    assert_eq!(res.headers()[http::header::CACHE_CONTROL], "no-store");
+    // Anonymous answers are the same for everyone: nothing is added.
+    let res = svc(None).oneshot(get(None)).await.unwrap();
+    assert!(res.headers().get(http::header::CACHE_CONTROL).is_none());
 }

@@ -19,9 +19,9 @@ use tower_service::Service;
 
 use super::check::{GuardError, ThreadGuard, ThreadPresence};
 use super::store::ThreadStore;
-use crate::gate::{Gate, GateFuture, take_ready};
-use crate::path::PathPattern;
-use crate::reject::{JsonErrorLayer, Rejection, RejectionKind};
+use crate::gate::{Gate, GateFuture, forward, note, take_ready};
+use crate::path::{PathPattern, PathSet};
+use crate::reject::{JsonErrorLayer, Rejection, RejectionKind, render};
 use crate::{ConfigError, ResourceId, ThreadId, query};
 
 /// Mastra's default request body limit: 4.5 MB.
@@ -62,6 +62,8 @@ pub struct GuardRoute {
     messages_body: Option<Box<str>>,
     save_messages: Option<Box<str>>,
     force_resource: Option<Box<str>>,
+    new_thread_body: Option<Box<str>>,
+    deny: Option<Box<str>>,
 }
 
 impl fmt::Debug for GuardRoute {
@@ -92,7 +94,25 @@ impl GuardRoute {
             messages_body: None,
             save_messages: None,
             force_resource: None,
+            new_thread_body: None,
+            deny: None,
         })
+    }
+
+    /// Refuses every request to this route with 403 and `message` (Mastra refuses thread
+    /// transfer in a resource-scoped context this way).
+    #[must_use]
+    pub fn deny(mut self, message: &str) -> Self {
+        self.deny = Some(message.into());
+        self
+    }
+
+    /// The JSON body field `field` may name a thread this route creates (clone's
+    /// `newThreadId`): refused when that thread exists and is not the caller's.
+    #[must_use]
+    pub fn new_thread_from_body(mut self, field: &str) -> Self {
+        self.new_thread_body = Some(field.into());
+        self
     }
 
     /// The thread id is the path parameter `param`.
@@ -182,6 +202,7 @@ impl GuardRoute {
             &self.messages_body,
             &self.save_messages,
             &self.force_resource,
+            &self.new_thread_body,
         ]
         .into_iter()
         .flatten()
@@ -207,6 +228,7 @@ impl GuardRoute {
             || self.messages_body.is_some()
             || self.save_messages.is_some()
             || self.force_resource.is_some()
+            || self.new_thread_body.is_some()
     }
 
     fn path_param<'a>(&self, path: &'a str, param: &str) -> Option<&'a str> {
@@ -285,7 +307,16 @@ impl Routes {
 pub struct ThreadGuardLayer<S> {
     guard: ThreadGuard<S>,
     routes: Routes,
+    coverage: Arc<Coverage>,
     max_body: usize,
+}
+
+/// Which paths must match a route, and which thread ids every matched route checks too.
+#[derive(Debug, Clone, Default)]
+struct Coverage {
+    covered: PathSet,
+    thread_queries: Vec<Box<str>>,
+    thread_headers: Vec<HeaderName>,
 }
 
 impl<S: Clone> Clone for ThreadGuardLayer<S> {
@@ -293,6 +324,7 @@ impl<S: Clone> Clone for ThreadGuardLayer<S> {
         Self {
             guard: self.guard.clone(),
             routes: self.routes.clone(),
+            coverage: Arc::clone(&self.coverage),
             max_body: self.max_body,
         }
     }
@@ -302,6 +334,7 @@ impl<S> fmt::Debug for ThreadGuardLayer<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ThreadGuardLayer")
             .field("routes", &self.routes.0)
+            .field("coverage", &self.coverage)
             .field("max_body", &self.max_body)
             .finish()
     }
@@ -313,8 +346,58 @@ impl<S: ThreadStore> ThreadGuardLayer<S> {
         Self {
             guard: ThreadGuard::new(store),
             routes: Routes(Arc::new([])),
+            coverage: Arc::new(Coverage::default()),
             max_body: DEFAULT_MAX_BODY,
         }
+    }
+
+    /// Refuses (403, gRPC 7) every request below `pattern` that no route matches, so a route
+    /// added to the router later is never silently unguarded. Recommended for every prefix
+    /// the guard protects; [`mastra_memory_routes`](Self::mastra_memory_routes) covers
+    /// `{prefix}/memory/*`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidPathPattern`] when the pattern is malformed.
+    pub fn cover(mut self, pattern: &str) -> Result<Self, ConfigError> {
+        let pattern = PathPattern::new(pattern)?;
+        Arc::make_mut(&mut self.coverage).covered.push(pattern);
+        Ok(self)
+    }
+
+    /// On every matched route, a thread id in the query parameter `name` is checked too, like
+    /// a path id on that route: another resource's thread is refused; a missing one passes on
+    /// routes that allow missing threads (or check none) and is 404 elsewhere. Given twice, 400.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] for an empty name.
+    pub fn check_thread_query(mut self, name: &str) -> Result<Self, ConfigError> {
+        if name.is_empty() {
+            return Err(ConfigError::InvalidValue {
+                setting: "thread query parameter",
+                reason: "empty name".into(),
+            });
+        }
+        Arc::make_mut(&mut self.coverage)
+            .thread_queries
+            .push(name.into());
+        Ok(self)
+    }
+
+    /// On every matched route, a thread id in the header `name` is checked too (see
+    /// [`check_thread_query`](Self::check_thread_query)).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidHeaderName`] for an invalid header name.
+    pub fn check_thread_header(mut self, name: &str) -> Result<Self, ConfigError> {
+        let parsed =
+            HeaderName::try_from(name).map_err(|_| ConfigError::InvalidHeaderName(name.into()))?;
+        Arc::make_mut(&mut self.coverage)
+            .thread_headers
+            .push(parsed);
+        Ok(self)
     }
 
     /// Adds a guarded route; the first route that matches a request decides.
@@ -330,55 +413,81 @@ impl<S: ThreadStore> ThreadGuardLayer<S> {
         Ok(self)
     }
 
-    /// Guards Mastra's memory API under `prefix` (usually `/api`): thread read, update, delete,
-    /// messages and working memory; thread creation (body `resourceId` forced, an existing
-    /// foreign `threadId` refused); save-messages; message deletion.
+    /// Guards Mastra's memory API under `prefix` (usually `/api`), and its legacy
+    /// `{prefix}/memory/network/...` aliases, and covers `{prefix}/memory/*`: a memory route
+    /// not listed here is refused (see [`cover`](Self::cover)). A `threadId` query parameter
+    /// is checked on every route ([`check_thread_query`](Self::check_thread_query)).
+    ///
+    /// | route | check |
+    /// |---|---|
+    /// | `GET /memory/threads` | none here (the scope layer forces `?resourceId=`) |
+    /// | `POST /memory/threads` | body `threadId` missing or the caller's; body `resourceId` forced |
+    /// | `GET`, `PATCH`, `DELETE /memory/threads/{threadId}` | the caller's thread (PATCH: `resourceId` forced) |
+    /// | `GET /memory/threads/{threadId}/messages` | the caller's thread |
+    /// | `GET /memory/threads/{threadId}/working-memory` | the caller's thread, or missing |
+    /// | `POST /memory/threads/{threadId}/working-memory` | the caller's thread |
+    /// | `POST /memory/threads/{threadId}/clone` | the caller's source; `newThreadId` missing or the caller's; `resourceId` forced |
+    /// | `POST /memory/threads/{threadId}/transfer` | refused: it needs a privileged, unscoped context |
+    /// | `POST /memory/save-messages` | every message names the caller and a thread that is the caller's or missing |
+    /// | `POST /memory/messages/delete` | every message is the caller's, all or nothing |
+    /// | `GET /memory/status`, `/memory/config`, `/memory/search`, `/memory/observational-memory`, `POST /memory/observational-memory/buffer-status` | `?threadId=` the caller's or missing |
     ///
     /// # Errors
     ///
     /// [`ConfigError::InvalidPathPattern`] for a malformed prefix.
-    pub fn mastra_memory_routes(self, prefix: &str) -> Result<Self, ConfigError> {
+    pub fn mastra_memory_routes(mut self, prefix: &str) -> Result<Self, ConfigError> {
         let p = prefix.trim_end_matches('/');
-        let thread = format!("{p}/memory/threads/{{threadId}}");
-        self.route(
-            GuardRoute::new(Method::POST, &format!("{p}/memory/threads"))?
-                .thread_from_body("threadId")
-                .allow_missing_thread()
-                .force_body_resource("resourceId"),
-        )?
-        .route(GuardRoute::new(Method::GET, &thread)?.thread_from_path("threadId"))?
-        .route(
-            GuardRoute::new(Method::PATCH, &thread)?
-                .thread_from_path("threadId")
-                .force_body_resource("resourceId"),
-        )?
-        .route(GuardRoute::new(Method::DELETE, &thread)?.thread_from_path("threadId"))?
-        .route(
-            GuardRoute::new(Method::GET, &format!("{thread}/messages"))?
-                .thread_from_path("threadId"),
-        )?
-        .route(
-            GuardRoute::new(Method::GET, &format!("{thread}/working-memory"))?
-                .thread_from_path("threadId")
-                .allow_missing_thread(),
-        )?
-        .route(
-            GuardRoute::new(Method::POST, &format!("{thread}/working-memory"))?
-                .thread_from_path("threadId"),
-        )?
-        .route(
-            GuardRoute::new(Method::POST, &format!("{thread}/clone"))?
-                .thread_from_path("threadId")
-                .force_body_resource("resourceId"),
-        )?
-        .route(
-            GuardRoute::new(Method::POST, &format!("{p}/memory/save-messages"))?
-                .save_messages("messages"),
-        )?
-        .route(
-            GuardRoute::new(Method::POST, &format!("{p}/memory/messages/delete"))?
-                .messages_from_body("messageIds"),
-        )
+        for base in [format!("{p}/memory"), format!("{p}/memory/network")] {
+            self = self.mastra_memory_base(&base)?;
+        }
+        self.cover(&format!("{p}/memory/*"))?
+            .check_thread_query("threadId")
+    }
+
+    fn mastra_memory_base(self, m: &str) -> Result<Self, ConfigError> {
+        let thread = format!("{m}/threads/{{threadId}}");
+        let get = |path: &str| GuardRoute::new(Method::GET, path);
+        let post = |path: &str| GuardRoute::new(Method::POST, path);
+        self.route(get(&format!("{m}/threads"))?)?
+            .route(
+                post(&format!("{m}/threads"))?
+                    .thread_from_body("threadId")
+                    .allow_missing_thread()
+                    .force_body_resource("resourceId"),
+            )?
+            .route(get(&thread)?.thread_from_path("threadId"))?
+            .route(
+                GuardRoute::new(Method::PATCH, &thread)?
+                    .thread_from_path("threadId")
+                    .force_body_resource("resourceId"),
+            )?
+            .route(GuardRoute::new(Method::DELETE, &thread)?.thread_from_path("threadId"))?
+            .route(get(&format!("{thread}/messages"))?.thread_from_path("threadId"))?
+            .route(
+                get(&format!("{thread}/working-memory"))?
+                    .thread_from_path("threadId")
+                    .allow_missing_thread(),
+            )?
+            .route(post(&format!("{thread}/working-memory"))?.thread_from_path("threadId"))?
+            .route(
+                post(&format!("{thread}/clone"))?
+                    .thread_from_path("threadId")
+                    .new_thread_from_body("newThreadId")
+                    .force_body_resource("resourceId"),
+            )?
+            .route(
+                post(&format!("{thread}/transfer"))?
+                    .deny("Thread transfer requires a privileged (non-resource-scoped) context"),
+            )?
+            .route(post(&format!("{m}/save-messages"))?.save_messages("messages"))?
+            .route(post(&format!("{m}/messages/delete"))?.messages_from_body("messageIds"))?
+            .route(get(&format!("{m}/status"))?.allow_missing_thread())?
+            .route(get(&format!("{m}/config"))?.allow_missing_thread())?
+            .route(get(&format!("{m}/search"))?.allow_missing_thread())?
+            .route(get(&format!("{m}/observational-memory"))?.allow_missing_thread())?
+            .route(
+                post(&format!("{m}/observational-memory/buffer-status"))?.allow_missing_thread(),
+            )
     }
 
     /// Answers 404 instead of 403 for another resource's thread, hiding that it exists.
@@ -429,6 +538,7 @@ impl<S: Clone, Svc> Layer<Svc> for ThreadGuardLayer<S> {
             inner,
             guard: self.guard.clone(),
             routes: self.routes.clone(),
+            coverage: Arc::clone(&self.coverage),
             max_body: self.max_body,
         }
     }
@@ -439,6 +549,7 @@ pub struct ThreadGuardService<Svc, S> {
     inner: Svc,
     guard: ThreadGuard<S>,
     routes: Routes,
+    coverage: Arc<Coverage>,
     max_body: usize,
 }
 
@@ -448,6 +559,7 @@ impl<Svc: Clone, S: Clone> Clone for ThreadGuardService<Svc, S> {
             inner: self.inner.clone(),
             guard: self.guard.clone(),
             routes: self.routes.clone(),
+            coverage: Arc::clone(&self.coverage),
             max_body: self.max_body,
         }
     }
@@ -485,13 +597,19 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let Some(route) = self.routes.find(req.method(), req.uri().path()) else {
-            return GateFuture::pass(self.inner.call(req), None);
+            if !self.coverage.covered.is_empty() && self.coverage.covered.matches(req.uri().path())
+            {
+                note(&req);
+                return GateFuture::done(render(not_covered(), req.headers(), None));
+            }
+            return GateFuture::pass(forward(&mut self.inner, req), None);
         };
         let route = Arc::clone(route);
         let input = Input {
             scope: req.extensions().get::<ResourceId>().cloned(),
             trusted: req.extensions().get::<ThreadId>().cloned(),
             client_thread: route.thread_in_request(&req),
+            extra_threads: self.coverage.threads_in_request(&req),
             path_message: route
                 .messages_path
                 .as_ref()
@@ -521,10 +639,42 @@ where
     }
 }
 
+impl Coverage {
+    /// The thread ids every matched route checks besides its own (query, headers).
+    fn threads_in_request<B>(&self, req: &Request<B>) -> Result<Vec<ThreadId>, Rejection> {
+        let mut found = Vec::new();
+        if let Some(q) = req.uri().query() {
+            for name in &self.thread_queries {
+                if let Some(value) =
+                    single(query::pairs(q).filter(|p| p.key == **name).map(|p| p.value))?
+                {
+                    let id = query::decode(value).ok_or_else(invalid_thread)?;
+                    found.push(ThreadId::new(id).map_err(|_| invalid_thread())?);
+                }
+            }
+        }
+        for name in &self.thread_headers {
+            if let Some(value) = single(req.headers().get_all(name).iter())? {
+                let id = value.to_str().map_err(|_| invalid_thread())?;
+                found.push(ThreadId::new(id).map_err(|_| invalid_thread())?);
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn not_covered() -> Rejection {
+    Rejection::with_message(
+        RejectionKind::Forbidden,
+        "Access denied: this route is not covered by the thread guard",
+    )
+}
+
 struct Input<B> {
     scope: Option<ResourceId>,
     trusted: Option<ThreadId>,
     client_thread: Result<Option<ThreadId>, Rejection>,
+    extra_threads: Result<Vec<ThreadId>, Rejection>,
     path_message: Option<Option<String>>,
     declared_len: Option<u64>,
     body: Option<B>,
@@ -660,6 +810,13 @@ where
     B::Error: Into<BoxError>,
 {
     let scope = input.scope.ok_or(GuardError::NotScoped)?;
+    if let Some(message) = &route.deny {
+        return Err(Rejection::with_message(
+            RejectionKind::Forbidden,
+            message.to_string(),
+        ));
+    }
+    let extra_threads = input.extra_threads?;
     let (original, mut json) = match input.body {
         Some(body) => {
             let bytes = read_body(body, input.declared_len, max).await?;
@@ -697,6 +854,25 @@ where
                     "No threadId found",
                 ));
             }
+        }
+    }
+    // Thread ids the handler might also read (`?threadId=`): checked like the route's own.
+    let missing_passes = route.missing == Missing::Allow || !route.checks_thread();
+    for id in extra_threads.iter().filter(|id| thread.as_ref() != Some(*id)) {
+        if guard.check_thread_or_missing(&scope, id).await? == ThreadPresence::Missing
+            && !missing_passes
+        {
+            return Err(GuardError::ThreadNotFound.into());
+        }
+    }
+    if let Some(field) = &route.new_thread_body {
+        match body_field(&Some(field.clone())) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(id)) => {
+                let id = ThreadId::new(id).map_err(|_| invalid_thread())?;
+                guard.check_thread_or_missing(&scope, &id).await?;
+            }
+            Some(_) => return Err(invalid_thread()),
         }
     }
     if let Some(id) = input.path_message {

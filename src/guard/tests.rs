@@ -218,9 +218,13 @@ async fn request_without_resource_id_is_forbidden() {
 
 #[tokio::test]
 async fn unguarded_routes_pass_untouched() {
+    let seen = send(mastra(), req(Method::GET, "/api/agents?page=0", None, "raw")).await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert_eq!(seen.body, "thread=- uri=/api/agents?page=0 body=raw");
+    // The listing is a covered route that checks no thread: it passes, body untouched.
     let seen = send(
         mastra(),
-        req(Method::GET, "/api/memory/threads?page=0", None, "raw"),
+        req(Method::GET, "/api/memory/threads?page=0", Some("alice"), "raw"),
     )
     .await;
     assert_eq!(seen.status, StatusCode::OK);
@@ -228,6 +232,195 @@ async fn unguarded_routes_pass_untouched() {
         seen.body,
         "thread=- uri=/api/memory/threads?page=0 body=raw"
     );
+    // Without a scope it is refused like every other covered route (fail closed).
+    let seen = send(mastra(), req(Method::GET, "/api/memory/threads", None, "")).await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert_eq!(seen.calls, 0);
+}
+
+#[tokio::test]
+async fn a_memory_route_no_rule_covers_is_refused() {
+    // Routes a router might serve that the preset does not know, and method overrides of
+    // known paths: none may reach a handler unguarded.
+    for (method, uri) in [
+        (Method::GET, "/api/memory/threads/t-b/messages/paginated"),
+        (Method::POST, "/api/memory/threads/t-b"),
+        (Method::PUT, "/api/memory/threads/t-b"),
+        (Method::OPTIONS, "/api/memory/threads/t-b"),
+        (Method::DELETE, "/api/memory/messages/m-b1"),
+        (Method::GET, "/api/memory/unknown"),
+        (Method::GET, "/api/memory"),
+        (Method::GET, "/api/memory/network/unknown"),
+    ] {
+        let seen = send(mastra(), req(method.clone(), uri, Some("bob"), "")).await;
+        assert_eq!(seen.status, StatusCode::FORBIDDEN, "{method} {uri}");
+        assert_eq!(
+            message(&seen),
+            "Access denied: this route is not covered by the thread guard"
+        );
+        assert_eq!(seen.calls, 0);
+    }
+    // The same refusal for gRPC is PERMISSION_DENIED.
+    let mut grpc = req(Method::POST, "/api/memory/unknown", Some("bob"), "");
+    grpc.headers_mut()
+        .insert(CONTENT_TYPE, "application/grpc".parse().unwrap());
+    let seen = send(mastra(), grpc).await;
+    assert_eq!(seen.calls, 0);
+    assert_eq!(seen.rejection.unwrap().kind().grpc_code(), 7);
+}
+
+#[tokio::test]
+async fn a_thread_id_in_the_query_is_checked_on_every_covered_route() {
+    // Another resource's thread is refused wherever the query names it.
+    for uri in [
+        "/api/memory/threads?threadId=t-b",
+        "/api/memory/status?threadId=t-b",
+        "/api/memory/search?searchQuery=x&threadId=t-b",
+        "/api/memory/config?threadId=t-b",
+        "/api/memory/threads/t-a/messages?threadId=t-b",
+        "/api/memory/threads/t-a?thread%49d=t-b",
+        "/api/memory/network/status?threadId=t-b",
+    ] {
+        let seen = send(mastra(), req(Method::GET, uri, Some("alice"), "")).await;
+        assert_eq!(seen.status, StatusCode::FORBIDDEN, "{uri}");
+        assert_eq!(seen.calls, 0, "{uri}");
+    }
+    // A missing one follows the route: search and status pass (empty results), a thread's
+    // messages do not.
+    for uri in [
+        "/api/memory/search?searchQuery=x&threadId=t-new",
+        "/api/memory/status?threadId=t-new",
+        "/api/memory/threads?threadId=t-new",
+    ] {
+        let seen = send(mastra(), req(Method::GET, uri, Some("alice"), "")).await;
+        assert_eq!(seen.status, StatusCode::OK, "{uri}");
+    }
+    let seen = send(
+        mastra(),
+        req(
+            Method::GET,
+            "/api/memory/threads/t-a/messages?threadId=t-new",
+            Some("alice"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::NOT_FOUND);
+    // The caller's own thread passes; the id given twice is ambiguous.
+    let seen = send(
+        mastra(),
+        req(Method::GET, "/api/memory/status?threadId=t-a", Some("alice"), ""),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    let seen = send(
+        mastra(),
+        req(
+            Method::GET,
+            "/api/memory/status?threadId=t-a&threadId=t-b",
+            Some("alice"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_configured_thread_header_is_checked_on_every_route() {
+    let layer = mastra().check_thread_header("x-thread-id").unwrap();
+    let mut request = req(Method::GET, "/api/memory/threads/t-a", Some("alice"), "");
+    request
+        .headers_mut()
+        .insert("x-thread-id", "t-b".parse().unwrap());
+    let seen = send(layer, request).await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert_eq!(seen.calls, 0);
+}
+
+#[tokio::test]
+async fn transfer_is_refused_in_a_scoped_context_and_clone_cannot_target_a_foreign_thread() {
+    let seen = send(
+        mastra(),
+        req(Method::POST, "/api/memory/threads/t-a/transfer", Some("alice"), "{}"),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        message(&seen),
+        "Thread transfer requires a privileged (non-resource-scoped) context"
+    );
+    let seen = send(
+        mastra(),
+        req(
+            Method::POST,
+            "/api/memory/threads/t-a/clone",
+            Some("alice"),
+            r#"{"newThreadId":"t-b"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert_eq!(seen.calls, 0);
+    let seen = send(
+        mastra(),
+        req(
+            Method::POST,
+            "/api/memory/threads/t-a/clone",
+            Some("alice"),
+            r#"{"newThreadId":"t-copy"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn legacy_network_aliases_are_guarded_like_the_memory_routes() {
+    let seen = send(
+        mastra(),
+        req(Method::GET, "/api/memory/network/threads/t-b", Some("alice"), ""),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        message(&seen),
+        "Access denied: thread belongs to a different resource"
+    );
+}
+
+#[tokio::test]
+async fn content_type_never_changes_the_guard_outcome() {
+    let cases = [
+        (Method::GET, "/api/memory/threads/t-b", "", StatusCode::FORBIDDEN),
+        (Method::GET, "/api/memory/threads/t-a", "", StatusCode::OK),
+        (Method::GET, "/api/memory/threads/t-x", "", StatusCode::NOT_FOUND),
+        (Method::POST, "/api/memory/messages/delete", r#"{"messageIds":["m-a1","m-b1"]}"#, StatusCode::FORBIDDEN),
+        (Method::GET, "/api/memory/unknown", "", StatusCode::FORBIDDEN),
+    ];
+    for ct in [
+        "application/json",
+        "text/plain",
+        "application/grpc",
+        "application/grpc+json",
+        "application/grpc-web-text",
+    ] {
+        for (method, uri, body, expected) in &cases {
+            let mut request = req(method.clone(), uri, Some("alice"), body);
+            request
+                .headers_mut()
+                .insert(CONTENT_TYPE, ct.parse().unwrap());
+            let seen = send(mastra(), request).await;
+            let kind = seen.rejection.as_ref().map(Rejection::kind);
+            let expected_kind = match *expected {
+                StatusCode::OK => None,
+                StatusCode::FORBIDDEN => Some(crate::RejectionKind::Forbidden),
+                _ => Some(crate::RejectionKind::NotFound),
+            };
+            assert_eq!(kind, expected_kind, "{ct} {method} {uri}");
+            assert_eq!(seen.calls, usize::from(expected_kind.is_none()), "{ct} {uri}");
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -1,7 +1,6 @@
 //! The one event per request: what it records, redaction, and when it is emitted (on drop).
 
 use std::borrow::Cow;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -54,7 +53,8 @@ pub(super) fn enabled(level: Level) -> bool {
     }
 }
 
-/// Values an inner layer inserted after this layer ran, copied back by the capture layer.
+/// Values inner layers concluded after this layer ran, handed back through the request's
+/// extensions (see `crate::gate::note`).
 #[derive(Clone)]
 pub(super) struct Slot(Arc<SlotInner>);
 
@@ -120,6 +120,7 @@ pub(super) struct PendingEvent {
     thread_id: Option<ThreadId>,
     slot: Option<Slot>,
     rejection: Option<Rejection>,
+    panicked: bool,
 }
 
 impl PendingEvent {
@@ -136,11 +137,9 @@ impl PendingEvent {
         let user = config.user.as_ref().and_then(|f| f(extensions));
         let resource_id = extensions.get::<ResourceId>().cloned();
         let thread_id = extensions.get::<ThreadId>().cloned();
-        let slot = config.capture.load(Ordering::Relaxed).then(|| {
-            let slot = Slot::new(config.user.clone());
-            extensions.insert(slot.clone());
-            slot
-        });
+        let slot = Slot::new(config.user.clone());
+        extensions.insert(slot.clone());
+        let slot = Some(slot);
         // Boxed: the futures and the body that carry it stay small and cheap to move.
         Box::new(Self {
             config,
@@ -159,11 +158,17 @@ impl PendingEvent {
             thread_id,
             slot,
             rejection: None,
+            panicked: false,
         })
     }
 
     pub(super) fn service_error(&mut self) {
         self.phase = Phase::ServiceError;
+    }
+
+    /// The inner service panicked; the 500 that replaced its answer is recorded by `head`.
+    pub(super) fn panicked(&mut self) {
+        self.panicked = true;
     }
 
     /// Records the response head; returns whether the event must wait for the body's end.
@@ -263,6 +268,7 @@ impl PendingEvent {
                     rejection_message = rejection.map(Rejection::message),
                     headers = self.headers.as_deref(),
                     service_error = (self.phase == Phase::ServiceError).then_some(true),
+                    panicked = self.panicked.then_some(true),
                     aborted,
                     "request"
                 )

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::{self, HeaderName};
 use http::{Extensions, Request};
@@ -10,7 +9,6 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Level;
 
-use super::event::Slot;
 use super::service::Log;
 use crate::path::{PathPattern, PathSet};
 use crate::{Authenticated, ConfigError};
@@ -30,8 +28,6 @@ pub(super) struct Config {
     pub(super) success_level: Level,
     pub(super) request_ids: bool,
     pub(super) user: Option<UserAccessor>,
-    /// Set once [`LogLayer::capture`] was asked for: only then does each request carry a slot.
-    pub(super) capture: Arc<AtomicBool>,
 }
 
 impl Config {
@@ -93,7 +89,6 @@ impl LogLayer {
                 success_level: Level::INFO,
                 request_ids: true,
                 user: None,
-                capture: Arc::new(AtomicBool::new(false)),
             }),
         }
     }
@@ -200,13 +195,13 @@ impl LogLayer {
         self
     }
 
-    /// The companion layer to put *innermost* (after auth, scope and guard layers): it hands
-    /// the user, [`ResourceId`](crate::ResourceId) and [`ThreadId`](crate::ThreadId) they
-    /// inserted back to this outer layer's event.
+    /// A companion layer for *your own* layers: put it after a custom layer that inserts
+    /// [`Authenticated<U>`], [`ResourceId`](crate::ResourceId) or
+    /// [`ThreadId`](crate::ThreadId), and it hands them back to this outer layer's event.
     ///
-    /// Until it is called, requests carry no hand-back slot (one allocation saved).
+    /// tower-scope's own layers need no companion: auth, scope and guard hand what they
+    /// concluded to the event themselves, on every pass and every refusal.
     pub fn capture(&self) -> CaptureLayer {
-        self.config.capture.store(true, Ordering::Relaxed);
         CaptureLayer { _private: () }
     }
 }
@@ -256,9 +251,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if let Some(slot) = req.extensions().get::<Slot>() {
-            slot.capture(req.extensions());
-        }
+        super::note(req.extensions());
         self.inner.call(req)
     }
 }

@@ -12,14 +12,22 @@
 //! | `user`, `resource_id`, `thread_id` | from [`Authenticated<U>`](crate::Authenticated) (with [`LogLayer::user`]), [`ResourceId`](crate::ResourceId), [`ThreadId`](crate::ThreadId) |
 //! | `rejection`, `rejection_message` | the [`Rejection`](crate::Rejection) kind and message when a layer refused |
 //! | `headers` | only with [`LogLayer::log_request_headers`]; credentials show as `[REDACTED]` |
-//! | `service_error`, `aborted` | the inner service failed; the client went away `before_response` or `during_body` |
+//! | `service_error`, `panicked`, `aborted` | the inner service failed; it panicked (answered 500); the client went away `before_response` or `during_body` |
 //!
 //! Levels: 5xx (and gRPC server failures) at WARN, 4xx and success at INFO, all configurable.
 //! For gRPC and streaming answers the event waits for the end of the body (the status is in
 //! the trailers) and is emitted when the body ends or is dropped; the body is never buffered.
 //!
-//! Put `LogLayer` outermost. Inner layers insert the user and ids into the *request* the
-//! handler receives, so add [`LogLayer::capture`] innermost to hand them back to the event.
+//! Put `LogLayer` outermost. tower-scope's auth, scope and guard layers hand the user and ids
+//! they concluded back to the event on every pass *and every refusal*, so a guard's 403 names
+//! the user and resource it refused; no second layer is needed (only your own layers that
+//! insert these values need [`LogLayer::capture`]).
+//!
+//! A panic in the inner service is caught here: the client gets a 500 (gRPC 13, trailers-only;
+//! the [`Rejection`](crate::Rejection) of kind `Internal` is attached, so an outer
+//! [`JsonErrorLayer`](crate::JsonErrorLayer) renders it as JSON) and the connection is kept; the event
+//! records `status=500 panicked=true` at the server-error level (WARN by default). The panic's
+//! message is not logged: it may hold request data.
 //!
 //! ```
 //! use http::{Request, Response, StatusCode, header};
@@ -35,7 +43,6 @@
 //! let svc = ServiceBuilder::new()
 //!     .layer(log.clone())
 //!     .layer(BearerAuthLayer::new(tokens))
-//!     .layer(log.capture())
 //!     .service(service_fn(|req: Request<String>| async move {
 //!         // Handlers see the request id too.
 //!         let id = req.extensions().get::<RequestId>().unwrap().to_string();
@@ -54,6 +61,14 @@
 //! assert_eq!(res.into_body().into_inner(), "req-42");
 //! # Ok(()) }
 //! ```
+
+/// Hands what a deciding layer concluded (user, resource id, thread id) to the event of an
+/// outer `LogLayer`, if there is one on this request.
+pub(crate) fn note(extensions: &http::Extensions) {
+    if let Some(slot) = extensions.get::<event::Slot>() {
+        slot.capture(extensions);
+    }
+}
 
 mod body;
 mod event;

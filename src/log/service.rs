@@ -4,6 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -149,7 +150,7 @@ impl<S: fmt::Debug> fmt::Debug for Log<S> {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for Log<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
-    ResB: Body,
+    ResB: Body + Default,
 {
     type Response = Response<LogBody<ResB>>;
     type Error = S::Error;
@@ -161,11 +162,14 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let config = &self.config;
+        // Only to render a caught panic the way the client can read it (trailers-only gRPC).
+        let grpc = crate::reject::grpc_content_type(req.headers());
         if !config.exclude.is_empty() && config.exclude.matches(req.uri().path()) {
             return ResponseFuture {
                 fut: self.inner.call(req),
                 pending: None,
                 request_id: None,
+                grpc,
             };
         }
         let request_id = config.request_ids.then(|| request_id(&mut req));
@@ -176,6 +180,7 @@ where
             fut: self.inner.call(req),
             pending,
             request_id,
+            grpc,
         }
     }
 }
@@ -187,19 +192,32 @@ pin_project! {
         fut: F,
         pending: Option<Box<PendingEvent>>,
         request_id: Option<HeaderValue>,
+        grpc: Option<HeaderValue>,
     }
 }
 
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
-    B: Body,
+    B: Body + Default,
 {
     type Output = Result<Response<LogBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = match ready!(this.fut.poll(cx)) {
+        let mut this = self.project();
+        // A handler panic must not drop the connection unanswered: the client gets a 500 and
+        // the event records it. The future is not polled again: this poll returns Ready.
+        let polled = panic::catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx)));
+        let polled = match polled {
+            Ok(polled) => polled,
+            Err(_payload) => {
+                if let Some(pending) = this.pending.as_mut() {
+                    pending.panicked();
+                }
+                Poll::Ready(Ok(crate::reject::render_internal(this.grpc.take())))
+            }
+        };
+        let response = match ready!(polled) {
             Ok(response) => response,
             Err(error) => {
                 if let Some(mut pending) = this.pending.take() {

@@ -603,3 +603,143 @@ fn debug_output_hides_the_user_accessor() {
     let debug = format!("{layer:?}");
     assert!(debug.contains("Fn(&U) -> String"), "{debug}");
 }
+
+#[cfg(feature = "guard")]
+#[test]
+fn guard_and_scope_refusals_name_the_user_and_resource_without_a_capture_layer() {
+    use crate::guard::{MemoryThreadStore, ThreadGuardLayer};
+    let store = MemoryThreadStore::new();
+    store.insert_thread(ThreadId::new("t-alice").unwrap(), Some(ResourceId::new("alice").unwrap()));
+    let tokens = StaticTokens::new()
+        .token(KEY, String::from("bob"))
+        .token("k-nobody-0123456789abcdef0123456789", String::from("nobody"));
+    let svc = ServiceBuilder::new()
+        .layer(LogLayer::new().user(|u: &String| u.clone()))
+        .layer(BearerAuthLayer::new(tokens))
+        .layer(ResourceScopeLayer::new(|u: &String| {
+            (u != "nobody").then(|| u.clone())
+        }))
+        .layer(
+            ThreadGuardLayer::new(store)
+                .mastra_memory_routes("/api")
+                .unwrap(),
+        )
+        .service(service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let send = |uri: &str, method: &str, token: &str| {
+        rt.block_on(svc.clone().oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+        ))
+        .unwrap()
+    };
+    let rec = Recorder::new(Level::TRACE);
+    for uri in [
+        "/api/memory/threads/t-alice",
+        "/api/memory/threads/t-alice/messages",
+        "/api/memory/threads/t-alice/transfer",
+        "/api/memory/unknown",
+    ] {
+        let method = if uri.ends_with("transfer") { "POST" } else { "GET" };
+        let res = recorded(&rec, || send(uri, method, KEY));
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{uri}");
+    }
+    let events = rec.events();
+    assert_eq!(events.len(), 4);
+    for e in &events {
+        assert_eq!(e.get("status"), Some("403"), "{e:?}");
+        assert_eq!(e.get("user"), Some("bob"), "{e:?}");
+        assert_eq!(e.get("resource_id"), Some("bob"), "{e:?}");
+    }
+    // A user the scope layer refuses is named too (there is no resource to name).
+    let rec = Recorder::new(Level::TRACE);
+    recorded(&rec, || {
+        send(
+            "/api/memory/threads",
+            "GET",
+            "k-nobody-0123456789abcdef0123456789",
+        )
+    });
+    let e = rec.only();
+    assert_eq!(e.get("status"), Some("403"));
+    assert_eq!(e.get("user"), Some("nobody"));
+    assert_eq!(e.get("resource_id"), None);
+}
+
+fn panicking() -> impl Service<Request<String>, Response = Response<String>, Error = Infallible> + Clone
+{
+    service_fn(|req: Request<String>| async move {
+        if req.uri().path() == "/boom" {
+            panic!("handler bug");
+        }
+        Ok::<_, Infallible>(Response::new(String::from("fine")))
+    })
+}
+
+#[test]
+fn a_handler_panic_is_answered_500_and_logged_at_the_server_error_level() {
+    let rec = Recorder::new(Level::TRACE);
+    let svc = ServiceBuilder::new()
+        .layer(LogLayer::new())
+        .service(panicking());
+    let res = recorded(&rec, || {
+        call(svc.clone(), req("/boom").body(String::new()).unwrap())
+    });
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        res.extensions().get::<crate::Rejection>().unwrap().kind(),
+        crate::RejectionKind::Internal
+    );
+    let e = rec.only();
+    assert_eq!(e.level, Level::WARN);
+    assert_eq!(e.get("status"), Some("500"));
+    assert_eq!(e.get("panicked"), Some("true"));
+    assert_eq!(e.get("aborted"), None);
+    assert!(!format!("{:?}", e.fields).contains("handler bug"));
+    drop(res);
+    // The service is still usable afterwards.
+    let res = call(svc, req("/fine").body(String::new()).unwrap());
+    assert_eq!(body(res), "fine");
+}
+
+#[test]
+fn a_grpc_handler_panic_is_internal_and_json_errors_render_the_500() {
+    // Every test here records: a test that hit the event's callsite with no subscriber could
+    // cache "never interested" while another test's recorder is active.
+    let rec = Recorder::new(Level::TRACE);
+    let _default = tracing::subscriber::set_default(rec.clone());
+    let svc = ServiceBuilder::new()
+        .layer(LogLayer::new())
+        .service(panicking());
+    let res = call(
+        svc,
+        req("/boom")
+            .header(header::CONTENT_TYPE, "application/grpc")
+            .body(String::new())
+            .unwrap(),
+    );
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["grpc-status"], "13");
+
+    let svc = ServiceBuilder::new()
+        .layer(crate::JsonErrorLayer::new())
+        .layer(LogLayer::new())
+        .service(panicking());
+    let res = svc
+        .oneshot(req("/boom").body(String::new()).unwrap())
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+    assert_eq!(body(res), r#"{"error":"Internal server error"}"#);
+}

@@ -40,14 +40,16 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{self, HeaderName, HeaderValue};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response};
 use tower_layer::{Layer, Stack};
 use tower_service::Service;
 
-use crate::gate::{Gate, GateFuture, take_ready};
-use crate::reject::{JsonErrorLayer, Rejection, RejectionKind, is_grpc, render};
-use crate::{Authenticated, ConfigError, ResourceId, Unauthenticated, query};
+use crate::gate::{Gate, GateFuture, forward, note, take_ready};
+use crate::reject::{JsonErrorLayer, Rejection, RejectionKind, private_unless_cached, render};
+use crate::{AuthState, Authenticated, ConfigError, ResourceId, query};
 
 /// Maps an authenticated user to the resource they may touch.
 ///
@@ -354,48 +356,115 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let config = &self.config;
-        // Credentials that no layer verified (auth missing, or a different user type): fail
-        // closed instead of serving the request as anonymous.
-        if req.headers().contains_key(header::AUTHORIZATION)
-            && req.extensions().get::<Authenticated<U>>().is_none()
-            && req.extensions().get::<ResourceId>().is_none()
-            && req.extensions().get::<Unauthenticated>().is_none()
-        {
-            return GateFuture::done(render(unscoped(), req.headers(), None));
-        }
         // A trusted earlier layer decided already: keep its id.
-        let known = req.extensions().get::<ResourceId>().cloned();
-        let known = known.or_else(|| {
-            if req.extensions().get::<Authenticated<U>>().is_some() {
-                None
-            } else {
-                anonymous_scope(&req, config)
-            }
-        });
-        if let Some(id) = known {
-            return match apply_scope(&mut req, &id, config) {
-                Ok(()) => {
-                    req.extensions_mut().insert(id);
-                    GateFuture::pass(self.inner.call(req), None)
-                }
-                Err(rejection) => GateFuture::done(render(rejection, req.headers(), None)),
-            };
+        if let Some(id) = req.extensions().get::<ResourceId>().cloned() {
+            return self.scoped(req, id);
         }
-        match req.extensions().get::<Authenticated<U>>() {
-            Some(user) => {
-                let decision = self.resolver.resolve(user);
-                let gate = ScopeGate {
-                    config: Arc::clone(config),
-                };
-                GateFuture::deciding(decision, req, take_ready(&mut self.inner), gate)
+        if let Some(user) = req.extensions().get::<Authenticated<U>>() {
+            let decision = self.resolver.resolve(user);
+            let gate = ScopeGate {
+                config: Arc::clone(config),
+            };
+            return GateFuture::deciding(decision, req, take_ready(&mut self.inner), gate);
+        }
+        match req.extensions().get::<AuthState>().copied() {
+            Some(AuthState::Verified { user_type }) => {
+                // Auth verified a user of another type than this layer was built for: every
+                // request would be refused, so say why where an operator looks.
+                warn_once(
+                    &USER_TYPE_WARNED,
+                    format_args!(
+                        "ResourceScopeLayer expects `Authenticated<{}>` but the authentication layer \
+                         inserted `Authenticated<{user_type}>`; every such request is refused (403). \
+                         Build ResourceScopeLayer with a mapper taking `&{user_type}`.",
+                        std::any::type_name::<U>()
+                    ),
+                );
+                refuse(&req, user_type_mismatch())
             }
+            Some(_) => match anonymous_scope(&req, config) {
+                Some(id) => self.scoped(req, id),
+                None => {
+                    // Anonymous and unscoped: whatever scope the client named is dropped.
+                    strip_scope(&mut req, config);
+                    GateFuture::pass(forward(&mut self.inner, req), None)
+                }
+            },
             None => {
-                // Anonymous and unscoped: whatever scope the client named is dropped.
-                strip_scope(&mut req, config);
-                GateFuture::pass(self.inner.call(req), None)
+                // No authentication layer ran: serving the request unscoped would fail open.
+                warn_once(
+                    &NO_AUTH_WARNED,
+                    format_args!(
+                        "ResourceScopeLayer got a request no authentication layer saw (no AuthState, \
+                         no Authenticated<{}>, no ResourceId); it is refused (403). Put \
+                         BearerAuthLayer in front of ResourceScopeLayer on every path scope covers, \
+                         e.g. both inside the same `when_path`.",
+                        std::any::type_name::<U>()
+                    ),
+                );
+                refuse(&req, no_auth_layer())
             }
         }
     }
+}
+
+impl<S, R, U> ResourceScope<S, R, U> {
+    /// Applies a known id and passes the request on (or refuses a mismatch).
+    fn scoped<ReqB, ResB>(
+        &mut self,
+        mut req: Request<ReqB>,
+        id: ResourceId,
+    ) -> ResponseFuture<S, R, U, ReqB, ResB>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+        R: ResolveResource<U>,
+        ResB: Default,
+    {
+        match apply_scope(&mut req, &id, &self.config) {
+            Ok(()) => {
+                req.extensions_mut().insert(id);
+                let gate = ScopeGate {
+                    config: Arc::clone(&self.config),
+                };
+                GateFuture::pass(forward(&mut self.inner, req), Some(gate))
+            }
+            Err(rejection) => refuse(&req, rejection),
+        }
+    }
+}
+
+/// Renders a refusal made before any decision future, auditing it first.
+fn refuse<S, G, D, ReqB, ResB>(req: &Request<ReqB>, rejection: Rejection) -> GateFuture<S, G, D, ReqB, ResB>
+where
+    S: Service<Request<ReqB>>,
+    ResB: Default,
+{
+    note(req);
+    GateFuture::done(render(rejection, req.headers(), None))
+}
+
+static USER_TYPE_WARNED: AtomicBool = AtomicBool::new(false);
+static NO_AUTH_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// A wiring error is logged once per process, not once per request.
+fn warn_once(flag: &AtomicBool, message: fmt::Arguments<'_>) {
+    if !flag.swap(true, Ordering::Relaxed) {
+        tracing::warn!(target: "tower_scope::scope", "{message}");
+    }
+}
+
+fn user_type_mismatch() -> Rejection {
+    Rejection::with_message(
+        RejectionKind::Forbidden,
+        "Access denied: request could not be scoped to a resource (the authenticated user has another type than the scope layer expects)",
+    )
+}
+
+fn no_auth_layer() -> Rejection {
+    Rejection::with_message(
+        RejectionKind::Forbidden,
+        "Access denied: request could not be scoped to a resource (no authentication layer ran before the scope layer)",
+    )
 }
 
 /// How [`ResourceScope`] applies a resolved id.
@@ -417,6 +486,13 @@ impl<ReqB> Gate<ReqB> for ScopeGate {
         apply_scope(req, &id, &self.config)?;
         req.extensions_mut().insert(id);
         Ok(())
+    }
+
+    fn finish<ResB>(&self, response: &mut Response<ResB>, admitted: bool) {
+        // A scoped answer depends on who asked (a user, an anonymous-scope cookie).
+        if admitted {
+            private_unless_cached(response);
+        }
     }
 }
 
@@ -466,7 +542,10 @@ fn apply_scope<B>(req: &mut Request<B>, id: &ResourceId, config: &Config) -> Res
     if config.params.is_empty() {
         return Ok(());
     }
-    let add = config.add_param && !is_grpc(req.headers());
+    // Added whatever the request says it is: a `content-type: application/grpc` header once
+    // switched scoping off for a plain HTTP listing. gRPC routers match on the path alone, so
+    // the parameter is harmless there; gRPC handlers read the `ResourceId` extension.
+    let add = config.add_param;
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
     // Which configured parameters were present (at most 64, checked at build): no allocation.

@@ -50,13 +50,30 @@ fn echo_boxed(req: Request<String>) -> EchoFut {
     Box::pin(echo(req))
 }
 
+/// A request as `BearerAuthLayer` hands it on: with the user, or marked anonymous.
 fn request(uri: &str, user: Option<Authenticated<User>>) -> Request<String> {
     let mut req = Request::get(uri).body(String::new()).unwrap();
-    if let Some(user) = user {
-        req.extensions_mut().insert(user);
+    match user {
+        Some(user) => {
+            req.extensions_mut().insert(user);
+            req.extensions_mut().insert(AuthState::verified::<User>());
+        }
+        None => {
+            req.extensions_mut().insert(AuthState::Anonymous);
+        }
     }
     req
 }
+
+/// Every content type that says "gRPC", and none.
+const CONTENT_TYPES: [Option<&str>; 6] = [
+    None,
+    Some("application/json"),
+    Some("application/grpc"),
+    Some("application/grpc+json"),
+    Some("application/grpc-web-text"),
+    Some("application/grpc-web+proto"),
+];
 
 async fn run<L>(layer: L, req: Request<String>) -> Response<String>
 where
@@ -255,12 +272,65 @@ async fn anonymous_cookie_gives_an_anon_scope() {
 }
 
 #[tokio::test]
-async fn grpc_requests_get_no_added_query() {
-    let mut req = request("/pkg.Svc/Method", Some(alice()));
-    req.headers_mut()
-        .insert(CONTENT_TYPE, "application/grpc".parse().unwrap());
+async fn content_type_never_changes_the_scope_the_handler_sees() {
+    // `content-type: application/grpc` once switched the added `?resourceId=` off, so a naive
+    // listing handler served every user's threads.
+    for ct in CONTENT_TYPES {
+        for uri in [
+            "/api/memory/threads",
+            "/api/memory/threads?resourceId=bob",
+            "/api/memory/threads?resource%49d=bob&resourceId=carol",
+        ] {
+            let mut req = request(uri, Some(alice()));
+            if let Some(ct) = ct {
+                req.headers_mut().insert(CONTENT_TYPE, ct.parse().unwrap());
+            }
+            let res = run(ResourceScopeLayer::new(mapper), req).await;
+            assert_eq!(
+                res.body(),
+                "alice /api/memory/threads?resourceId=alice -",
+                "{ct:?} {uri}"
+            );
+        }
+        // Anonymous requests lose client scope whatever they say they are.
+        let mut req = request("/t?resourceId=bob", None);
+        if let Some(ct) = ct {
+            req.headers_mut().insert(CONTENT_TYPE, ct.parse().unwrap());
+        }
+        let res = run(ResourceScopeLayer::new(mapper), req).await;
+        assert_eq!(res.body(), "- /t -", "{ct:?}");
+    }
+}
+
+#[tokio::test]
+async fn scoped_answers_are_private_unless_the_handler_chose_caching() {
+    let res = run(ResourceScopeLayer::new(mapper), request("/t", Some(alice()))).await;
+    assert_eq!(res.headers()[http::header::CACHE_CONTROL], "private");
+    // A trusted layer's id and an anonymous-scope cookie make the answer per-caller too.
+    let mut req = request("/t", None);
+    req.extensions_mut().insert(ResourceId::new("tenant-7").unwrap());
     let res = run(ResourceScopeLayer::new(mapper), req).await;
-    assert_eq!(res.body(), "alice /pkg.Svc/Method -");
+    assert_eq!(res.headers()[http::header::CACHE_CONTROL], "private");
+    let mut req = request("/t", None);
+    req.headers_mut()
+        .insert(COOKIE, "session=s3ss-1".parse().unwrap());
+    let layer = ResourceScopeLayer::new(mapper)
+        .anonymous_cookie("session", "anon_")
+        .unwrap();
+    let res = run(layer, req).await;
+    assert_eq!(res.headers()[http::header::CACHE_CONTROL], "private");
+    // An unscoped anonymous answer is the same for everyone.
+    let res = run(ResourceScopeLayer::new(mapper), request("/t", None)).await;
+    assert!(res.headers().get(http::header::CACHE_CONTROL).is_none());
+    // The handler's own choice is kept.
+    let svc = ResourceScopeLayer::new(mapper).layer(service_fn(|_req: Request<String>| async {
+        let mut res = Response::new(String::new());
+        res.headers_mut()
+            .insert(http::header::CACHE_CONTROL, "no-store".parse().unwrap());
+        Ok::<_, Infallible>(res)
+    }));
+    let res = svc.oneshot(request("/t", Some(alice()))).await.unwrap();
+    assert_eq!(res.headers()[http::header::CACHE_CONTROL], "no-store");
 }
 
 #[tokio::test]
@@ -289,23 +359,53 @@ fn invalid_configuration_is_reported() {
 }
 
 #[tokio::test]
-async fn unverified_credentials_without_a_user_are_refused_not_served_unscoped() {
-    // A token no layer verified (auth missing, or a user type the mapper does not expect).
-    let mut req = request("/api/memory/threads", None);
-    req.headers_mut().insert(
-        http::header::AUTHORIZATION,
-        "Bearer whatever".parse().unwrap(),
-    );
+async fn a_request_no_auth_layer_saw_is_refused_with_a_diagnosable_message() {
+    // No AuthState, no user, no trusted id: whatever headers it carries, it is not served.
+    for auth in [None, Some("Bearer whatever")] {
+        for ct in CONTENT_TYPES {
+            let mut req = Request::get("/api/memory/threads?resourceId=bob")
+                .body(String::new())
+                .unwrap();
+            if let Some(auth) = auth {
+                req.headers_mut()
+                    .insert(http::header::AUTHORIZATION, auth.parse().unwrap());
+            }
+            if let Some(ct) = ct {
+                req.headers_mut().insert(CONTENT_TYPE, ct.parse().unwrap());
+            }
+            let res = run(ResourceScopeLayer::new(mapper), req).await;
+            let rejection = res.extensions().get::<Rejection>().unwrap();
+            assert_eq!(rejection.kind(), RejectionKind::Forbidden, "{ct:?}");
+            assert!(
+                rejection.message().contains("no authentication layer ran"),
+                "{}",
+                rejection.message()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_user_of_another_type_is_refused_naming_the_mismatch() {
+    // Auth verified a `String` user; this scope layer was built for `User`.
+    let mut req = Request::get("/t").body(String::new()).unwrap();
+    req.extensions_mut()
+        .insert(Authenticated::new(String::from("alice")));
+    req.extensions_mut().insert(AuthState::verified::<String>());
     let res = run(ResourceScopeLayer::new(mapper), req).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let rejection = res.extensions().get::<Rejection>().unwrap();
+    assert!(rejection.message().contains("another type"), "{}", rejection.message());
+}
 
-    // The same header on a request auth deliberately let through (a public path) is anonymous.
+#[tokio::test]
+async fn credentials_on_a_path_auth_let_through_are_anonymous() {
     let mut req = request("/health?resourceId=bob", None);
+    req.extensions_mut().insert(AuthState::PublicPath);
     req.headers_mut().insert(
         http::header::AUTHORIZATION,
         "Bearer whatever".parse().unwrap(),
     );
-    req.extensions_mut().insert(crate::Unauthenticated);
     let res = run(ResourceScopeLayer::new(mapper), req).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.body(), "- /health -");
