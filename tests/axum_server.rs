@@ -180,3 +180,46 @@ async fn json_errors_over_real_http() {
     let body: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
     assert_eq!(body, serde_json::json!({"error": "The token is malformed"}));
 }
+
+/// A handler panic behind `LogLayer` is a 500 in Mastra's JSON shape, and the connection
+/// stays open for the next request (before, hyper dropped it with no answer at all).
+#[cfg(feature = "log")]
+#[tokio::test]
+async fn a_handler_panic_is_a_json_500_and_the_connection_is_kept() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+
+    async fn boom() -> String {
+        panic!("handler bug")
+    }
+    let app = Router::new()
+        .route("/api/boom", get(boom))
+        .route("/api/me", get(whoami))
+        .layer(ResourceScopeLayer::new(resource_of))
+        .layer(BearerAuthLayer::new(authenticator()))
+        .layer(tower_scope::LogLayer::new())
+        .layer(tower_scope::JsonErrorLayer::new());
+    let base = serve(app).await;
+    let stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = |path: &str| {
+        http::Request::get(path)
+            .header("host", "localhost")
+            .header("authorization", format!("Bearer {}", token_for("alice")))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let res = sender.send_request(request("/api/boom")).await.unwrap();
+    assert_eq!(res.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"error":"Internal server error"}"#);
+    // The same connection serves the next request.
+    sender.ready().await.unwrap();
+    let res = sender.send_request(request("/api/me")).await.unwrap();
+    assert_eq!(res.status(), http::StatusCode::OK);
+}
