@@ -556,3 +556,48 @@ async fn answers_to_verified_requests_are_private_unless_the_handler_chose_cachi
     let res = svc(None).oneshot(get(None)).await.unwrap();
     assert!(res.headers().get(http::header::CACHE_CONTROL).is_none());
 }
+
+#[tokio::test]
+async fn content_type_and_cors_headers_never_change_the_authentication_decision() {
+    let layers = [
+        BearerAuthLayer::new(tokens()),
+        BearerAuthLayer::new(tokens()).optional(),
+    ];
+    let creds = [None, Some(format!("Bearer {KEY}")), Some("Bearer wrong".to_owned())];
+    for (i, layer) in layers.iter().enumerate() {
+        for cred in &creds {
+            let mut outcomes = Vec::new();
+            for ct in [
+                None,
+                Some("application/json"),
+                Some("application/grpc"),
+                Some("application/grpc+json"),
+                Some("application/grpc-web-text"),
+            ] {
+                for origin in [None, Some("https://evil.example")] {
+                    let mut req = get(cred.as_deref());
+                    if let Some(ct) = ct {
+                        req.headers_mut().insert(CONTENT_TYPE, ct.parse().unwrap());
+                    }
+                    if let Some(origin) = origin {
+                        req.headers_mut()
+                            .insert(http::header::ORIGIN, origin.parse().unwrap());
+                        req.headers_mut().insert(
+                            http::header::ACCESS_CONTROL_REQUEST_METHOD,
+                            "GET".parse().unwrap(),
+                        );
+                    }
+                    let res = send(layer.clone(), req).await;
+                    // The decision: refused (and why) or the user the handler saw.
+                    let outcome = match res.extensions().get::<crate::Rejection>() {
+                        Some(r) => format!("refused {:?}", r.kind()),
+                        None => res.body().split(' ').next().unwrap_or("").to_owned(),
+                    };
+                    outcomes.push(outcome);
+                }
+            }
+            outcomes.dedup();
+            assert_eq!(outcomes.len(), 1, "layer {i}, {cred:?}: {outcomes:?}");
+        }
+    }
+}
