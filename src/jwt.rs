@@ -465,9 +465,9 @@ macro_rules! claim_rule_setters {
         }
 
         /// Accepts sender-constrained tokens (a `cnf` claim, RFC 7800 §3.1) when `verifier`
-        /// approves their [`Confirmation`]; without this, every token carrying `cnf` is refused
-        /// with 401 `invalid_token`, because accepting it as a plain bearer token defeats the
-        /// binding (RFC 9449 §6, RFC 8705 §3).
+        /// approves their [`Confirmation`](crate::jwt::Confirmation); without this, every
+        /// token carrying `cnf` is refused with 401 `invalid_token`, because accepting it as a
+        /// plain bearer token defeats the binding (RFC 9449 §6, RFC 8705 §3).
         ///
         /// The verifier runs after the signature and every claim rule passed, on every request
         /// (also on a token-cache hit), and sees no request: tower-scope does **not** verify
