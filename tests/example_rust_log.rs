@@ -10,36 +10,13 @@
     feature = "log"
 ))]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-const SECRET: &str = "rust-log-test-secret-0123456789abcdef";
-
-/// The example binary `cargo test` built next to this test's directory.
-fn example_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("examples")
-        .join("memory_server")
-}
-
-fn token(sub: &str) -> String {
-    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &serde_json::json!({"sub": sub, "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
+use common::{SECRET, example_binary, token_for};
 
 /// Drops ANSI colour sequences, so the check does not depend on the terminal settings.
 fn strip_ansi(line: &str) -> String {
@@ -75,7 +52,7 @@ async fn run(rust_log: Option<&str>, name: &str) -> Vec<String> {
             "DATABASE_URL",
             format!("sqlite://{}?mode=rwc", db.display()),
         )
-        .env("JWT_SECRET", SECRET)
+        .env("JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
         .env_remove("CORS_ORIGINS")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -105,7 +82,7 @@ async fn run(rust_log: Option<&str>, name: &str) -> Vec<String> {
     let client = reqwest::Client::new();
     let listing = client
         .get(format!("{base}/api/memory/threads"))
-        .bearer_auth(token("alice"))
+        .bearer_auth(token_for("alice"))
         .send()
         .await
         .unwrap();
