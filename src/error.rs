@@ -63,6 +63,11 @@ pub enum ConfigError {
         /// Which setting holds the wildcard.
         setting: &'static str,
     },
+    /// Credentials were allowed with a mirrored origin that no list or predicate restricts: every
+    /// website could read answers made with the user's cookies or token.
+    CredentialsWithMirroredOrigin,
+    /// Credentials were allowed for the opaque origin `null`, which any website can send.
+    CredentialsWithNullOrigin,
     /// The operating system's random number generator failed (a secret key could not be drawn).
     NoRandomness,
 }
@@ -92,9 +97,19 @@ impl fmt::Display for ConfigError {
                 f,
                 "`*` inside the {setting} list: use the `*` on its own (the any_ method) or list the values"
             ),
+            // Mirroring is the fix for headers and methods, never for origins (see below).
+            Self::CredentialsWithWildcard { setting: "allow_origins" } => f.write_str(
+                "credentials cannot be combined with `*` in allow_origins: browsers refuse it; list the origins with allow_origins or allow_origin_predicate",
+            ),
             Self::CredentialsWithWildcard { setting } => write!(
                 f,
                 "credentials cannot be combined with `*` in {setting}: browsers refuse it; list the values, or mirror the request"
+            ),
+            Self::CredentialsWithMirroredOrigin => f.write_str(
+                "credentials with a mirrored origin let every website read responses made with the user's cookies or token: name the origins with allow_origins or allow_origin_predicate, or, if any site may truly act as the user, call allow_any_origin_with_credentials_dangerously()",
+            ),
+            Self::CredentialsWithNullOrigin => f.write_str(
+                "credentials with the `null` origin let every website read responses made with the user's cookies or token (any page can send `Origin: null` from a sandboxed iframe): remove `null` from allow_origins",
             ),
             Self::NoRandomness => f.write_str("the operating system's random number generator failed"),
         }

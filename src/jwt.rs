@@ -9,6 +9,10 @@
 //! - `crit` header parameters are refused (RFC 7515 §4.1.11: we implement no extension);
 //!   `jku`, `x5u` and embedded `jwk` headers are ignored and never fetched.
 //! - Optional explicit typing (`typ: at+jwt`, RFC 9068).
+//! - Sender-constrained tokens (a `cnf` claim: DPoP `jkt`, mTLS `x5t#S256`, or any other) are
+//!   refused as bearer tokens (RFC 9449 §6, RFC 8705 §3) unless the application opts in with
+//!   [`accept_sender_constrained`](JwtAuthenticatorBuilder::accept_sender_constrained); see
+//!   [`Confirmation`] for the exact policy.
 //! - HMAC secrets shorter than the hash output are refused by [`build`](JwtAuthenticatorBuilder::build).
 //! - The crypto backend is chosen by tower-scope's features (`aws-lc` by default, or
 //!   `rust-crypto`; AWS-LC wins deterministically when both are on), per authenticator, without
@@ -51,6 +55,11 @@ use serde::{Deserialize, Deserializer};
 use crate::Authenticated;
 use crate::ConfigError;
 use crate::auth::{AuthError, Authenticate, Token};
+
+mod confirmation;
+
+pub(crate) use self::confirmation::Binding;
+pub use self::confirmation::Confirmation;
 
 /// The default clock leeway for `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -350,6 +359,7 @@ pub(crate) struct Policy {
     pub(crate) max_lifetime: Option<f64>,
     pub(crate) typ: Option<String>,
     pub(crate) clock: Option<Arc<Clock>>,
+    pub(crate) binding: Binding,
 }
 
 impl Default for Policy {
@@ -362,6 +372,7 @@ impl Default for Policy {
             max_lifetime: None,
             typ: None,
             clock: None,
+            binding: Binding::default(),
         }
     }
 }
@@ -386,6 +397,10 @@ impl<C, U> fmt::Debug for JwtAuthenticator<C, U> {
             .field("keys", &kids)
             .field("issuers", &self.inner.policy.issuers)
             .field("audiences", &self.inner.policy.audiences)
+            .field(
+                "sender_constrained",
+                &self.inner.policy.binding.is_configured(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -446,6 +461,46 @@ macro_rules! claim_rule_setters {
         #[must_use]
         pub fn require_typ(mut self, typ: impl Into<String>) -> Self {
             self.policy.typ = Some(typ.into());
+            self
+        }
+
+        /// Accepts sender-constrained tokens (a `cnf` claim, RFC 7800 §3.1) when `verifier`
+        /// approves their [`Confirmation`](crate::jwt::Confirmation); without this, every
+        /// token carrying `cnf` is refused with 401 `invalid_token`, because accepting it as a
+        /// plain bearer token defeats the binding (RFC 9449 §6, RFC 8705 §3).
+        ///
+        /// The verifier runs after the signature and every claim rule passed, on every request
+        /// (also on a token-cache hit), and sees no request: tower-scope does **not** verify
+        /// DPoP proofs (RFC 9449 §4.3) or TLS client certificates (RFC 8705 §3) yet. Approving
+        /// a binding here means your service checks the proof of possession itself before it
+        /// trusts the request — for example in a layer behind `BearerAuthLayer` that compares
+        /// the DPoP proof's key thumbprint with `cnf.jkt` from your claims type. Return an
+        /// [`AuthError`] to refuse (`AuthError::invalid_token()` for a method you do not
+        /// verify). A `cnf` that is not a JSON object is refused before the verifier is asked.
+        ///
+        /// ```
+        /// # use tower_scope::jwt::{Algorithm, Confirmation, JwtAuthenticator, JwtKey};
+        /// # use tower_scope::AuthError;
+        /// let auth = JwtAuthenticator::<serde_json::Value>::builder()
+        ///     .key(JwtKey::hmac(Algorithm::HS256, b"a 32-byte or longer random secret!"))
+        ///     // Only DPoP-bound tokens; the DPoP proof is checked by a later layer.
+        ///     .accept_sender_constrained(|cnf: &Confirmation<'_>| match cnf.jkt() {
+        ///         Some(_) if cnf.methods().count() == 1 => Ok(()),
+        ///         _ => Err(AuthError::invalid_token()),
+        ///     })
+        ///     .build()
+        ///     .unwrap();
+        /// # let _ = auth;
+        /// ```
+        #[must_use]
+        pub fn accept_sender_constrained(
+            mut self,
+            verifier: impl Fn(&$crate::jwt::Confirmation<'_>) -> Result<(), AuthError>
+            + Send
+            + Sync
+            + 'static,
+        ) -> Self {
+            self.policy.binding = $crate::jwt::Binding::accept_with(Arc::new(verifier));
             self
         }
 
@@ -701,6 +756,14 @@ pub(crate) struct Registered<'a> {
     #[serde(default, borrow)]
     #[allow(dead_code)]
     sub: Option<Cow<'a, str>>,
+    /// RFC 7800 §3.1. `Some(Value::Null)` for `"cnf": null`: present, and not an object.
+    #[serde(default, deserialize_with = "present")]
+    pub(crate) cnf: Option<serde_json::Value>,
+}
+
+/// Deserializes a member that is present, whatever its value, so `null` is not "absent".
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 pub(crate) fn invalid(message: &'static str) -> AuthError {
@@ -934,6 +997,9 @@ impl Policy {
         if !audience_ok {
             return Err(invalid("The token audience is not accepted"));
         }
+        // Last: a binding is only worth deciding for an otherwise valid token.
+        self.binding
+            .check(claims.cnf.as_ref(), claims.iss.as_deref())?;
         Ok(Lifetime {
             exp,
             nbf: claims.nbf.map(|NumericDate(nbf)| nbf),

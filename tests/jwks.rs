@@ -511,6 +511,120 @@ async fn unchanged_keys_keep_their_cached_tokens_across_refreshes() {
     assert_eq!(auth.stats().cache_hit, 1);
 }
 
+// ---------- Sender-constrained tokens (RFC 9449 §6, RFC 8705 §3) ----------
+
+const SENDER_CONSTRAINED: &str = "Sender-constrained tokens are not accepted as bearer tokens";
+
+fn jkt_bound(idp: &MockIssuer) -> String {
+    idp.mint(json!({"sub": "alice", "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}))
+}
+
+fn mtls_bound(idp: &MockIssuer) -> String {
+    idp.mint(
+        json!({"sub": "alice", "cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}),
+    )
+}
+
+#[tokio::test]
+async fn sender_constrained_jwks_tokens_are_refused_as_plain_bearer_tokens() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp).build().await.unwrap();
+    for token in [jkt_bound(&idp), mtls_bound(&idp)] {
+        assert_eq!(status(&auth, &token).await, StatusCode::UNAUTHORIZED);
+        let err = check(&auth, &token).await.unwrap_err();
+        assert_eq!(err.kind(), AuthErrorKind::InvalidToken);
+        assert_eq!(err.message(), SENDER_CONSTRAINED);
+    }
+    let token = idp.mint(json!({"sub": "alice", "cnf": {}}));
+    assert_eq!(
+        check(&auth, &token).await.unwrap_err().message(),
+        SENDER_CONSTRAINED
+    );
+    let token = idp.mint(json!({"sub": "alice", "cnf": null}));
+    assert_eq!(
+        check(&auth, &token).await.unwrap_err().message(),
+        "The token claims are malformed"
+    );
+    // Tokens without `cnf` are unaffected.
+    assert_eq!(
+        status(&auth, &idp.mint(json!({"sub": "alice"}))).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_token_cache_never_lets_a_sender_constrained_token_through() {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp).token_cache(100).build().await.unwrap();
+    let token = jkt_bound(&idp);
+    for _ in 0..3 {
+        assert_eq!(
+            check(&auth, &token).await.unwrap_err().message(),
+            SENDER_CONSTRAINED
+        );
+    }
+    let stats = auth.stats();
+    assert_eq!((stats.cache_hit, stats.cache_miss), (0, 3));
+    assert_eq!((stats.allowed, stats.denied_invalid_token), (0, 3));
+    // A plain token still caches.
+    let plain = idp.mint(json!({"sub": "alice"}));
+    assert!(check(&auth, &plain).await.is_ok());
+    assert!(check(&auth, &plain).await.is_ok());
+    assert_eq!(auth.stats().cache_hit, 1);
+}
+
+#[tokio::test]
+async fn an_opted_in_binding_verifier_is_asked_on_every_cache_hit() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tower_scope::jwt::Confirmation;
+
+    let idp = MockIssuer::start().await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let revoked = Arc::new(AtomicBool::new(false));
+    let auth = builder(&idp)
+        .token_cache(100)
+        .accept_sender_constrained({
+            let (calls, revoked) = (Arc::clone(&calls), Arc::clone(&revoked));
+            move |cnf: &Confirmation<'_>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                if cnf.jkt().is_some() && !revoked.load(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err(AuthError::invalid_token())
+                }
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let token = jkt_bound(&idp);
+    for _ in 0..3 {
+        assert_eq!(check(&auth, &token).await.unwrap()["sub"], "alice");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "asked on both cache hits too"
+    );
+    assert_eq!(auth.stats().cache_hit, 2);
+
+    // The verifier changes its mind: the cached answer does not outvote it.
+    revoked.store(true, Ordering::SeqCst);
+    assert_eq!(status(&auth, &token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(auth.stats().cache_hit, 3);
+    // The refused entry is gone: the next try verifies from scratch (a miss), and is refused.
+    assert!(check(&auth, &token).await.is_err());
+    assert_eq!((auth.stats().cache_hit, auth.stats().cache_miss), (3, 2));
+
+    // An mTLS binding this verifier does not take is refused; plain tokens never ask it.
+    let before = calls.load(Ordering::SeqCst);
+    assert!(check(&auth, &mtls_bound(&idp)).await.is_err());
+    let plain = idp.mint(json!({"sub": "alice"}));
+    assert!(check(&auth, &plain).await.is_ok());
+    assert!(check(&auth, &plain).await.is_ok());
+    assert_eq!(calls.load(Ordering::SeqCst), before + 1);
+}
+
 #[tokio::test]
 async fn cache_control_max_age_is_clamped_to_the_bounds() {
     let idp = MockIssuer::start().await.unwrap();

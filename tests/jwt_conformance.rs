@@ -669,6 +669,174 @@ async fn user_mapping_can_refuse_a_verified_token() {
     assert_eq!(challenge, "");
 }
 
+// ---------- Sender-constrained tokens (RFC 9449 §6, RFC 8705 §3, RFC 7800 §3.1) ----------
+
+const SENDER_CONSTRAINED: &str = "Sender-constrained tokens are not accepted as bearer tokens";
+
+fn with_cnf(cnf: &str) -> String {
+    hs256(&format!(
+        r#"{{"sub":"alice","exp":{},"cnf":{cnf}}}"#,
+        now() + 600
+    ))
+}
+
+#[tokio::test]
+async fn dpop_bound_token_is_refused_as_a_plain_bearer_token() {
+    // `Claims` has no `cnf` field: the check must read the raw claims, not the user's type.
+    let token = with_cnf(r#"{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}"#);
+    assert_invalid(builder().build().unwrap(), &token, SENDER_CONSTRAINED).await;
+}
+
+#[tokio::test]
+async fn mtls_bound_token_is_refused_as_a_plain_bearer_token() {
+    let token = with_cnf(r#"{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}"#);
+    assert_invalid(builder().build().unwrap(), &token, SENDER_CONSTRAINED).await;
+}
+
+#[tokio::test]
+async fn any_cnf_object_is_refused_without_a_binding_verifier() {
+    // An empty object, an unknown method, or a known one next to an unknown one: the issuer
+    // meant to constrain the token, and a server cannot tell a bug from a method it lacks.
+    for cnf in [
+        r#"{}"#,
+        r#"{"kid":"dfd1aa97-6d8d-4575-a0fe-34b96de2bfad"}"#,
+        r#"{"jwk":{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}"#,
+        r#"{"jkt":"abc","future-method":1}"#,
+    ] {
+        assert_invalid(
+            builder().build().unwrap(),
+            &with_cnf(cnf),
+            SENDER_CONSTRAINED,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn cnf_that_is_not_an_object_is_malformed() {
+    // RFC 7800 §3.1: `cnf` is a JSON object. `null` is not "absent": it is refused too.
+    for cnf in ["null", r#""jkt""#, "[]", "1", "true"] {
+        assert_invalid(
+            builder().build().unwrap(),
+            &with_cnf(cnf),
+            "The token claims are malformed",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn duplicate_cnf_claims_are_malformed() {
+    let token = hs256(&format!(
+        r#"{{"sub":"alice","exp":{},"cnf":{{}},"cnf":{{"jkt":"x"}}}}"#,
+        now() + 600
+    ));
+    assert_invalid(
+        builder().build().unwrap(),
+        &token,
+        "The token claims are malformed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn tokens_without_cnf_are_unaffected() {
+    assert_accepted(builder().build().unwrap(), &hs256(&claims_exp_in(600))).await;
+    // A member merely named like a confirmation method, outside `cnf`, binds nothing.
+    let token = hs256(&format!(
+        r#"{{"sub":"alice","exp":{},"jkt":"x","x5t#S256":"y"}}"#,
+        now() + 600
+    ));
+    assert_accepted(builder().build().unwrap(), &token).await;
+}
+
+#[tokio::test]
+async fn with_a_binding_verifier_the_verifier_decides_cnf_objects() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower_scope::jwt::Confirmation;
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let auth = || {
+        let calls = Arc::clone(&calls);
+        builder()
+            .accept_sender_constrained(move |cnf: &Confirmation<'_>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                // Only DPoP bindings; the proof itself would be checked by a later layer.
+                match (cnf.jkt(), cnf.methods().count()) {
+                    (Some("good-thumbprint"), 1) => Ok(()),
+                    _ => Err(AuthError::invalid_token().with_message("Unsupported binding")),
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    assert_accepted(auth(), &with_cnf(r#"{"jkt":"good-thumbprint"}"#)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    for refused in [
+        r#"{"jkt":"other-thumbprint"}"#,
+        r#"{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}"#,
+        r#"{}"#,
+        r#"{"jkt":"good-thumbprint","future-method":1}"#,
+    ] {
+        assert_invalid(auth(), &with_cnf(refused), "Unsupported binding").await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+
+    // Not an object: malformed before the verifier is asked. No `cnf`: never asked.
+    assert_invalid(auth(), &with_cnf("null"), "The token claims are malformed").await;
+    assert_accepted(auth(), &hs256(&claims_exp_in(600))).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn the_binding_verifier_runs_only_for_otherwise_valid_tokens() {
+    use std::sync::{Arc, Mutex};
+    use tower_scope::jwt::Confirmation;
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let auth = || {
+        let seen = Arc::clone(&seen);
+        builder()
+            .issuer("https://issuer.example")
+            .accept_sender_constrained(move |cnf: &Confirmation<'_>| {
+                seen.lock().unwrap().push((
+                    cnf.issuer().map(str::to_owned),
+                    cnf.x5t_s256().map(str::to_owned),
+                ));
+                Ok(())
+            })
+            .build()
+            .unwrap()
+    };
+    let claims = |exp: i64| {
+        format!(
+            r#"{{"sub":"alice","iss":"https://issuer.example","exp":{exp},"cnf":{{"x5t#S256":"t"}}}}"#
+        )
+    };
+    assert_accepted(auth(), &hs256(&claims(now() as i64 + 600))).await;
+    assert_invalid(
+        auth(),
+        &hs256(&claims(now() as i64 - 600)),
+        "The token has expired",
+    )
+    .await;
+    let forged = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(b"another secret of at least 32 bytes!"),
+        &claims(now() as i64 + 600),
+    );
+    assert_invalid(auth(), &forged, "The token signature is invalid").await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(
+            Some("https://issuer.example".to_owned()),
+            Some("t".to_owned())
+        )],
+        "asked once, for the valid token only, with its verified issuer"
+    );
+}
+
 // ---------- JWK sets ----------
 
 fn rsa_jwk(private: &[u8], extra: serde_json::Value) -> serde_json::Value {

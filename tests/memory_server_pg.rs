@@ -10,10 +10,13 @@
     feature = "log"
 ))]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::example_binary;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
@@ -29,16 +32,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The example binary `cargo test` built next to this test's directory.
-fn example_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("examples")
-        .join("memory_server")
 }
 
 fn spawn(database_url: &str) -> Server {

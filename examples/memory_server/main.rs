@@ -44,8 +44,16 @@ fn dev_token(settings: &Settings, sub: &str) -> Result<String, jsonwebtoken::err
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // One line per request from LogLayer (RUST_LOG-style filtering is left to your subscriber).
-    tracing_subscriber::fmt().with_target(false).init();
+    // One line per request from LogLayer, filtered by `RUST_LOG` (e.g. `warn`, or
+    // `info,tower_scope::log=warn`); `info` when it is unset or empty. Invalid directives are
+    // reported on stderr and skipped rather than silently replaced by the default.
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing_subscriber::filter::LevelFilter::INFO.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
     let host = env("HOST").unwrap_or_else(|| "127.0.0.1".into());
     let port = env("PORT").unwrap_or_else(|| "4111".into());
     let database_url =

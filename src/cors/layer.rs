@@ -82,6 +82,8 @@ pub struct CorsBuilder {
     expose: ListSpec,
     max_age: Option<Duration>,
     credentials: bool,
+    /// Set only by `allow_any_origin_with_credentials_dangerously`: mirror + credentials is meant.
+    any_origin_with_credentials: bool,
     private_network: bool,
     strict: bool,
 }
@@ -144,9 +146,28 @@ impl CorsBuilder {
         self
     }
 
-    /// Allows any origin by echoing the request's `Origin` (works with credentials).
+    /// Allows any origin by echoing the request's `Origin`.
+    ///
+    /// Not with credentials: [`build`](Self::build) refuses that, because every website could
+    /// then read answers made with the user's cookies or token. Name the origins instead, or
+    /// see [`allow_any_origin_with_credentials_dangerously`](Self::allow_any_origin_with_credentials_dangerously).
     pub fn mirror_origin(mut self) -> Self {
         self.origin = OriginSpec::Mirror;
+        self
+    }
+
+    /// Echoes any request's `Origin` **and** allows credentials: every website the user visits
+    /// can then call this API as the user and read the answers (cookies and browser-held
+    /// `Authorization` included) — a cross-site request forgery that can also read.
+    ///
+    /// Only for APIs where that is harmless or intended (a local development server, a service
+    /// whose credentials never live in a browser). Prefer [`allow_origins`](Self::allow_origins)
+    /// or [`allow_origin_predicate`](Self::allow_origin_predicate); calling either afterwards
+    /// restricts the origins again.
+    pub fn allow_any_origin_with_credentials_dangerously(mut self) -> Self {
+        self.origin = OriginSpec::Mirror;
+        self.credentials = true;
+        self.any_origin_with_credentials = true;
         self
     }
 
@@ -240,10 +261,14 @@ impl CorsBuilder {
     ///
     /// # Errors
     ///
-    /// - [`ConfigError::InvalidValue`] when no origin is allowed at all, or a method is invalid;
+    /// - [`ConfigError::InvalidValue`] when no origin is allowed at all (an empty
+    ///   `allow_origins` list too), or a method is invalid;
     /// - [`ConfigError::InvalidOrigin`] for an origin that is not `scheme://host[:port]`;
     /// - [`ConfigError::WildcardInList`] for `*` inside a list;
     /// - [`ConfigError::CredentialsWithWildcard`] for credentials with `*` anywhere;
+    /// - [`ConfigError::CredentialsWithMirroredOrigin`] for credentials with a mirrored origin
+    ///   (unless [`allow_any_origin_with_credentials_dangerously`](Self::allow_any_origin_with_credentials_dangerously));
+    /// - [`ConfigError::CredentialsWithNullOrigin`] for credentials with `null` in the origin list;
     /// - [`ConfigError::InvalidHeaderName`] for a header name that is not a valid token.
     pub fn build(self) -> Result<CorsLayer, ConfigError> {
         let origin = match self.origin {
@@ -264,6 +289,15 @@ impl CorsBuilder {
                     }
                     AllowOrigin::Any
                 } else {
+                    if origins.is_empty() && predicate.is_none() {
+                        // Typically an unset environment variable: the policy would allow nobody.
+                        return Err(ConfigError::InvalidValue {
+                            setting: "allow_origins",
+                            reason:
+                                "no origin is allowed: the list is empty; name at least one origin"
+                                    .into(),
+                        });
+                    }
                     let rules = origins
                         .iter()
                         .map(|o| OriginRule::parse(o))
@@ -279,6 +313,17 @@ impl CorsBuilder {
         let headers = self.headers.normalized("allow_headers")?;
         let expose = self.expose.normalized("expose_headers")?;
         if self.credentials {
+            // Mirroring with credentials hands every site the user's session, just like `*` would
+            // if browsers allowed it (Fetch §3.2.5); so does `null`, which any page can send.
+            match &origin {
+                AllowOrigin::Mirror if !self.any_origin_with_credentials => {
+                    return Err(ConfigError::CredentialsWithMirroredOrigin);
+                }
+                AllowOrigin::List { rules, .. } if rules.iter().any(OriginRule::is_null) => {
+                    return Err(ConfigError::CredentialsWithNullOrigin);
+                }
+                _ => {}
+            }
             for (setting, any) in [
                 ("allow_origins", matches!(origin, AllowOrigin::Any)),
                 ("allow_methods", matches!(methods, ListSpec::Any)),
@@ -530,8 +575,13 @@ impl CorsLayer {
             .max_age(Duration::from_secs(3600))
     }
 
-    /// Mastra's defaults when auth is configured: the request's origin is mirrored and
-    /// credentials are allowed. Restrict it with [`CorsBuilder::allow_origins`].
+    /// Mastra's defaults when auth is configured, with credentials allowed: name the origins
+    /// with [`CorsBuilder::allow_origins`] (or [`CorsBuilder::allow_origin_predicate`]).
+    ///
+    /// Mastra reflects any request's origin with credentials here; this preset does not build
+    /// until the origins are restricted ([`ConfigError::CredentialsWithMirroredOrigin`]), because
+    /// a reflected origin with credentials lets every website act as the signed-in user.
+    /// [`CorsBuilder::allow_any_origin_with_credentials_dangerously`] restores Mastra's behaviour.
     pub fn mastra_defaults_with_credentials() -> CorsBuilder {
         Self::mastra_defaults()
             .mirror_origin()

@@ -10,6 +10,12 @@
 //! - The policy is validated once, at [`CorsBuilder::build`], and its header values are built
 //!   then: a bad origin, `*` inside a list, or credentials with `*` is a [`ConfigError`](crate::ConfigError), never a
 //!   panic at request time.
+//! - **Credentials only go to origins you named.** Credentials with a mirrored origin (what
+//!   [`CorsLayer::mastra_defaults_with_credentials`] starts from) or with `null` are refused
+//!   at build, like `*`: any website could read answers made with the user's session. A list
+//!   or a predicate restricts the origins; the explicit
+//!   [`allow_any_origin_with_credentials_dangerously`](CorsBuilder::allow_any_origin_with_credentials_dangerously)
+//!   keeps the unrestricted behaviour for those who mean it.
 //! - [Strict mode](CorsBuilder::reject_disallowed_origins) refuses state-changing requests from
 //!   other origins with 403 before the handler runs.
 //!

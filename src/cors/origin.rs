@@ -92,6 +92,12 @@ impl OriginRule {
         }
     }
 
+    /// Whether this is the opaque origin `null`, which any page can send (a sandboxed iframe, a
+    /// `data:` URL, a local file), so it names nobody in particular.
+    pub(super) fn is_null(&self) -> bool {
+        matches!(self, Self::Exact(exact) if &**exact == "null")
+    }
+
     /// Whether a request's `Origin` value is allowed by this rule (ASCII case-insensitive).
     pub(super) fn matches(&self, origin: &[u8]) -> bool {
         match self {

@@ -280,7 +280,6 @@ async fn mirror_origin_and_headers_echo_the_request_and_vary_on_them() {
     let layer = CorsLayer::builder()
         .mirror_origin()
         .mirror_headers()
-        .allow_credentials(true)
         .build()
         .unwrap();
     let (svc, _) = stack(layer);
@@ -401,8 +400,9 @@ async fn mastra_defaults_match_mastras_server() {
 }
 
 #[tokio::test]
-async fn mastra_defaults_with_credentials_mirror_the_origin() {
+async fn mastra_defaults_with_credentials_echo_listed_origins_with_credentials() {
     let layer = CorsLayer::mastra_defaults_with_credentials()
+        .allow_origins(["https://studio.test"])
         .allow_headers(["x-tenant"])
         .build()
         .unwrap();
@@ -487,6 +487,12 @@ fn credentials_with_a_wildcard_anywhere_is_a_config_error() {
     for (builder, setting) in cases {
         let err = builder.allow_credentials(true).build().unwrap_err();
         assert_eq!(err, ConfigError::CredentialsWithWildcard { setting });
+        // The advice must not lead to the next refusal: a mirrored origin with credentials.
+        assert_eq!(
+            err.to_string().contains("mirror"),
+            setting != "allow_origins",
+            "{err}"
+        );
     }
 }
 
@@ -572,4 +578,125 @@ fn debug_output_hides_the_predicate() {
         .unwrap();
     let debug = format!("{layer:?}");
     assert!(debug.contains("Fn(&str) -> bool"), "{debug}");
+}
+
+// ---------- Credentials never go to an origin nobody chose ----------
+
+#[test]
+fn mastra_defaults_with_credentials_alone_is_a_config_error() {
+    // Mirrored origin + credentials: every website could read answers made with the user's
+    // cookies or token, the same mistake as `*` with credentials that browsers refuse.
+    let err = CorsLayer::mastra_defaults_with_credentials()
+        .build()
+        .unwrap_err();
+    let message = err.to_string();
+    for what_to_change in ["allow_origins", "allow_origin_predicate"] {
+        assert!(message.contains(what_to_change), "{message}");
+    }
+    let err = CorsLayer::builder()
+        .mirror_origin()
+        .allow_credentials(true)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.to_string(), message);
+}
+
+#[test]
+fn a_null_origin_with_credentials_is_a_config_error() {
+    // `Origin: null` comes from sandboxed iframes and local files, which any site can create.
+    for origins in [vec!["null"], vec![APP, "NULL"]] {
+        let err = CorsLayer::builder()
+            .allow_origins(origins)
+            .allow_credentials(true)
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("null"), "{err}");
+    }
+    // Without credentials `null` is only a read of public answers: allowed.
+    assert!(CorsLayer::builder().allow_origins(["null"]).build().is_ok());
+}
+
+#[test]
+fn an_empty_origin_list_is_a_config_error() {
+    // Typically an unset environment variable: no origin would ever be allowed.
+    let err = CorsLayer::mastra_defaults_with_credentials()
+        .allow_origins(Vec::<String>::new())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("no origin is allowed"), "{err}");
+}
+
+#[tokio::test]
+async fn restricted_credentialed_policies_still_build_and_echo_only_their_origins() {
+    let listed = CorsLayer::mastra_defaults_with_credentials()
+        .allow_origins([APP])
+        .build()
+        .unwrap();
+    let predicate = CorsLayer::mastra_defaults_with_credentials()
+        .allow_origin_predicate(|origin| origin.ends_with(".app.example.com"))
+        .build()
+        .unwrap();
+    for (layer, good) in [(listed, APP), (predicate, "https://eu.app.example.com")] {
+        let (svc, _) = stack(layer);
+        let res = send(svc.clone(), get(Some(good))).await;
+        assert_eq!(header(&res, "access-control-allow-origin"), Some(good));
+        assert_eq!(
+            header(&res, "access-control-allow-credentials"),
+            Some("true")
+        );
+        let res = send(svc, get(Some("https://evil.test"))).await;
+        assert_eq!(header(&res, "access-control-allow-origin"), None);
+        assert_eq!(header(&res, "access-control-allow-credentials"), None);
+    }
+    // Mirroring without credentials exposes only what any site may read anyway.
+    assert!(CorsLayer::builder().mirror_origin().build().is_ok());
+}
+
+#[tokio::test]
+async fn the_dangerous_opt_in_mirrors_any_origin_with_credentials() {
+    let layer = CorsLayer::mastra_defaults()
+        .allow_any_origin_with_credentials_dangerously()
+        .build()
+        .unwrap();
+    let (svc, _) = stack(layer);
+    for origin in ["https://evil.test", "null"] {
+        let res = send(svc.clone(), get(Some(origin))).await;
+        assert_eq!(header(&res, "access-control-allow-origin"), Some(origin));
+        assert_eq!(
+            header(&res, "access-control-allow-credentials"),
+            Some("true")
+        );
+        assert_eq!(vary(&res), ["origin"]);
+    }
+    // Naming origins afterwards restricts it again.
+    let layer = CorsLayer::builder()
+        .allow_any_origin_with_credentials_dangerously()
+        .allow_origins([APP])
+        .build()
+        .unwrap();
+    let (svc, _) = stack(layer);
+    let res = send(svc, get(Some("https://evil.test"))).await;
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+}
+
+#[test]
+fn credential_refusals_are_typed_and_say_what_to_change() {
+    assert_eq!(
+        CorsLayer::mastra_defaults_with_credentials()
+            .build()
+            .unwrap_err(),
+        ConfigError::CredentialsWithMirroredOrigin
+    );
+    let err = CorsLayer::builder()
+        .allow_origins(["null"])
+        .allow_credentials(true)
+        .build()
+        .unwrap_err();
+    assert_eq!(err, ConfigError::CredentialsWithNullOrigin);
+    assert!(err.to_string().contains("remove `null`"), "{err}");
+    assert!(
+        ConfigError::CredentialsWithMirroredOrigin
+            .to_string()
+            .contains("allow_any_origin_with_credentials_dangerously()")
+    );
 }

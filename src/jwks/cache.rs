@@ -2,7 +2,8 @@
 //!
 //! Only successes are cached; an entry never outlives the token's `exp` (nor the configured
 //! maximum), `exp` and `nbf` are checked again on every hit, and an entry whose signing key has
-//! left the issuer's key set is dropped on its next hit.
+//! left the issuer's key set is dropped on its next hit. A sender-constrained token keeps its
+//! `cnf` claim, so the binding verifier decides again on every hit.
 
 use std::hash::Hasher as _;
 use std::sync::Arc;
@@ -41,8 +42,17 @@ pub(crate) struct Entry<U> {
     pub(crate) user: Authenticated<U>,
     expires: f64,
     nbf: Option<f64>,
+    pub(crate) source: Source,
+}
+
+/// What a cached token was verified with, for the checks every hit repeats.
+pub(crate) struct Source {
+    /// The index of the issuer whose key verified it.
     pub(crate) issuer: usize,
+    /// That key: an entry whose key has left the set is dropped.
     pub(crate) key: Arc<SourceKey>,
+    /// The token's `cnf` claim (only ever `Some` when a binding verifier approved it).
+    pub(crate) cnf: Option<serde_json::Value>,
 }
 
 pub(crate) struct TokenCache<U> {
@@ -89,8 +99,7 @@ impl<U> TokenCache<U> {
         user: Authenticated<U>,
         lifetime: Lifetime,
         now: f64,
-        issuer: usize,
-        key: Arc<SourceKey>,
+        source: Source,
     ) {
         // Never past `exp` itself: the leeway is for clock skew at verification, not for reuse.
         let expires = lifetime.exp.min(now + self.max_ttl);
@@ -103,8 +112,7 @@ impl<U> TokenCache<U> {
                 user,
                 expires,
                 nbf: lifetime.nbf,
-                issuer,
-                key,
+                source,
             }),
         );
     }

@@ -24,8 +24,10 @@
 //!   cache hits.
 //!
 //! Every claim rule of [`jwt`](crate::jwt) applies: algorithms from the keys (JWK `use`,
-//! `key_ops` and `alg` respected), `exp` required, exact `iss`/`aud`, `crit` refused, and
-//! `jku`/`x5u`/`jwk` headers never fetched or used.
+//! `key_ops` and `alg` respected), `exp` required, exact `iss`/`aud`, `crit` refused,
+//! `jku`/`x5u`/`jwk` headers never fetched or used, and sender-constrained (`cnf`) tokens
+//! refused unless [`accept_sender_constrained`](JwksAuthenticatorBuilder::accept_sender_constrained)
+//! approves them, on a cache hit too (see [`Confirmation`](crate::jwt::Confirmation)).
 //!
 //! With feature `test-util`, [`mock::MockIssuer`] serves a JWKS and a discovery document on
 //! loopback, so you can test your own stack:
@@ -80,7 +82,7 @@ use jsonwebtoken::crypto::CryptoProvider;
 use serde::de::DeserializeOwned;
 use tokio::runtime::Handle;
 
-use self::cache::{TokenCache, TokenDigest};
+use self::cache::{Source as CacheSource, TokenCache, TokenDigest};
 use self::fetch::{Http, checked_url};
 use self::source::{KeySource, Location, SourceConfig};
 use self::stats::Counters;
@@ -182,6 +184,10 @@ impl<C, U> fmt::Debug for JwksAuthenticator<C, U> {
             .field("issuers", &issuers)
             .field("audiences", &self.inner.base.audiences)
             .field("cache", &self.inner.cache.is_some())
+            .field(
+                "sender_constrained",
+                &self.inner.base.binding.is_configured(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -527,15 +533,26 @@ impl From<AuthError> for Failure {
 
 impl<C: DeserializeOwned, U> Inner<C, U> {
     /// The fast path: a cache hit, or a verification with the keys already loaded.
-    fn cached(&self, digest: &TokenDigest) -> Option<Authenticated<U>> {
+    fn cached(&self, digest: &TokenDigest) -> Option<Result<Authenticated<U>, AuthError>> {
         let cache = self.cache.as_ref()?;
         let entry = cache.get(digest, self.base.now(), self.base.leeway)?;
-        if self.issuers[entry.issuer].source.holds(&entry.key) {
-            self.stats.cache_hit();
-            return Some(entry.user.clone());
+        let issuer = &self.issuers[entry.source.issuer];
+        if !issuer.source.holds(&entry.source.key) {
+            cache.remove(digest);
+            return None;
         }
-        cache.remove(digest);
-        None
+        self.stats.cache_hit();
+        // A cached answer must not skip the binding verifier: it may have changed its mind
+        // (a revoked key thumbprint), and it is the application's gate for `cnf` tokens.
+        if let Err(err) = issuer
+            .policy
+            .binding
+            .check(entry.source.cnf.as_ref(), Some(&*issuer.source.issuer))
+        {
+            cache.remove(digest);
+            return Some(Err(err));
+        }
+        Some(Ok(entry.user.clone()))
     }
 
     fn attempt(
@@ -545,7 +562,7 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
     ) -> Result<Authenticated<U>, Failure> {
         let jws = Jws::parse(token, self.base.typ.as_deref())?;
         let payload = jws.payload()?;
-        let registered = registered(&payload)?;
+        let mut registered = registered(&payload)?;
         // The unverified `iss` only picks whose keys to try (RFC 8725 §3.8): a token is trusted
         // only once that issuer's own key has verified it.
         let index = registered
@@ -569,7 +586,12 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
             && let Some(key) = set.keys.iter().find(|k| std::ptr::eq(&k.key, key))
         {
             let now = issuer.policy.now();
-            cache.insert(*digest, user.clone(), lifetime, now, index, Arc::clone(key));
+            let source = CacheSource {
+                issuer: index,
+                key: Arc::clone(key),
+                cnf: registered.cnf.take(),
+            };
+            cache.insert(*digest, user.clone(), lifetime, now, source);
         }
         Ok(user)
     }
@@ -605,8 +627,7 @@ where
         let token = token.expose_secret();
         let digest = inner.cache.as_ref().map(|cache| cache.digest(token));
         if let Some(digest) = &digest {
-            if let Some(user) = inner.cached(digest) {
-                let result = Ok(user);
+            if let Some(result) = inner.cached(digest) {
                 inner.stats.outcome(&result);
                 return JwksFuture::ready(result);
             }

@@ -64,3 +64,14 @@ pub fn resource_of(claims: &Claims) -> Option<String> {
         None => claims.sub.clone(),
     })
 }
+
+/// The `memory_server` example binary that `cargo test --all-features` built next to the
+/// running test's directory (`target/<profile>/examples/`).
+pub fn example_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples")
+        .join("memory_server")
+}
