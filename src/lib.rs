@@ -19,6 +19,16 @@
 //! ThreadGuardLayer -> handler`. In axum the *last* `.layer()` call is the outermost; with
 //! `tower::ServiceBuilder` and tonic's `Server::builder()` the *first* is.
 //!
+//! ## The contract between layers
+//!
+//! What a request *says* about itself (its content type, gRPC markers, `Origin`, `x-*` headers,
+//! how its query is spelled) may change how a refusal is rendered, never whether it is
+//! authenticated, scoped, guarded or refused. Layers hand their conclusions on as typed
+//! extensions: [`BearerAuthLayer`] always leaves an [`AuthState`] (and [`Authenticated<U>`] when
+//! it verified a user); [`ResourceScopeLayer`] reads them and refuses a request no
+//! authentication layer saw; the guard reads [`ResourceId`]; `LogLayer` reads all of them, on
+//! refusals too. A trusted custom layer can set the same values.
+//!
 //! ## Example
 //!
 //! ```

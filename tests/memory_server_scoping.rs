@@ -195,7 +195,10 @@ async fn the_listing_shows_only_the_callers_threads_whatever_the_content_type_or
                 );
                 // The answer depends on who asked: no shared cache may keep it.
                 assert_eq!(
-                    answer.headers.get(header::CACHE_CONTROL).map(|v| v.as_bytes()),
+                    answer
+                        .headers
+                        .get(header::CACHE_CONTROL)
+                        .map(|v| v.as_bytes()),
                     Some(&b"private"[..]),
                     "{protocol:?} {ct:?} {path}"
                 );
@@ -213,10 +216,19 @@ async fn a_refusal_is_the_same_decision_whatever_the_content_type_only_rendered_
             let grpc = ct.is_some_and(|ct| ct.starts_with("application/grpc"));
             for (method, path) in [
                 (Method::GET, format!("/api/memory/threads/{alices}")),
-                (Method::GET, format!("/api/memory/threads/{alices}/messages")),
+                (
+                    Method::GET,
+                    format!("/api/memory/threads/{alices}/messages"),
+                ),
                 (Method::DELETE, format!("/api/memory/threads/{alices}")),
-                (Method::POST, format!("/api/memory/threads/{alices}/transfer")),
-                (Method::GET, format!("/api/memory/search?searchQuery=x&threadId={alices}")),
+                (
+                    Method::POST,
+                    format!("/api/memory/threads/{alices}/transfer"),
+                ),
+                (
+                    Method::GET,
+                    format!("/api/memory/search?searchQuery=x&threadId={alices}"),
+                ),
                 (Method::GET, "/api/memory/not-a-route".to_owned()),
             ] {
                 let answer = send(addr, protocol, method.clone(), &path, "bob", ct, "").await;
@@ -252,12 +264,28 @@ async fn memory_routes_the_server_does_not_serve_are_refused_by_the_guard_not_le
     let addr = start().await;
     let bobs = create(addr, "bob", "bob-todo").await;
     for (method, path) in [
-        (Method::GET, "/api/memory/threads/x/messages/paginated".to_owned()),
+        (
+            Method::GET,
+            "/api/memory/threads/x/messages/paginated".to_owned(),
+        ),
         (Method::PUT, format!("/api/memory/threads/{bobs}")),
         (Method::POST, format!("/api/memory/threads/{bobs}/transfer")),
     ] {
-        let answer = send(addr, Protocol::Http1, method.clone(), &path, "bob", None, "").await;
+        let answer = send(
+            addr,
+            Protocol::Http1,
+            method.clone(),
+            &path,
+            "bob",
+            None,
+            "",
+        )
+        .await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{method} {path}");
-        assert!(answer.json["error"].is_string(), "{method} {path}: {}", answer.json);
+        assert!(
+            answer.json["error"].is_string(),
+            "{method} {path}: {}",
+            answer.json
+        );
     }
 }

@@ -550,7 +550,10 @@ async fn answers_to_verified_requests_are_private_unless_the_handler_chose_cachi
     let bearer = format!("Bearer {KEY}");
     let res = svc(None).oneshot(get(Some(&bearer))).await.unwrap();
     assert_eq!(res.headers()[http::header::CACHE_CONTROL], "private");
-    let res = svc(Some("no-store")).oneshot(get(Some(&bearer))).await.unwrap();
+    let res = svc(Some("no-store"))
+        .oneshot(get(Some(&bearer)))
+        .await
+        .unwrap();
     assert_eq!(res.headers()[http::header::CACHE_CONTROL], "no-store");
     // Anonymous answers are the same for everyone: nothing is added.
     let res = svc(None).oneshot(get(None)).await.unwrap();
@@ -563,7 +566,11 @@ async fn content_type_and_cors_headers_never_change_the_authentication_decision(
         BearerAuthLayer::new(tokens()),
         BearerAuthLayer::new(tokens()).optional(),
     ];
-    let creds = [None, Some(format!("Bearer {KEY}")), Some("Bearer wrong".to_owned())];
+    let creds = [
+        None,
+        Some(format!("Bearer {KEY}")),
+        Some("Bearer wrong".to_owned()),
+    ];
     for (i, layer) in layers.iter().enumerate() {
         for cred in &creds {
             let mut outcomes = Vec::new();

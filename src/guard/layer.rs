@@ -485,9 +485,7 @@ impl<S: ThreadStore> ThreadGuardLayer<S> {
             .route(get(&format!("{m}/config"))?.allow_missing_thread())?
             .route(get(&format!("{m}/search"))?.allow_missing_thread())?
             .route(get(&format!("{m}/observational-memory"))?.allow_missing_thread())?
-            .route(
-                post(&format!("{m}/observational-memory/buffer-status"))?.allow_missing_thread(),
-            )
+            .route(post(&format!("{m}/observational-memory/buffer-status"))?.allow_missing_thread())
     }
 
     /// Answers 404 instead of 403 for another resource's thread, hiding that it exists.
@@ -858,7 +856,10 @@ where
     }
     // Thread ids the handler might also read (`?threadId=`): checked like the route's own.
     let missing_passes = route.missing == Missing::Allow || !route.checks_thread();
-    for id in extra_threads.iter().filter(|id| thread.as_ref() != Some(*id)) {
+    for id in extra_threads
+        .iter()
+        .filter(|id| thread.as_ref() != Some(*id))
+    {
         if guard.check_thread_or_missing(&scope, id).await? == ThreadPresence::Missing
             && !missing_passes
         {

@@ -218,13 +218,22 @@ async fn request_without_resource_id_is_forbidden() {
 
 #[tokio::test]
 async fn unguarded_routes_pass_untouched() {
-    let seen = send(mastra(), req(Method::GET, "/api/agents?page=0", None, "raw")).await;
+    let seen = send(
+        mastra(),
+        req(Method::GET, "/api/agents?page=0", None, "raw"),
+    )
+    .await;
     assert_eq!(seen.status, StatusCode::OK);
     assert_eq!(seen.body, "thread=- uri=/api/agents?page=0 body=raw");
     // The listing is a covered route that checks no thread: it passes, body untouched.
     let seen = send(
         mastra(),
-        req(Method::GET, "/api/memory/threads?page=0", Some("alice"), "raw"),
+        req(
+            Method::GET,
+            "/api/memory/threads?page=0",
+            Some("alice"),
+            "raw",
+        ),
     )
     .await;
     assert_eq!(seen.status, StatusCode::OK);
@@ -309,7 +318,12 @@ async fn a_thread_id_in_the_query_is_checked_on_every_covered_route() {
     // The caller's own thread passes; the id given twice is ambiguous.
     let seen = send(
         mastra(),
-        req(Method::GET, "/api/memory/status?threadId=t-a", Some("alice"), ""),
+        req(
+            Method::GET,
+            "/api/memory/status?threadId=t-a",
+            Some("alice"),
+            "",
+        ),
     )
     .await;
     assert_eq!(seen.status, StatusCode::OK);
@@ -342,7 +356,12 @@ async fn a_configured_thread_header_is_checked_on_every_route() {
 async fn transfer_is_refused_in_a_scoped_context_and_clone_cannot_target_a_foreign_thread() {
     let seen = send(
         mastra(),
-        req(Method::POST, "/api/memory/threads/t-a/transfer", Some("alice"), "{}"),
+        req(
+            Method::POST,
+            "/api/memory/threads/t-a/transfer",
+            Some("alice"),
+            "{}",
+        ),
     )
     .await;
     assert_eq!(seen.status, StatusCode::FORBIDDEN);
@@ -379,7 +398,12 @@ async fn transfer_is_refused_in_a_scoped_context_and_clone_cannot_target_a_forei
 async fn legacy_network_aliases_are_guarded_like_the_memory_routes() {
     let seen = send(
         mastra(),
-        req(Method::GET, "/api/memory/network/threads/t-b", Some("alice"), ""),
+        req(
+            Method::GET,
+            "/api/memory/network/threads/t-b",
+            Some("alice"),
+            "",
+        ),
     )
     .await;
     assert_eq!(seen.status, StatusCode::FORBIDDEN);
@@ -392,11 +416,31 @@ async fn legacy_network_aliases_are_guarded_like_the_memory_routes() {
 #[tokio::test]
 async fn content_type_never_changes_the_guard_outcome() {
     let cases = [
-        (Method::GET, "/api/memory/threads/t-b", "", StatusCode::FORBIDDEN),
+        (
+            Method::GET,
+            "/api/memory/threads/t-b",
+            "",
+            StatusCode::FORBIDDEN,
+        ),
         (Method::GET, "/api/memory/threads/t-a", "", StatusCode::OK),
-        (Method::GET, "/api/memory/threads/t-x", "", StatusCode::NOT_FOUND),
-        (Method::POST, "/api/memory/messages/delete", r#"{"messageIds":["m-a1","m-b1"]}"#, StatusCode::FORBIDDEN),
-        (Method::GET, "/api/memory/unknown", "", StatusCode::FORBIDDEN),
+        (
+            Method::GET,
+            "/api/memory/threads/t-x",
+            "",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::POST,
+            "/api/memory/messages/delete",
+            r#"{"messageIds":["m-a1","m-b1"]}"#,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::GET,
+            "/api/memory/unknown",
+            "",
+            StatusCode::FORBIDDEN,
+        ),
     ];
     for ct in [
         "application/json",
@@ -418,7 +462,11 @@ async fn content_type_never_changes_the_guard_outcome() {
                 _ => Some(crate::RejectionKind::NotFound),
             };
             assert_eq!(kind, expected_kind, "{ct} {method} {uri}");
-            assert_eq!(seen.calls, usize::from(expected_kind.is_none()), "{ct} {uri}");
+            assert_eq!(
+                seen.calls,
+                usize::from(expected_kind.is_none()),
+                "{ct} {uri}"
+            );
         }
     }
 }

@@ -11,7 +11,7 @@ use tracing::Level;
 use super::layer::{Config, UserAccessor};
 use crate::query;
 use crate::reject::{Rejection, is_grpc};
-use crate::{ResourceId, ThreadId};
+use crate::{AuthState, ResourceId, ThreadId};
 
 /// The event's target, for filters (`RUST_LOG=tower_scope::log=info`).
 pub(super) const TARGET: &str = "tower_scope::log";
@@ -60,6 +60,7 @@ pub(super) struct Slot(Arc<SlotInner>);
 
 struct SlotInner {
     user_of: Option<UserAccessor>,
+    auth: OnceLock<AuthState>,
     user: OnceLock<String>,
     resource_id: OnceLock<ResourceId>,
     thread_id: OnceLock<ThreadId>,
@@ -69,6 +70,7 @@ impl Slot {
     pub(super) fn new(user_of: Option<UserAccessor>) -> Self {
         Self(Arc::new(SlotInner {
             user_of,
+            auth: OnceLock::new(),
             user: OnceLock::new(),
             resource_id: OnceLock::new(),
             thread_id: OnceLock::new(),
@@ -78,6 +80,9 @@ impl Slot {
     /// Copies the user, resource id and thread id out of the request's extensions.
     pub(super) fn capture(&self, extensions: &Extensions) {
         let inner = &self.0;
+        if let Some(state) = extensions.get::<AuthState>() {
+            let _ = inner.auth.set(*state);
+        }
         if let Some(user) = inner.user_of.as_ref().and_then(|f| f(extensions)) {
             let _ = inner.user.set(user);
         }
@@ -115,6 +120,7 @@ pub(super) struct PendingEvent {
     grpc_status: Option<u16>,
     size: Option<u64>,
     streamed: u64,
+    auth: Option<AuthState>,
     user: Option<String>,
     resource_id: Option<ResourceId>,
     thread_id: Option<ThreadId>,
@@ -134,6 +140,7 @@ impl PendingEvent {
             .log_headers
             .then(|| render_headers(req.headers(), &config));
         let extensions = req.extensions_mut();
+        let auth = extensions.get::<AuthState>().copied();
         let user = config.user.as_ref().and_then(|f| f(extensions));
         let resource_id = extensions.get::<ResourceId>().cloned();
         let thread_id = extensions.get::<ThreadId>().cloned();
@@ -153,6 +160,7 @@ impl PendingEvent {
             grpc_status: None,
             size: None,
             streamed: 0,
+            auth,
             user,
             resource_id,
             thread_id,
@@ -231,6 +239,7 @@ impl PendingEvent {
         }
         if let Some(slot) = self.slot.take() {
             let slot = &slot.0;
+            self.auth = self.auth.or_else(|| slot.auth.get().copied());
             self.user = self.user.take().or_else(|| slot.user.get().cloned());
             self.resource_id = self
                 .resource_id
@@ -261,6 +270,7 @@ impl PendingEvent {
                     latency_us,
                     response_size = self.size,
                     request_id = self.request_id.as_ref().and_then(|v| v.to_str().ok()),
+                    auth = self.auth.map(AuthState::as_str),
                     user = self.user.as_deref(),
                     resource_id = self.resource_id.as_ref().map(ResourceId::as_str),
                     thread_id = self.thread_id.as_ref().map(ThreadId::as_str),

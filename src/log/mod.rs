@@ -9,6 +9,7 @@
 //! | `status`, `grpc_status` | HTTP status; gRPC status from the headers or the trailers |
 //! | `latency_us`, `response_size` | microseconds to the end of the response; bytes, when known |
 //! | `request_id` | see [`RequestId`] |
+//! | `auth` | what authentication concluded ([`AuthState`](crate::AuthState)): `verified`, `public_path`, `anonymous`, `preflight` |
 //! | `user`, `resource_id`, `thread_id` | from [`Authenticated<U>`](crate::Authenticated) (with [`LogLayer::user`]), [`ResourceId`](crate::ResourceId), [`ThreadId`](crate::ThreadId) |
 //! | `rejection`, `rejection_message` | the [`Rejection`](crate::Rejection) kind and message when a layer refused |
 //! | `headers` | only with [`LogLayer::log_request_headers`]; credentials show as `[REDACTED]` |

@@ -609,10 +609,14 @@ fn debug_output_hides_the_user_accessor() {
 fn guard_and_scope_refusals_name_the_user_and_resource_without_a_capture_layer() {
     use crate::guard::{MemoryThreadStore, ThreadGuardLayer};
     let store = MemoryThreadStore::new();
-    store.insert_thread(ThreadId::new("t-alice").unwrap(), Some(ResourceId::new("alice").unwrap()));
-    let tokens = StaticTokens::new()
-        .token(KEY, String::from("bob"))
-        .token("k-nobody-0123456789abcdef0123456789", String::from("nobody"));
+    store.insert_thread(
+        ThreadId::new("t-alice").unwrap(),
+        Some(ResourceId::new("alice").unwrap()),
+    );
+    let tokens = StaticTokens::new().token(KEY, String::from("bob")).token(
+        "k-nobody-0123456789abcdef0123456789",
+        String::from("nobody"),
+    );
     let svc = ServiceBuilder::new()
         .layer(LogLayer::new().user(|u: &String| u.clone()))
         .layer(BearerAuthLayer::new(tokens))
@@ -632,14 +636,16 @@ fn guard_and_scope_refusals_name_the_user_and_resource_without_a_capture_layer()
         .build()
         .unwrap();
     let send = |uri: &str, method: &str, token: &str| {
-        rt.block_on(svc.clone().oneshot(
+        rt.block_on(
+            svc.clone().oneshot(
                 Request::builder()
                     .method(method)
                     .uri(uri)
                     .header(header::AUTHORIZATION, format!("Bearer {token}"))
                     .body(Full::new(Bytes::new()))
                     .unwrap(),
-        ))
+            ),
+        )
         .unwrap()
     };
     let rec = Recorder::new(Level::TRACE);
@@ -649,7 +655,11 @@ fn guard_and_scope_refusals_name_the_user_and_resource_without_a_capture_layer()
         "/api/memory/threads/t-alice/transfer",
         "/api/memory/unknown",
     ] {
-        let method = if uri.ends_with("transfer") { "POST" } else { "GET" };
+        let method = if uri.ends_with("transfer") {
+            "POST"
+        } else {
+            "GET"
+        };
         let res = recorded(&rec, || send(uri, method, KEY));
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{uri}");
     }
@@ -657,6 +667,7 @@ fn guard_and_scope_refusals_name_the_user_and_resource_without_a_capture_layer()
     assert_eq!(events.len(), 4);
     for e in &events {
         assert_eq!(e.get("status"), Some("403"), "{e:?}");
+        assert_eq!(e.get("auth"), Some("verified"), "{e:?}");
         assert_eq!(e.get("user"), Some("bob"), "{e:?}");
         assert_eq!(e.get("resource_id"), Some("bob"), "{e:?}");
     }
@@ -675,8 +686,8 @@ fn guard_and_scope_refusals_name_the_user_and_resource_without_a_capture_layer()
     assert_eq!(e.get("resource_id"), None);
 }
 
-fn panicking() -> impl Service<Request<String>, Response = Response<String>, Error = Infallible> + Clone
-{
+fn panicking()
+-> impl Service<Request<String>, Response = Response<String>, Error = Infallible> + Clone {
     service_fn(|req: Request<String>| async move {
         if req.uri().path() == "/boom" {
             panic!("handler bug");

@@ -434,7 +434,10 @@ impl<S, R, U> ResourceScope<S, R, U> {
 }
 
 /// Renders a refusal made before any decision future, auditing it first.
-fn refuse<S, G, D, ReqB, ResB>(req: &Request<ReqB>, rejection: Rejection) -> GateFuture<S, G, D, ReqB, ResB>
+fn refuse<S, G, D, ReqB, ResB>(
+    req: &Request<ReqB>,
+    rejection: Rejection,
+) -> GateFuture<S, G, D, ReqB, ResB>
 where
     S: Service<Request<ReqB>>,
     ResB: Default,

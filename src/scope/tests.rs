@@ -304,11 +304,16 @@ async fn content_type_never_changes_the_scope_the_handler_sees() {
 
 #[tokio::test]
 async fn scoped_answers_are_private_unless_the_handler_chose_caching() {
-    let res = run(ResourceScopeLayer::new(mapper), request("/t", Some(alice()))).await;
+    let res = run(
+        ResourceScopeLayer::new(mapper),
+        request("/t", Some(alice())),
+    )
+    .await;
     assert_eq!(res.headers()[http::header::CACHE_CONTROL], "private");
     // A trusted layer's id and an anonymous-scope cookie make the answer per-caller too.
     let mut req = request("/t", None);
-    req.extensions_mut().insert(ResourceId::new("tenant-7").unwrap());
+    req.extensions_mut()
+        .insert(ResourceId::new("tenant-7").unwrap());
     let res = run(ResourceScopeLayer::new(mapper), req).await;
     assert_eq!(res.headers()[http::header::CACHE_CONTROL], "private");
     let mut req = request("/t", None);
@@ -395,7 +400,11 @@ async fn a_user_of_another_type_is_refused_naming_the_mismatch() {
     let res = run(ResourceScopeLayer::new(mapper), req).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let rejection = res.extensions().get::<Rejection>().unwrap();
-    assert!(rejection.message().contains("another type"), "{}", rejection.message());
+    assert!(
+        rejection.message().contains("another type"),
+        "{}",
+        rejection.message()
+    );
 }
 
 #[tokio::test]
