@@ -24,6 +24,8 @@ enum Segment {
 #[derive(Clone)]
 pub struct PathPattern {
     source: Arc<str>,
+    /// The bytes of `source` every matching path starts with (its leading literal segments).
+    literal_prefix: usize,
     segments: Arc<[Segment]>,
     any: bool,
     wildcard_tail: bool,
@@ -45,6 +47,7 @@ impl PathPattern {
         if pattern == "*" || pattern == "/*" {
             return Ok(Self {
                 source: pattern.into(),
+                literal_prefix: 0,
                 segments: Arc::new([]),
                 any: true,
                 wildcard_tail: true,
@@ -85,8 +88,17 @@ impl PathPattern {
                 }
             }
         }
+        let literal_prefix = segments
+            .iter()
+            .take_while(|s| matches!(s, Segment::Literal(_)))
+            .map(|s| match s {
+                Segment::Literal(lit) => 1 + lit.len(),
+                Segment::Param(_) => 0,
+            })
+            .sum();
         Ok(Self {
             source: pattern.into(),
+            literal_prefix,
             segments: segments.into(),
             any: false,
             wildcard_tail,
@@ -125,6 +137,14 @@ impl PathPattern {
     fn walk(&self, path: &str, mut on_param: impl FnMut(&str, std::ops::Range<usize>)) -> bool {
         if self.any {
             return true;
+        }
+        // One comparison rejects most paths before any segment is split (route tables scan
+        // every pattern for every request).
+        if !path
+            .as_bytes()
+            .starts_with(&self.source.as_bytes()[..self.literal_prefix])
+        {
+            return false;
         }
         let Some(body) = path.strip_prefix('/') else {
             return false;
