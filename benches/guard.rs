@@ -109,6 +109,10 @@ fn benches(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| drive(&mem, Method::GET, "/api/memory/threads", ""))
     });
+    g.bench_function("memory/outside_prefix", |b| {
+        b.to_async(&rt)
+            .iter(|| drive(&mem, Method::GET, "/api/agents/a1", ""))
+    });
     g.bench_function("memory/delete_messages_body", |b| {
         b.to_async(&rt).iter(|| {
             drive(

@@ -223,6 +223,13 @@ impl GuardRoute {
             || self.thread_body.is_some()
     }
 
+    fn checks_nothing(&self) -> bool {
+        !self.checks_thread()
+            && !self.needs_body()
+            && self.messages_path.is_none()
+            && self.deny.is_none()
+    }
+
     fn needs_body(&self) -> bool {
         self.thread_body.is_some()
             || self.messages_body.is_some()
@@ -602,12 +609,20 @@ where
             }
             return GateFuture::pass(forward(&mut self.inner, req), None);
         };
+        let extra_threads = self.coverage.threads_in_request(&req);
+        // A covered route that checks nothing (Mastra's listing) needs no store and no body.
+        if route.checks_nothing()
+            && req.extensions().get::<ResourceId>().is_some()
+            && extra_threads.as_ref().is_ok_and(Vec::is_empty)
+        {
+            return GateFuture::pass(forward(&mut self.inner, req), None);
+        }
         let route = Arc::clone(route);
         let input = Input {
             scope: req.extensions().get::<ResourceId>().cloned(),
             trusted: req.extensions().get::<ThreadId>().cloned(),
             client_thread: route.thread_in_request(&req),
-            extra_threads: self.coverage.threads_in_request(&req),
+            extra_threads,
             path_message: route
                 .messages_path
                 .as_ref()
