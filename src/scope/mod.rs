@@ -33,6 +33,54 @@
 //! assert_eq!(svc.oneshot(req).await.unwrap().into_body(), "acme:alice");
 //! # }
 //! ```
+//!
+//! ## What scope needs in front of it
+//!
+//! Scope acts on what authentication concluded, read from typed extensions, never from
+//! headers: [`Authenticated<U>`] (resolved by the mapper), or an [`AuthState`] saying the
+//! request was deliberately let through unauthenticated (public path, optional auth: client
+//! scope is dropped), or a trusted [`ResourceId`] (kept). A request with none of them reached
+//! scope without any authentication layer: it is refused with 403 and a message saying so,
+//! whatever it carries. When auth covers only part of the app, give scope the same part:
+//!
+//! ```
+//! use http::{Request, Response, StatusCode, header};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_scope::{BearerAuthLayer, ResourceScopeLayer, StaticTokens, when_path};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let tokens = StaticTokens::new().token("alice-api-key-0123456789abcdef", String::from("alice"));
+//! let api = ServiceBuilder::new()
+//!     .layer(BearerAuthLayer::new(tokens))
+//!     .layer(ResourceScopeLayer::new(|user: &String| Some(user.clone())))
+//!     .into_inner();
+//! let svc = ServiceBuilder::new()
+//!     .layer(when_path("/api/*", api).unwrap())
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         Ok::<_, std::convert::Infallible>(Response::new(req.uri().to_string()))
+//!     }));
+//!
+//! // Outside /api neither layer runs, whatever headers the request carries.
+//! let health = Request::get("/health").header(header::AUTHORIZATION, "Bearer x")
+//!     .body(String::new()).unwrap();
+//! assert_eq!(svc.clone().oneshot(health).await.unwrap().status(), StatusCode::OK);
+//! let list = Request::get("/api/memory/threads?resourceId=bob")
+//!     .header(header::AUTHORIZATION, "Bearer alice-api-key-0123456789abcdef")
+//!     .body(String::new()).unwrap();
+//! assert_eq!(svc.clone().oneshot(list).await.unwrap().into_body(),
+//!            "/api/memory/threads?resourceId=alice");
+//!
+//! // Scope with no authentication in front of it refuses instead of serving unscoped.
+//! let miswired = ServiceBuilder::new()
+//!     .layer(ResourceScopeLayer::new(|user: &String| Some(user.clone())))
+//!     .service(service_fn(|_req: Request<String>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+//!     }));
+//! let res = miswired.oneshot(Request::get("/api/memory/threads").body(String::new()).unwrap())
+//!     .await.unwrap();
+//! assert_eq!(res.status(), StatusCode::FORBIDDEN);
+//! # }
+//! ```
 
 use std::fmt;
 use std::future::{Future, Ready, ready};
