@@ -239,8 +239,14 @@ impl SqlThreadStore {
                 .bind(thread.as_str())
                 .fetch_all(&mut **tx)
                 .await?;
+        let any_row = !rows.is_empty();
         match rows.into_iter().find(|(id, _)| id == thread.as_str()) {
             Some((id, owner)) => owner_from(Some(id), owner).map_err(|e| Failure::Final(GuardError::Store(e))),
+            // A row under another spelling: the id column compares loosely (a collation), as
+            // the reads refuse it too.
+            None if any_row => Err(Failure::Final(store_error(
+                "thread id matched a row with a different id (collation)",
+            ))),
             None => Ok(ThreadOwner::Missing),
         }
     }
