@@ -483,7 +483,12 @@ mod interleavings {
                     .now_or_never()
                     .unwrap();
                 let id = format!("t{t}");
-                prop_assert_eq!(result.is_ok(), own.threads.contains_key(&id), "{:?}", result);
+                prop_assert_eq!(
+                    result.is_ok(),
+                    own.threads.contains_key(&id),
+                    "{:?}",
+                    result
+                );
                 own.threads.remove(&id);
                 own.messages.retain(|_, (thread, _)| *thread != id);
             }
@@ -506,7 +511,10 @@ mod interleavings {
                         && (own.messages.contains_key(&message(*m))
                             || (alone && store.message(&message(*m)).is_none()))
                 });
-                let result = store.save_messages(&scope, &batch, &at).now_or_never().unwrap();
+                let result = store
+                    .save_messages(&scope, &batch, &at)
+                    .now_or_never()
+                    .unwrap();
                 if all_mine {
                     prop_assert!(result.is_ok(), "{result:?}");
                 }

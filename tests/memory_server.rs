@@ -447,18 +447,33 @@ async fn hostile_input_gets_mastras_json_answers_and_no_panic() {
     // Bodies that are JSON but not what the route takes: Mastra's 400, never axum's 415/422.
     for (method, path, bad) in [
         (Method::POST, "/api/memory/threads", json!({"title": 5})),
-        (Method::PATCH, "/api/memory/threads/t-robust", json!({"metadata": "x", "title": []})),
+        (
+            Method::PATCH,
+            "/api/memory/threads/t-robust",
+            json!({"metadata": "x", "title": []}),
+        ),
         (
             Method::POST,
             "/api/memory/save-messages",
             json!({"messages": [{"threadId": "t-robust", "resourceId": "alice", "role": "user"}]}),
         ),
-        (Method::POST, "/api/memory/messages/delete", json!({"messageIds": [7]})),
+        (
+            Method::POST,
+            "/api/memory/messages/delete",
+            json!({"messageIds": [7]}),
+        ),
     ] {
         let (status, body) = alice.call(method.clone(), path, Some(bad.clone())).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path} {bad}: {body}");
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path} {bad}: {body}"
+        );
         assert!(
-            body["error"].as_str().unwrap().starts_with("Invalid request body")
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("Invalid request body")
                 || body["error"] == "messageIds must be ids or objects with an id",
             "{body}"
         );
@@ -507,9 +522,7 @@ async fn hostile_input_gets_mastras_json_answers_and_no_panic() {
         } else {
             Method::PATCH
         };
-        let (status, body) = alice
-            .call(method, path, Some(json!({"title": huge})))
-            .await;
+        let (status, body) = alice.call(method, path, Some(json!({"title": huge}))).await;
         assert_eq!(
             (status, body),
             (
@@ -532,7 +545,10 @@ async fn hostile_input_gets_mastras_json_answers_and_no_panic() {
             json!({"messages": [{"id": "m-ok", "threadId": "", "resourceId": "alice", "role": "user", "content": "x"}]}),
         ),
         ("/api/memory/messages/delete", json!({"messageIds": [""]})),
-        ("/api/memory/messages/delete", json!({"messageIds": {"id": ""}})),
+        (
+            "/api/memory/messages/delete",
+            json!({"messageIds": {"id": ""}}),
+        ),
     ] {
         let (status, answer) = alice.call(Method::POST, path, Some(body.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {answer}");

@@ -49,8 +49,7 @@ struct Db {
 
 impl Db {
     async fn sqlite() -> Self {
-        let path =
-            std::env::temp_dir().join(format!("tower-scope-races-{}.db", app::random_id(8)));
+        let path = std::env::temp_dir().join(format!("tower-scope-races-{}.db", app::random_id(8)));
         let store = SqlThreadStore::connect(&format!("sqlite://{}?mode=rwc", path.display()))
             .await
             .expect("open sqlite file");
@@ -190,7 +189,12 @@ impl Race {
             .fetch_optional(&self.pool)
             .await
             .unwrap()
-            .map(|row| (row.try_get("thread_id").unwrap(), row.try_get("content").unwrap()))
+            .map(|row| {
+                (
+                    row.try_get("thread_id").unwrap(),
+                    row.try_get("content").unwrap(),
+                )
+            })
     }
 
     /// The ids and `resourceId`s of every message in a thread.
@@ -201,7 +205,12 @@ impl Race {
             .await
             .unwrap()
             .iter()
-            .map(|row| (row.try_get("id").unwrap(), row.try_get("resourceId").unwrap()))
+            .map(|row| {
+                (
+                    row.try_get("id").unwrap(),
+                    row.try_get("resourceId").unwrap(),
+                )
+            })
             .collect()
     }
 }
@@ -399,7 +408,9 @@ fn repeated_delete_while_other_recreates(race: Arc<Race>, i: usize) -> PairFutur
         let alice_created = statuses.contains(&StatusCode::OK);
         let owner = race.thread(&x).await.and_then(|(owner, _, _)| owner);
         if alice_created && owner.as_deref() != Some("alice") {
-            return Err(format!("{x}: alice got 200 but the thread's owner is {owner:?}"));
+            return Err(format!(
+                "{x}: alice got 200 but the thread's owner is {owner:?}"
+            ));
         }
         Ok(alice_created)
     })
@@ -429,7 +440,9 @@ fn delete_unknown_message_while_other_saves_it(race: Arc<Race>, i: usize) -> Pai
             return Err(format!("{m}: alice got 200 but the message is {stored:?}"));
         }
         if a != StatusCode::OK {
-            return Err(format!("{m}: alice's save into her own thread answered {a}"));
+            return Err(format!(
+                "{m}: alice's save into her own thread answered {a}"
+            ));
         }
         Ok(true)
     })

@@ -599,7 +599,10 @@ async fn update_and_delete_only_where_the_owner_matches(store: &impl Fixtures) {
 
     store.delete_thread(&alice, &t1).await.unwrap();
     assert_eq!(store.thread_owner(&t1).await.unwrap(), ThreadOwner::Missing);
-    assert!(threads_of(store, &["m1"]).await.is_empty(), "its messages go too");
+    assert!(
+        threads_of(store, &["m1"]).await.is_empty(),
+        "its messages go too"
+    );
     assert_eq!(
         store.delete_thread(&alice, &t1).await,
         Err(GuardError::ThreadNotFound)
@@ -615,7 +618,10 @@ async fn saved_messages_are_all_or_none_and_never_anothers(store: &impl Fixtures
         .save_messages(&alice, &[message("m1", "t-a", "alice's")], &at(1))
         .await
         .unwrap();
-    assert_eq!(store.thread_owner(&thread("t-a")).await.unwrap(), owned("alice"));
+    assert_eq!(
+        store.thread_owner(&thread("t-a")).await.unwrap(),
+        owned("alice")
+    );
     store
         .create_thread(&bob, &thread("t-b"), &ThreadFields::default(), &at(1))
         .await
@@ -713,9 +719,7 @@ async fn shared_threads_and_orphans_are_never_written(store: &impl Fixtures) {
         ThreadOwner::Missing
     );
     assert_eq!(
-        store
-            .delete_messages(&alice, &strings(&["m-orphan"]))
-            .await,
+        store.delete_messages(&alice, &strings(&["m-orphan"])).await,
         Ok(0)
     );
 }

@@ -198,7 +198,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let scope = parts.extensions.get::<ResourceId>().cloned();
-        scope.map(Caller).ok_or_else(|| GuardError::NotScoped.into())
+        scope
+            .map(Caller)
+            .ok_or_else(|| GuardError::NotScoped.into())
     }
 }
 
@@ -232,7 +234,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         Query::try_from_uri(&parts.uri)
             .map(|Query(query)| Params(query))
-            .map_err(|rejection| ApiError::invalid("Invalid query parameters", rejection.body_text()))
+            .map_err(|rejection| {
+                ApiError::invalid("Invalid query parameters", rejection.body_text())
+            })
     }
 }
 
@@ -255,7 +259,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ThreadPath {
 fn thread_id_or_new(id: Option<String>) -> Result<ThreadId, ApiError> {
     match id {
         Some(id) => ThreadId::new(id).map_err(|_| ApiError::bad_request("Invalid thread id")),
-        None => ThreadId::new(random_id(16)).map_err(|_| ApiError::bad_request("Invalid thread id")),
+        None => {
+            ThreadId::new(random_id(16)).map_err(|_| ApiError::bad_request("Invalid thread id"))
+        }
     }
 }
 
@@ -393,7 +399,9 @@ async fn get_thread(
     Caller(scope): Caller,
     ThreadPath(thread): ThreadPath,
 ) -> Result<Json<Value>, ApiError> {
-    let sql = format!(r#"SELECT {THREAD_COLUMNS} FROM mastra_threads WHERE id = $1 AND "resourceId" = $2"#);
+    let sql = format!(
+        r#"SELECT {THREAD_COLUMNS} FROM mastra_threads WHERE id = $1 AND "resourceId" = $2"#
+    );
     let row = sqlx::query(&sql)
         .bind(thread.as_str())
         .bind(scope.as_str())
@@ -526,8 +534,8 @@ async fn save_messages(
         if m.resource_id != scope.as_str() {
             return Err(GuardError::ForeignResource.into());
         }
-        let thread = ThreadId::new(&m.thread_id)
-            .map_err(|_| ApiError::bad_request("Invalid thread id"))?;
+        let thread =
+            ThreadId::new(&m.thread_id).map_err(|_| ApiError::bad_request("Invalid thread id"))?;
         let id = match m.id {
             Some(id) => message_id(id)?,
             None => random_id(16),

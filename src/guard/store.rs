@@ -166,7 +166,9 @@ impl MemoryThreadStore {
     pub fn remove_thread(&self, thread: &ThreadId) {
         let mut tables = self.write();
         tables.threads.remove(thread);
-        tables.messages.retain(|_, m| m.thread.as_ref() != Some(thread));
+        tables
+            .messages
+            .retain(|_, m| m.thread.as_ref() != Some(thread));
     }
 
     /// Removes a message. For fixtures.
@@ -343,11 +345,14 @@ impl ThreadWrites for MemoryThreadStore {
         })();
         if checked.is_ok() {
             for thread in target_threads(messages) {
-                let row = tables.threads.entry(thread.clone()).or_insert_with(|| ThreadRow {
-                    owner: Some(scope.clone()),
-                    created_at: Some(at.to_owned()),
-                    ..ThreadRow::default()
-                });
+                let row = tables
+                    .threads
+                    .entry(thread.clone())
+                    .or_insert_with(|| ThreadRow {
+                        owner: Some(scope.clone()),
+                        created_at: Some(at.to_owned()),
+                        ..ThreadRow::default()
+                    });
                 row.updated_at = Some(at.to_owned());
             }
             for message in last_per_id(messages) {
@@ -380,7 +385,9 @@ impl ThreadWrites for MemoryThreadStore {
                     .messages
                     .get(id.as_str())
                     .and_then(|m| m.thread.as_ref())
-                    .is_some_and(|t| refusal(scope, &owner_of(&tables, t), GuardError::ThreadNotFound).is_none())
+                    .is_some_and(|t| {
+                        refusal(scope, &owner_of(&tables, t), GuardError::ThreadNotFound).is_none()
+                    })
             })
             .collect();
         for id in &mine {

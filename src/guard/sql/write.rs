@@ -94,9 +94,8 @@ impl WriteQueries {
         let messages = t.messages.quoted();
         let message_id = t.message_id.quoted();
         let message_thread = t.message_thread.quoted();
-        let returning = format!(
-            r#"RETURNING {id}, {owner}, "title", "metadata", "createdAt", "updatedAt""#
-        );
+        let returning =
+            format!(r#"RETURNING {id}, {owner}, "title", "metadata", "createdAt", "updatedAt""#);
         // Placeholders first appear in ascending order everywhere: SQLite numbers `$N`
         // parameters by name, but keeping the order also keeps the statements easy to audit.
         let delete_ids = match backend {
@@ -241,7 +240,9 @@ impl SqlThreadStore {
                 .await?;
         let any_row = !rows.is_empty();
         match rows.into_iter().find(|(id, _)| id == thread.as_str()) {
-            Some((id, owner)) => owner_from(Some(id), owner).map_err(|e| Failure::Final(GuardError::Store(e))),
+            Some((id, owner)) => {
+                owner_from(Some(id), owner).map_err(|e| Failure::Final(GuardError::Store(e)))
+            }
             // A row under another spelling: the id column compares loosely (a collation), as
             // the reads refuse it too.
             None if any_row => Err(Failure::Final(store_error(
@@ -421,6 +422,21 @@ impl SqlThreadStore {
         Ok(deleted.rows_affected())
     }
 
+    async fn save_messages_of(
+        &self,
+        scope: &ResourceId,
+        messages: &[NewMessage],
+        at: &str,
+    ) -> Result<(), GuardError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.transaction("save_messages", |tx| {
+            self.save_once(tx, scope, messages, at)
+        })
+        .await
+    }
+
     async fn delete_messages_of(
         &self,
         scope: &ResourceId,
@@ -468,7 +484,9 @@ impl ThreadWrites for SqlThreadStore {
         scope: &ResourceId,
         thread: &ThreadId,
     ) -> impl Future<Output = Result<(), GuardError>> + Send {
-        self.transaction("delete_thread", move |tx| self.delete_once(tx, scope, thread))
+        self.transaction("delete_thread", move |tx| {
+            self.delete_once(tx, scope, thread)
+        })
     }
 
     fn save_messages(
@@ -477,15 +495,7 @@ impl ThreadWrites for SqlThreadStore {
         messages: &[NewMessage],
         at: &str,
     ) -> impl Future<Output = Result<(), GuardError>> + Send {
-        async move {
-            if messages.is_empty() {
-                return Ok(());
-            }
-            self.transaction("save_messages", |tx| {
-                self.save_once(tx, scope, messages, at)
-            })
-            .await
-        }
+        self.save_messages_of(scope, messages, at)
     }
 
     fn delete_messages(
