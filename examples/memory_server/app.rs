@@ -257,12 +257,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ThreadPath {
 
 /// A client-chosen thread id, or a fresh one; an empty or otherwise invalid id is 400.
 fn thread_id_or_new(id: Option<String>) -> Result<ThreadId, ApiError> {
-    match id {
-        Some(id) => ThreadId::new(id).map_err(|_| ApiError::bad_request("Invalid thread id")),
-        None => {
-            ThreadId::new(random_id(16)).map_err(|_| ApiError::bad_request("Invalid thread id"))
-        }
-    }
+    let id = id.unwrap_or_else(|| random_id(16));
+    ThreadId::new(id).map_err(|_| ApiError::bad_request("Invalid thread id"))
 }
 
 /// A message id: the rules every id follows (non-empty, at most 256 bytes, no control
