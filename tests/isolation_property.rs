@@ -382,3 +382,263 @@ proptest! {
         rt.block_on(run(ops))?;
     }
 }
+
+// ---- concurrent interleavings of the store's owner-conditional writes ---------------------
+
+mod interleavings {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use futures_util::FutureExt;
+    use proptest::prelude::*;
+    use tower_scope::guard::{
+        GuardError, MemoryThreadStore, NewMessage, ThreadFields, ThreadOwner, ThreadStore,
+        ThreadWrites,
+    };
+    use tower_scope::{ResourceId, ThreadId};
+
+    const USERS: [&str; 3] = ["alice", "bob", "carol"];
+    /// Few ids, shared by every user, so that users collide on them all the time.
+    const THREADS: usize = 3;
+    const MESSAGES: usize = 4;
+
+    #[derive(Debug, Clone)]
+    enum Write {
+        Create(usize),
+        Update(usize),
+        DeleteThread(usize),
+        Save(Vec<(usize, usize)>),
+        DeleteMessages(Vec<usize>),
+    }
+
+    fn write() -> impl Strategy<Value = Write> {
+        prop_oneof![
+            (0..THREADS).prop_map(Write::Create),
+            (0..THREADS).prop_map(Write::Update),
+            (0..THREADS).prop_map(Write::DeleteThread),
+            proptest::collection::vec((0..MESSAGES, 0..THREADS), 1..3).prop_map(Write::Save),
+            proptest::collection::vec(0..MESSAGES, 1..4).prop_map(Write::DeleteMessages),
+        ]
+    }
+
+    fn thread(t: usize) -> ThreadId {
+        ThreadId::new(format!("t{t}")).unwrap()
+    }
+
+    fn message(m: usize) -> String {
+        format!("m{m}")
+    }
+
+    /// What one user owns, from that user's own acknowledged writes alone. No one else can add
+    /// to it or take from it, so it must equal the store's view of that user at every point.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    struct Own {
+        /// thread -> title
+        threads: BTreeMap<String, Option<String>>,
+        /// message -> (thread, content)
+        messages: BTreeMap<String, (String, String)>,
+    }
+
+    /// Runs one write of `user` and checks its answer against what `user` owns. `alone`: no
+    /// other user writes concurrently, so the store's state just before the write is known.
+    fn apply(
+        store: &MemoryThreadStore,
+        (user, step, alone): (usize, usize, bool),
+        op: &Write,
+        own: &mut Own,
+    ) -> Result<(), TestCaseError> {
+        let scope = ResourceId::new(USERS[user]).unwrap();
+        let at = format!("2026-01-01T00:00:{:02}.{:03}Z", step / 1000, step % 1000);
+        let label = format!("{}-{step}", USERS[user]);
+        match op {
+            Write::Create(t) => {
+                let result = store
+                    .create_thread(&scope, &thread(*t), &ThreadFields::titled(&label), &at)
+                    .now_or_never()
+                    .unwrap();
+                match result {
+                    Ok(record) => {
+                        prop_assert_eq!(record.resource, Some(scope));
+                        own.threads.insert(format!("t{t}"), Some(label));
+                    }
+                    Err(err) => {
+                        prop_assert!(!own.threads.contains_key(&format!("t{t}")), "{err:?}");
+                        prop_assert_eq!(err, GuardError::ForeignThread);
+                    }
+                }
+            }
+            Write::Update(t) => {
+                let result = store
+                    .update_thread(&scope, &thread(*t), &ThreadFields::titled(&label), &at)
+                    .now_or_never()
+                    .unwrap();
+                let mine = own.threads.contains_key(&format!("t{t}"));
+                prop_assert_eq!(result.is_ok(), mine, "{:?}", result);
+                if mine {
+                    own.threads.insert(format!("t{t}"), Some(label));
+                }
+            }
+            Write::DeleteThread(t) => {
+                let result = store
+                    .delete_thread(&scope, &thread(*t))
+                    .now_or_never()
+                    .unwrap();
+                let id = format!("t{t}");
+                prop_assert_eq!(
+                    result.is_ok(),
+                    own.threads.contains_key(&id),
+                    "{:?}",
+                    result
+                );
+                own.threads.remove(&id);
+                own.messages.retain(|_, (thread, _)| *thread != id);
+            }
+            Write::Save(entries) => {
+                let batch: Vec<NewMessage> = entries
+                    .iter()
+                    .map(|(m, t)| NewMessage {
+                        id: message(*m),
+                        thread: thread(*t),
+                        role: "user".into(),
+                        kind: "v2".into(),
+                        content: label.clone(),
+                        created_at: at.clone(),
+                    })
+                    .collect();
+                // A batch inside what we own (our threads; our messages, or — when no one else
+                // can write meanwhile — ids no one has) must succeed.
+                let all_mine = entries.iter().all(|(m, t)| {
+                    own.threads.contains_key(&format!("t{t}"))
+                        && (own.messages.contains_key(&message(*m))
+                            || (alone && store.message(&message(*m)).is_none()))
+                });
+                let result = store
+                    .save_messages(&scope, &batch, &at)
+                    .now_or_never()
+                    .unwrap();
+                if all_mine {
+                    prop_assert!(result.is_ok(), "{result:?}");
+                }
+                if result.is_ok() {
+                    for (m, t) in entries {
+                        own.threads.entry(format!("t{t}")).or_insert(None);
+                        own.messages
+                            .insert(message(*m), (format!("t{t}"), label.clone()));
+                    }
+                }
+            }
+            Write::DeleteMessages(ids) => {
+                let ids: Vec<String> = ids.iter().map(|m| message(*m)).collect();
+                let deleted = store
+                    .delete_messages(&scope, &ids)
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap();
+                let distinct: BTreeSet<&String> = ids.iter().collect();
+                let expected = distinct
+                    .iter()
+                    .filter(|id| own.messages.contains_key(id.as_str()))
+                    .count();
+                prop_assert_eq!(deleted, expected as u64, "the real count, only ours");
+                for id in &ids {
+                    own.messages.remove(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the store says `user` owns.
+    fn observed(store: &MemoryThreadStore, user: usize) -> Result<Own, TestCaseError> {
+        let scope = ResourceId::new(USERS[user]).unwrap();
+        let mut seen = Own::default();
+        for t in 0..THREADS {
+            let id = thread(t);
+            if store.thread_owner(&id).now_or_never().unwrap().unwrap()
+                == ThreadOwner::Owned(scope.clone())
+            {
+                seen.threads
+                    .insert(id.to_string(), store.thread(&id).unwrap().title);
+            }
+        }
+        for m in 0..MESSAGES {
+            if let Some(record) = store.message(&message(m))
+                && let Some(thread) = record.thread
+                && seen.threads.contains_key(thread.as_str())
+            {
+                prop_assert_eq!(
+                    &record.resource,
+                    &Some(scope.clone()),
+                    "a message in a user's thread was saved for someone else"
+                );
+                seen.messages
+                    .insert(message(m), (thread.to_string(), record.content.unwrap()));
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Every user owns exactly what their own acknowledged writes say.
+    fn check_all(store: &MemoryThreadStore, own: &[Own]) -> Result<(), TestCaseError> {
+        for (user, own) in own.iter().enumerate() {
+            prop_assert_eq!(&observed(store, user)?, own, "{}", USERS[user]);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Three users' write programs, interleaved write by write in an order proptest picks:
+        /// after every write, each user owns exactly what their own acknowledged writes say —
+        /// nothing taken over, cross-written or lost — and the only refusals are of things the
+        /// user did not own.
+        #[test]
+        fn writes_interleaved_in_any_order_keep_every_user_whole(
+            programs in proptest::collection::vec(proptest::collection::vec(write(), 1..12), USERS.len()),
+            schedule in proptest::collection::vec(0..USERS.len(), 0..64),
+        ) {
+            let store = MemoryThreadStore::new();
+            let mut own: Vec<Own> = (0..USERS.len()).map(|_| Own::default()).collect();
+            let mut next = vec![0usize; USERS.len()];
+            // The schedule picks who writes next; then everyone finishes, round robin.
+            let tail = (0..programs.iter().map(Vec::len).sum::<usize>()).map(|i| i % USERS.len());
+            for (step, user) in schedule.into_iter().chain(tail).enumerate() {
+                let Some(op) = programs[user].get(next[user]) else { continue };
+                next[user] += 1;
+                apply(&store, (user, step, true), op, &mut own[user])?;
+                check_all(&store, &own)?;
+            }
+        }
+
+        /// The same programs on real threads, racing for the store's lock.
+        #[test]
+        fn writes_racing_on_threads_keep_every_user_whole(
+            programs in proptest::collection::vec(proptest::collection::vec(write(), 1..24), USERS.len()),
+        ) {
+            let store = MemoryThreadStore::new();
+            let barrier = std::sync::Barrier::new(USERS.len());
+            let owns: Vec<Result<Own, TestCaseError>> = std::thread::scope(|scope| {
+                let runs: Vec<_> = programs
+                    .iter()
+                    .enumerate()
+                    .map(|(user, program)| {
+                        let (store, barrier) = (&store, &barrier);
+                        scope.spawn(move || {
+                            let mut own = Own::default();
+                            barrier.wait();
+                            for (i, op) in program.iter().enumerate() {
+                                // Steps are unique per user, so contents never repeat.
+                                apply(store, (user, user * 1000 + i, false), op, &mut own)?;
+                                std::thread::yield_now();
+                            }
+                            Ok(own)
+                        })
+                    })
+                    .collect();
+                runs.into_iter().map(|run| run.join().unwrap()).collect()
+            });
+            let owns = owns.into_iter().collect::<Result<Vec<_>, _>>()?;
+            check_all(&store, &owns)?;
+        }
+    }
+}

@@ -400,3 +400,192 @@ async fn org_scoped_users_are_isolated_by_org_and_user() {
         StatusCode::OK
     );
 }
+
+/// Input built to break the handlers: every answer is a clear status with Mastra's JSON body,
+/// nothing panics, nothing is half-written.
+#[tokio::test]
+async fn hostile_input_gets_mastras_json_answers_and_no_panic() {
+    let base = start().await;
+    let alice = User::new(&base, "alice");
+    let (status, thread) = alice
+        .call(
+            Method::POST,
+            "/api/memory/threads",
+            Some(json!({"threadId": "t-robust", "title": "kept"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{thread}");
+
+    // Pagination that overflows `page * perPage` is a 400, not a panic and a dropped connection.
+    for query in [
+        "page=9223372036854775807",
+        "page=2&perPage=9223372036854775807",
+        "page=4611686018427387904&perPage=2",
+        "page=99999999999999999999",
+        "perPage=-1",
+        "page=1.5",
+    ] {
+        let (status, body) = alice
+            .call(Method::GET, &format!("/api/memory/threads?{query}"), None)
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("Invalid query parameters")),
+            "{query}: {body}"
+        );
+    }
+    let (status, body) = alice
+        .call(
+            Method::GET,
+            "/api/memory/threads?perPage=9223372036854775807",
+            None,
+        )
+        .await;
+    assert_eq!((status, body["total"].as_i64()), (StatusCode::OK, Some(1)));
+    assert_eq!(body["hasMore"], false);
+
+    // Bodies that are JSON but not what the route takes: Mastra's 400, never axum's 415/422.
+    for (method, path, bad) in [
+        (Method::POST, "/api/memory/threads", json!({"title": 5})),
+        (
+            Method::PATCH,
+            "/api/memory/threads/t-robust",
+            json!({"metadata": "x", "title": []}),
+        ),
+        (
+            Method::POST,
+            "/api/memory/save-messages",
+            json!({"messages": [{"threadId": "t-robust", "resourceId": "alice", "role": "user"}]}),
+        ),
+        (
+            Method::POST,
+            "/api/memory/messages/delete",
+            json!({"messageIds": [7]}),
+        ),
+    ] {
+        let (status, body) = alice.call(method.clone(), path, Some(bad.clone())).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path} {bad}: {body}"
+        );
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("Invalid request body")
+                || body["error"] == "messageIds must be ids or objects with an id",
+            "{body}"
+        );
+    }
+    // The handler parses the same bytes the guard parsed, whatever the content type says.
+    let res = alice
+        .client
+        .post(format!("{base}/api/memory/threads"))
+        .bearer_auth(&alice.token)
+        .header("content-type", "text/plain")
+        .body(r#"{"threadId": "t-plain", "title": "no json content type"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = alice
+        .client
+        .patch(format!("{base}/api/memory/threads/t-robust"))
+        .bearer_auth(&alice.token)
+        .header("content-type", "application/json")
+        .body(r#"{"title": "#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "Invalid request body"
+    );
+
+    // One body limit, 4.5 MB: 3 MB is fine (axum alone would stop at 2 MB), 5 MB is a JSON 413.
+    let big = "x".repeat(3 * 1024 * 1024);
+    let (status, body) = alice
+        .call(
+            Method::POST,
+            "/api/memory/threads",
+            Some(json!({"threadId": "t-big", "metadata": {"blob": big}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let huge = "x".repeat(5 * 1024 * 1024);
+    for path in ["/api/memory/threads", "/api/memory/threads/t-robust"] {
+        let method = if path.ends_with("threads") {
+            Method::POST
+        } else {
+            Method::PATCH
+        };
+        let (status, body) = alice.call(method, path, Some(json!({"title": huge}))).await;
+        assert_eq!(
+            (status, body),
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": "Request body too large"})
+            ),
+            "{path}"
+        );
+    }
+
+    // Empty ids are refused with 400, and nothing is written.
+    for (path, body) in [
+        ("/api/memory/threads", json!({"threadId": ""})),
+        (
+            "/api/memory/save-messages",
+            json!({"messages": [{"id": "", "threadId": "t-robust", "resourceId": "alice", "role": "user", "content": "x"}]}),
+        ),
+        (
+            "/api/memory/save-messages",
+            json!({"messages": [{"id": "m-ok", "threadId": "", "resourceId": "alice", "role": "user", "content": "x"}]}),
+        ),
+        ("/api/memory/messages/delete", json!({"messageIds": [""]})),
+        (
+            "/api/memory/messages/delete",
+            json!({"messageIds": {"id": ""}}),
+        ),
+    ] {
+        let (status, answer) = alice.call(Method::POST, path, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    let (_, messages) = alice
+        .call(Method::GET, "/api/memory/threads/t-robust/messages", None)
+        .await;
+    assert_eq!(messages["messages"], json!([]));
+
+    // Deleting messages reports what happened: unknown ids are not counted.
+    let save = json!({"messages": [{"id": "m-real", "threadId": "t-robust", "resourceId": "alice", "role": "user", "content": "x"}]});
+    assert_eq!(
+        alice
+            .call(Method::POST, "/api/memory/save-messages", Some(save))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, deleted) = alice
+        .call(
+            Method::POST,
+            "/api/memory/messages/delete",
+            Some(json!({"messageIds": ["m-real", "m-real", "ghost", {"id": "ghost-2"}]})),
+        )
+        .await;
+    assert_eq!(
+        (status, deleted),
+        (
+            StatusCode::OK,
+            json!({"success": true, "message": "1 message deleted successfully"})
+        )
+    );
+
+    // The thread survived all of it unchanged.
+    let (_, thread) = alice
+        .call(Method::GET, "/api/memory/threads/t-robust", None)
+        .await;
+    assert_eq!(thread["title"], "kept");
+}

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tower_scope::guard::{
-    MessageThread, SqlThreadStore, StoreError, TableNames, ThreadOwner, ThreadStore,
+    GuardError, MemoryThreadStore, MessageThread, NewMessage, SqlThreadStore, StoreError,
+    TableNames, ThreadFields, ThreadOwner, ThreadStore, ThreadWrites,
 };
 use tower_scope::{ConfigError, ResourceId, ThreadId};
 
@@ -436,6 +437,340 @@ async fn backend_failures_are_backend_errors(store: &SqlThreadStore) {
     assert!(!format!("{store:?}").contains("postgres://"));
 }
 
+// ---- owner-conditional writes, each run on every store (memory included) ------------------
+
+/// How a scenario plants what no owner-conditional write can make: shared threads, orphans.
+trait Fixtures: ThreadWrites {
+    async fn prepare(&self) {}
+    async fn shared_thread(&self, id: &str);
+    async fn orphan_message(&self, id: &str, thread: &str);
+}
+
+impl Fixtures for SqlThreadStore {
+    async fn prepare(&self) {
+        self.create_schema().await.unwrap();
+    }
+
+    async fn shared_thread(&self, id: &str) {
+        insert_thread(self, id, None).await;
+    }
+
+    async fn orphan_message(&self, id: &str, thread: &str) {
+        insert_message(self, id, Some(thread)).await;
+    }
+}
+
+impl Fixtures for MemoryThreadStore {
+    async fn shared_thread(&self, id: &str) {
+        self.insert_thread(thread(id), None);
+    }
+
+    async fn orphan_message(&self, id: &str, thread_id: &str) {
+        self.insert_message(id, Some(thread(thread_id)));
+    }
+}
+
+fn resource(id: &str) -> ResourceId {
+    ResourceId::new(id).unwrap()
+}
+
+fn at(second: u32) -> String {
+    format!("2026-01-01T00:00:{second:02}.000Z")
+}
+
+fn fields(title: &str, metadata: &str) -> ThreadFields {
+    ThreadFields {
+        title: Some(title.to_owned()),
+        metadata: Some(metadata.to_owned()),
+    }
+}
+
+fn message(id: &str, thread_id: &str, content: &str) -> NewMessage {
+    NewMessage {
+        id: id.to_owned(),
+        thread: thread(thread_id),
+        role: "user".to_owned(),
+        kind: "v2".to_owned(),
+        content: content.to_owned(),
+        created_at: at(0),
+    }
+}
+
+/// The thread each message lives in (absent: no such message).
+async fn threads_of(store: &impl ThreadStore, ids: &[&str]) -> HashMap<String, Option<String>> {
+    store
+        .message_threads(&strings(ids))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, m)| (id, m.thread.map(|t| t.to_string())))
+        .collect()
+}
+
+async fn create_is_an_upsert_for_the_owner_only(store: &impl Fixtures) {
+    store.prepare().await;
+    let (alice, bob, t1) = (resource("alice"), resource("bob"), thread("t1"));
+
+    let created = store
+        .create_thread(&alice, &t1, &fields("diary", r#"{"v":1}"#), &at(1))
+        .await
+        .unwrap();
+    assert_eq!(created.id, t1);
+    assert_eq!(created.resource, Some(alice.clone()));
+    assert_eq!(created.title.as_deref(), Some("diary"));
+    assert_eq!(created.metadata.as_deref(), Some(r#"{"v":1}"#));
+    assert_eq!(
+        (created.created_at.as_deref(), created.updated_at.as_deref()),
+        (Some(at(1).as_str()), Some(at(1).as_str()))
+    );
+
+    // Re-saving one's own thread replaces title and metadata (Mastra's upsert).
+    let resaved = store
+        .create_thread(&alice, &t1, &ThreadFields::titled("journal"), &at(2))
+        .await
+        .unwrap();
+    assert_eq!(resaved.title.as_deref(), Some("journal"));
+    assert_eq!(resaved.metadata, None);
+    assert_eq!(resaved.created_at.as_deref(), Some(at(1).as_str()));
+    assert_eq!(resaved.updated_at.as_deref(), Some(at(2).as_str()));
+
+    // Someone else's id: refused, nothing written.
+    assert_eq!(
+        store
+            .create_thread(&bob, &t1, &fields("mine", "{}"), &at(3))
+            .await,
+        Err(GuardError::ForeignThread)
+    );
+    let unchanged = store
+        .update_thread(&alice, &t1, &ThreadFields::default(), &at(4))
+        .await
+        .unwrap();
+    assert_eq!(unchanged.resource, Some(alice));
+    assert_eq!(unchanged.title.as_deref(), Some("journal"));
+    assert_eq!(unchanged.metadata, None);
+}
+
+async fn update_and_delete_only_where_the_owner_matches(store: &impl Fixtures) {
+    store.prepare().await;
+    let (alice, bob, t1) = (resource("alice"), resource("bob"), thread("t1"));
+    store
+        .create_thread(&alice, &t1, &fields("diary", "{}"), &at(1))
+        .await
+        .unwrap();
+    store
+        .save_messages(&alice, &[message("m1", "t1", "secret")], &at(1))
+        .await
+        .unwrap();
+
+    let rename = ThreadFields::titled("pwned");
+    assert_eq!(
+        store.update_thread(&bob, &t1, &rename, &at(2)).await,
+        Err(GuardError::ForeignThread)
+    );
+    assert_eq!(
+        store
+            .update_thread(&alice, &thread("ghost"), &rename, &at(2))
+            .await,
+        Err(GuardError::ThreadNotFound)
+    );
+    assert_eq!(
+        store.delete_thread(&bob, &t1).await,
+        Err(GuardError::ForeignThread)
+    );
+    assert_eq!(store.thread_owner(&t1).await.unwrap(), owned("alice"));
+    assert_eq!(threads_of(store, &["m1"]).await.len(), 1);
+
+    // A `None` field keeps its value.
+    let renamed = store
+        .update_thread(
+            &alice,
+            &t1,
+            &ThreadFields {
+                title: None,
+                metadata: Some(r#"{"k":2}"#.into()),
+            },
+            &at(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.title.as_deref(), Some("diary"));
+    assert_eq!(renamed.metadata.as_deref(), Some(r#"{"k":2}"#));
+    assert_eq!(renamed.updated_at.as_deref(), Some(at(3).as_str()));
+
+    store.delete_thread(&alice, &t1).await.unwrap();
+    assert_eq!(store.thread_owner(&t1).await.unwrap(), ThreadOwner::Missing);
+    assert!(
+        threads_of(store, &["m1"]).await.is_empty(),
+        "its messages go too"
+    );
+    assert_eq!(
+        store.delete_thread(&alice, &t1).await,
+        Err(GuardError::ThreadNotFound)
+    );
+}
+
+async fn saved_messages_are_all_or_none_and_never_anothers(store: &impl Fixtures) {
+    store.prepare().await;
+    let (alice, bob) = (resource("alice"), resource("bob"));
+
+    // A missing thread is created for the caller in the same transaction.
+    store
+        .save_messages(&alice, &[message("m1", "t-a", "alice's")], &at(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.thread_owner(&thread("t-a")).await.unwrap(),
+        owned("alice")
+    );
+    store
+        .create_thread(&bob, &thread("t-b"), &ThreadFields::default(), &at(1))
+        .await
+        .unwrap();
+
+    // Bob can neither write into alice's thread nor overwrite (or move) alice's message id.
+    assert_eq!(
+        store
+            .save_messages(&bob, &[message("m-b", "t-a", "bob's")], &at(2))
+            .await,
+        Err(GuardError::ForeignThread)
+    );
+    assert_eq!(
+        store
+            .save_messages(&bob, &[message("m1", "t-b", "bob's")], &at(2))
+            .await,
+        Err(GuardError::ForeignThread)
+    );
+    // All or none: a refused entry undoes the whole batch, a thread it would create included.
+    let batch = [
+        message("m-b2", "t-b-new", "bob's"),
+        message("m-b3", "t-b", "bob's"),
+        message("m1", "t-b", "bob's"),
+    ];
+    assert_eq!(
+        store.save_messages(&bob, &batch, &at(3)).await,
+        Err(GuardError::ForeignThread)
+    );
+    assert_eq!(
+        store.thread_owner(&thread("t-b-new")).await.unwrap(),
+        ThreadOwner::Missing
+    );
+    assert_eq!(
+        threads_of(store, &["m1", "m-b", "m-b2", "m-b3"]).await,
+        HashMap::from([("m1".to_owned(), Some("t-a".to_owned()))])
+    );
+
+    // The owner moves her own message between her threads (Mastra's upsert by id).
+    store
+        .save_messages(
+            &alice,
+            &[message("m1", "t-a2", "edited"), message("m2", "t-a", "two")],
+            &at(4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        threads_of(store, &["m1", "m2"]).await,
+        HashMap::from([
+            ("m1".to_owned(), Some("t-a2".to_owned())),
+            ("m2".to_owned(), Some("t-a".to_owned())),
+        ])
+    );
+    assert_eq!(store.save_messages(&alice, &[], &at(5)).await, Ok(()));
+}
+
+async fn shared_threads_and_orphans_are_never_written(store: &impl Fixtures) {
+    store.prepare().await;
+    let alice = resource("alice");
+    store.shared_thread("t-shared").await;
+    store.orphan_message("m-orphan", "t-gone").await;
+    let shared = thread("t-shared");
+    let title = ThreadFields::titled("mine now");
+
+    assert_eq!(
+        store.create_thread(&alice, &shared, &title, &at(1)).await,
+        Err(GuardError::UnownedThread)
+    );
+    assert_eq!(
+        store.update_thread(&alice, &shared, &title, &at(1)).await,
+        Err(GuardError::UnownedThread)
+    );
+    assert_eq!(
+        store.delete_thread(&alice, &shared).await,
+        Err(GuardError::UnownedThread)
+    );
+    assert_eq!(
+        store
+            .save_messages(&alice, &[message("m1", "t-shared", "x")], &at(1))
+            .await,
+        Err(GuardError::UnownedThread)
+    );
+    assert_eq!(
+        store
+            .save_messages(&alice, &[message("m-orphan", "t-a", "x")], &at(1))
+            .await,
+        Err(GuardError::UnverifiableMessage)
+    );
+    assert_eq!(
+        store.thread_owner(&shared).await.unwrap(),
+        ThreadOwner::Unowned
+    );
+    assert_eq!(
+        store.thread_owner(&thread("t-a")).await.unwrap(),
+        ThreadOwner::Missing
+    );
+    assert_eq!(
+        store.delete_messages(&alice, &strings(&["m-orphan"])).await,
+        Ok(0)
+    );
+}
+
+async fn message_deletion_counts_only_the_callers(store: &impl Fixtures) {
+    store.prepare().await;
+    let (alice, bob) = (resource("alice"), resource("bob"));
+    store
+        .save_messages(
+            &alice,
+            &[message("m1", "t-a", "1"), message("m2", "t-a", "2")],
+            &at(1),
+        )
+        .await
+        .unwrap();
+    store
+        .save_messages(&bob, &[message("m3", "t-b", "3")], &at(1))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store
+            .delete_messages(&bob, &strings(&["m1", "m3", "ghost"]))
+            .await,
+        Ok(1),
+        "bob's own message only"
+    );
+    assert_eq!(threads_of(store, &["m1", "m3"]).await.len(), 1);
+    assert_eq!(store.delete_messages(&alice, &[]).await, Ok(0));
+
+    // Far more ids than any database binds as parameters: still one statement, exact count.
+    let mut many: Vec<String> = (0..70_000).map(|i| format!("unknown-{i}")).collect();
+    many.extend(strings(&["m1", "m1", "m2", "m3"]));
+    assert_eq!(store.delete_messages(&alice, &many).await, Ok(2));
+    assert!(threads_of(store, &["m1", "m2"]).await.is_empty());
+}
+
+macro_rules! on_every_store {
+    ($($scenario:ident),* $(,)?) => {
+        mod memory_store {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(&tower_scope::guard::MemoryThreadStore::new()).await;
+                }
+            )*
+        }
+        on_every_backend!($($scenario),*);
+    };
+}
+
 macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {
         #[cfg(feature = "sqlite")]
@@ -475,6 +810,18 @@ macro_rules! on_every_backend {
             )*
         }
     };
+}
+
+mod writes {
+    use super::*;
+
+    on_every_store!(
+        create_is_an_upsert_for_the_owner_only,
+        update_and_delete_only_where_the_owner_matches,
+        saved_messages_are_all_or_none_and_never_anothers,
+        shared_threads_and_orphans_are_never_written,
+        message_deletion_counts_only_the_callers,
+    );
 }
 
 on_every_backend!(

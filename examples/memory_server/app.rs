@@ -1,24 +1,45 @@
 //! The memory server's application: Mastra's memory API on SQL, behind the tower-scope stack.
 //!
-//! The handlers are deliberately naive: they trust the `resourceId` and thread ids they are
-//! given. Every isolation guarantee comes from the layers in front of them.
+//! Two lines of defence, and the handlers are the second one:
+//!
+//! 1. The layers refuse early, on a snapshot: no token, a forged `resourceId`, another user's
+//!    thread or message id. Cheap, and the handler never sees those requests.
+//! 2. Every handler write is owner-conditional ([`ThreadWrites`]): the store checks the owner
+//!    in the same statement or transaction that writes. Between the guard's look and the
+//!    write another user may create, delete or recreate the same client-chosen id; the store
+//!    refuses then (403 / 404, as the guard would), so no one takes over, cross-writes or
+//!    deletes another user's thread or message. Reads are filtered by owner too.
+//!
+//! Handlers take the caller's resource from the request extensions ([`Caller`], set by
+//! `ResourceScopeLayer`), never from the body or query. Every refusal is Mastra's JSON shape
+//! `{"error": "..."}`: bodies and queries go through [`Body`] and [`Params`], whose rejections
+//! are 400 `Invalid request body` / `Invalid query parameters` (with `issues`) and 413
+//! `Request body too large` over the one body limit, [`DEFAULT_MAX_BODY`] (4.5 MB, Mastra's
+//! default), which the guard and axum share.
 #![allow(dead_code)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
-use tower_scope::guard::{SqlThreadStore, ThreadGuardLayer};
+use tower_scope::guard::{
+    DEFAULT_MAX_BODY, GuardError, NewMessage, SqlThreadStore, StoreError, ThreadFields,
+    ThreadGuardLayer, ThreadRecord, ThreadWrites,
+};
 use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtKey};
 use tower_scope::{
-    BearerAuthLayer, ConfigError, CorsLayer, JsonErrorLayer, LogLayer, ResourceScopeLayer,
+    BearerAuthLayer, ConfigError, CorsLayer, JsonErrorLayer, LogLayer, Rejection, RejectionKind,
+    ResourceId, ResourceScopeLayer, ThreadId,
 };
 
 /// The claims the server accepts: `sub`, and an optional `org_id` for org-scoped resources.
@@ -76,7 +97,6 @@ pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigE
     let log = LogLayer::new()
         .exclude_path("/health")?
         .user(|c: &Claims| c.sub.clone());
-    let pool = store.pool().clone();
     let router = Router::new()
         .route("/health", get(health))
         .route("/api/memory/threads", get(list_threads).post(create_thread))
@@ -90,7 +110,9 @@ pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigE
         )
         .route("/api/memory/save-messages", post(save_messages))
         .route("/api/memory/messages/delete", post(delete_messages))
-        .with_state(pool)
+        .with_state(store.clone())
+        // One body limit for the guard and axum's extractors: Mastra's 4.5 MB.
+        .layer(DefaultBodyLimit::max(DEFAULT_MAX_BODY))
         // Last `.layer()` is outermost.
         .layer(ThreadGuardLayer::new(store).mastra_memory_routes("/api")?)
         .layer(ResourceScopeLayer::new(resource_of))
@@ -101,12 +123,150 @@ pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigE
     Ok(router)
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+// ---- refusals and extractors: Mastra's JSON shape for every answer that is not a 200 ----------
+
+/// A refusal rendered as Mastra renders it: `{"error": "..."}`, plus `issues` for input that
+/// does not parse.
+#[derive(Debug)]
+pub struct ApiError {
+    rejection: Rejection,
+    issues: Option<Value>,
 }
 
-fn db_error(_err: sqlx::Error) -> Response {
-    error(StatusCode::INTERNAL_SERVER_ERROR, "Database error")
+impl ApiError {
+    fn bad_request(message: &'static str) -> Self {
+        Rejection::with_message(RejectionKind::BadRequest, message).into()
+    }
+
+    fn invalid(message: &'static str, reason: String) -> Self {
+        Self {
+            issues: Some(json!([{ "message": reason }])),
+            ..Self::bad_request(message)
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        Self {
+            rejection,
+            issues: None,
+        }
+    }
+}
+
+impl From<GuardError> for ApiError {
+    fn from(err: GuardError) -> Self {
+        if let GuardError::Store(detail) = &err {
+            // The detail may name hosts or queries: it goes to the log, never to the client.
+            tracing::error!(%detail, "thread store failed");
+        }
+        Rejection::from(err).into()
+    }
+}
+
+fn store_failed(err: sqlx::Error) -> ApiError {
+    GuardError::Store(StoreError::Backend(err.to_string())).into()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.rejection.message() });
+        let status = self.rejection.status();
+        match self.issues {
+            Some(issues) => {
+                body["issues"] = issues;
+                (status, Json(body)).into_response()
+            }
+            None => {
+                // The typed refusal rides along for the log; JsonErrorLayer, seeing it, renders
+                // the same `{"error"}` body again (it would drop `issues`, hence not above).
+                let mut response = (status, Json(body)).into_response();
+                response.extensions_mut().insert(self.rejection);
+                response
+            }
+        }
+    }
+}
+
+/// The caller's resource, as `ResourceScopeLayer` set it; 403 when the request is unscoped.
+pub struct Caller(pub ResourceId);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let scope = parts.extensions.get::<ResourceId>().cloned();
+        scope
+            .map(Caller)
+            .ok_or_else(|| GuardError::NotScoped.into())
+    }
+}
+
+/// A JSON body, parsed whatever its content type (as the guard parses it, and as Mastra does):
+/// 400 `Invalid request body` when it does not parse into `T`, 413 over the body limit.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Rejection::new(RejectionKind::PayloadTooLarge).into()
+            } else {
+                ApiError::invalid("Invalid request body", rejection.body_text())
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|err| ApiError::invalid("Invalid request body", err.to_string()))
+    }
+}
+
+/// Query parameters: 400 `Invalid query parameters` when they do not parse into `T`.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Query::try_from_uri(&parts.uri)
+            .map(|Query(query)| Params(query))
+            .map_err(|rejection| {
+                ApiError::invalid("Invalid query parameters", rejection.body_text())
+            })
+    }
+}
+
+/// The `{thread_id}` path parameter as a valid [`ThreadId`]; 400 otherwise.
+pub struct ThreadPath(pub ThreadId);
+
+impl<S: Send + Sync> FromRequestParts<S> for ThreadPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let invalid = || ApiError::bad_request("Invalid thread id");
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| invalid())?;
+        ThreadId::new(raw).map(ThreadPath).map_err(|_| invalid())
+    }
+}
+
+/// A client-chosen thread id, or a fresh one; an empty or otherwise invalid id is 400.
+fn thread_id_or_new(id: Option<String>) -> Result<ThreadId, ApiError> {
+    let id = id.unwrap_or_else(|| random_id(16));
+    ThreadId::new(id).map_err(|_| ApiError::bad_request("Invalid thread id"))
+}
+
+/// A message id: the rules every id follows (non-empty, at most 256 bytes, no control
+/// characters), checked by the crate's one id validator.
+fn message_id(id: String) -> Result<String, ApiError> {
+    match ThreadId::new(&id) {
+        Ok(_) => Ok(id),
+        Err(_) => Err(ApiError::bad_request("Invalid message id")),
+    }
 }
 
 /// An RFC 3339 UTC timestamp with milliseconds, like Mastra stores.
@@ -146,15 +306,28 @@ async fn health() -> Json<Value> {
     Json(json!({ "success": true }))
 }
 
-fn thread_json(row: &AnyRow) -> Value {
-    let metadata: Option<String> = row.try_get("metadata").ok().flatten();
+/// Mastra's thread JSON; `metadata` is stored as JSON text.
+fn thread_json(thread: &ThreadRecord) -> Value {
     json!({
-        "id": row.try_get::<String, _>("id").unwrap_or_default(),
-        "resourceId": row.try_get::<Option<String>, _>("resourceId").ok().flatten(),
-        "title": row.try_get::<Option<String>, _>("title").ok().flatten(),
+        "id": thread.id.as_str(),
+        "resourceId": thread.resource.as_ref().map(ResourceId::as_str),
+        "title": thread.title,
+        "metadata": thread.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
+        "createdAt": thread.created_at,
+        "updatedAt": thread.updated_at,
+    })
+}
+
+fn thread_row_json(row: &AnyRow) -> Value {
+    let text = |column: &str| row.try_get::<Option<String>, _>(column).ok().flatten();
+    let metadata = text("metadata");
+    json!({
+        "id": text("id"),
+        "resourceId": text("resourceId"),
+        "title": text("title"),
         "metadata": metadata.and_then(|m| serde_json::from_str::<Value>(&m).ok()),
-        "createdAt": row.try_get::<Option<String>, _>("createdAt").ok().flatten(),
-        "updatedAt": row.try_get::<Option<String>, _>("updatedAt").ok().flatten(),
+        "createdAt": text("createdAt"),
+        "updatedAt": text("updatedAt"),
     })
 }
 
@@ -162,8 +335,6 @@ const THREAD_COLUMNS: &str = r#"id, "resourceId", title, metadata, "createdAt", 
 
 #[derive(Deserialize)]
 struct ListQuery {
-    #[serde(rename = "resourceId")]
-    resource_id: Option<String>,
     page: Option<String>,
     #[serde(rename = "perPage")]
     per_page: Option<String>,
@@ -177,56 +348,63 @@ fn non_negative(value: Option<&str>, default: i64) -> Option<i64> {
     }
 }
 
-/// Lists the threads of `?resourceId=` — which the scope layer has forced to the caller's.
-async fn list_threads(State(pool): State<AnyPool>, Query(q): Query<ListQuery>) -> Response {
-    let (Some(page), Some(per_page)) = (
-        non_negative(q.page.as_deref(), 0),
-        non_negative(q.per_page.as_deref(), 100),
-    ) else {
-        return error(StatusCode::BAD_REQUEST, "Invalid query parameters");
-    };
-    let per_page = per_page.max(1);
-    // Naive on purpose: without a resourceId it would list everyone's threads.
-    let (filter, resource) = match &q.resource_id {
-        Some(r) => (r#"WHERE "resourceId" = $1"#, Some(r.clone())),
-        None => ("", None),
-    };
-    let count_sql = format!(r#"SELECT COUNT(*) AS total FROM mastra_threads {filter}"#);
-    let mut count = sqlx::query(&count_sql);
-    if let Some(r) = &resource {
-        count = count.bind(r.clone());
-    }
-    let total: i64 = match count.fetch_one(&pool).await {
-        Ok(row) => row.try_get("total").unwrap_or(0),
-        Err(e) => return db_error(e),
-    };
-    let list_sql = format!(
-        r#"SELECT {THREAD_COLUMNS} FROM mastra_threads {filter} ORDER BY "createdAt" DESC, id LIMIT {per_page} OFFSET {}"#,
-        page * per_page
+/// Lists the caller's threads, newest first. A `?resourceId=` is ignored: the scope decides.
+async fn list_threads(
+    State(store): State<SqlThreadStore>,
+    Caller(scope): Caller,
+    Params(q): Params<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let invalid = || ApiError::bad_request("Invalid query parameters");
+    let page = non_negative(q.page.as_deref(), 0).ok_or_else(invalid)?;
+    let per_page = non_negative(q.per_page.as_deref(), 100)
+        .ok_or_else(invalid)?
+        .max(1);
+    // `?page=9223372036854775807` must be a 400, not an overflow panic.
+    let offset = page.checked_mul(per_page).ok_or_else(invalid)?;
+    let total: i64 =
+        sqlx::query(r#"SELECT COUNT(*) AS total FROM mastra_threads WHERE "resourceId" = $1"#)
+            .bind(scope.as_str())
+            .fetch_one(store.pool())
+            .await
+            .map_err(store_failed)?
+            .try_get("total")
+            .unwrap_or(0);
+    let sql = format!(
+        r#"SELECT {THREAD_COLUMNS} FROM mastra_threads WHERE "resourceId" = $1
+        ORDER BY "createdAt" DESC, id LIMIT $2 OFFSET $3"#
     );
-    let mut list = sqlx::query(&list_sql);
-    if let Some(r) = &resource {
-        list = list.bind(r.clone());
-    }
-    match list.fetch_all(&pool).await {
-        Ok(rows) => {
-            let threads: Vec<Value> = rows.iter().map(thread_json).collect();
-            let has_more = (page + 1) * per_page < total;
-            Json(json!({ "threads": threads, "total": total, "page": page, "perPage": per_page, "hasMore": has_more }))
-                .into_response()
-        }
-        Err(e) => db_error(e),
-    }
+    let rows = sqlx::query(&sql)
+        .bind(scope.as_str())
+        .bind(per_page)
+        .bind(offset)
+        .fetch_all(store.pool())
+        .await
+        .map_err(store_failed)?;
+    let threads: Vec<Value> = rows.iter().map(thread_row_json).collect();
+    let has_more = offset.checked_add(per_page).is_some_and(|end| end < total);
+    Ok(Json(
+        json!({ "threads": threads, "total": total, "page": page, "perPage": per_page, "hasMore": has_more }),
+    ))
 }
 
-async fn fetch_thread(pool: &AnyPool, id: &str) -> Result<Option<Value>, sqlx::Error> {
-    let sql = format!(r#"SELECT {THREAD_COLUMNS} FROM mastra_threads WHERE id = $1"#);
-    Ok(sqlx::query(&sql)
-        .bind(id.to_owned())
-        .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(thread_json))
+/// The caller's thread: read by id *and* owner, so a thread recreated by someone else after the
+/// guard looked is not shown.
+async fn get_thread(
+    State(store): State<SqlThreadStore>,
+    Caller(scope): Caller,
+    ThreadPath(thread): ThreadPath,
+) -> Result<Json<Value>, ApiError> {
+    let sql = format!(
+        r#"SELECT {THREAD_COLUMNS} FROM mastra_threads WHERE id = $1 AND "resourceId" = $2"#
+    );
+    let row = sqlx::query(&sql)
+        .bind(thread.as_str())
+        .bind(scope.as_str())
+        .fetch_optional(store.pool())
+        .await
+        .map_err(store_failed)?;
+    row.map(|row| Json(thread_row_json(&row)))
+        .ok_or_else(|| GuardError::ThreadNotFound.into())
 }
 
 #[derive(Deserialize)]
@@ -235,131 +413,99 @@ struct CreateThread {
     metadata: Option<Value>,
     #[serde(rename = "threadId")]
     thread_id: Option<String>,
-    #[serde(rename = "resourceId")]
-    resource_id: Option<String>,
 }
 
-/// Creates (or re-saves) a thread for the body's `resourceId` — forced to the caller's.
-async fn create_thread(State(pool): State<AnyPool>, Json(body): Json<CreateThread>) -> Response {
-    let Some(resource) = body.resource_id.filter(|r| !r.is_empty()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "Argument \"resourceId\" is required",
-        );
+/// Creates a thread for the caller, or re-saves the caller's own (Mastra's upsert); another
+/// user's id is refused by the store even when it appeared after the guard looked.
+async fn create_thread(
+    State(store): State<SqlThreadStore>,
+    Caller(scope): Caller,
+    Body(body): Body<CreateThread>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id_or_new(body.thread_id)?;
+    let fields = ThreadFields {
+        title: body.title,
+        metadata: body.metadata.map(|m| m.to_string()),
     };
-    let id = body.thread_id.unwrap_or_else(|| random_id(16));
-    let now = now_iso();
-    let sql = r#"INSERT INTO mastra_threads (id, "resourceId", title, metadata, "createdAt", "updatedAt")
-        VALUES ($1, $2, $3, $4, $5, $6)
-        ON CONFLICT (id) DO UPDATE SET title = excluded.title, metadata = excluded.metadata,
-            "resourceId" = excluded."resourceId", "updatedAt" = excluded."updatedAt""#;
-    let result = sqlx::query(sql)
-        .bind(id.clone())
-        .bind(resource)
-        .bind(body.title)
-        .bind(body.metadata.map(|m| m.to_string()))
-        .bind(now.clone())
-        .bind(now)
-        .execute(&pool)
-        .await;
-    match result {
-        Ok(_) => match fetch_thread(&pool, &id).await {
-            Ok(Some(thread)) => Json(thread).into_response(),
-            Ok(None) => error(StatusCode::NOT_FOUND, "Thread not found"),
-            Err(e) => db_error(e),
-        },
-        Err(e) => db_error(e),
-    }
-}
-
-async fn get_thread(State(pool): State<AnyPool>, Path(thread_id): Path<String>) -> Response {
-    match fetch_thread(&pool, &thread_id).await {
-        Ok(Some(thread)) => Json(thread).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "Thread not found"),
-        Err(e) => db_error(e),
-    }
+    let created = store
+        .create_thread(&scope, &thread, &fields, &now_iso())
+        .await?;
+    Ok(Json(thread_json(&created)))
 }
 
 #[derive(Deserialize)]
 struct UpdateThread {
     title: Option<String>,
     metadata: Option<Value>,
-    #[serde(rename = "resourceId")]
-    resource_id: Option<String>,
 }
 
-/// Updates title, metadata and — naively — `resourceId` (the guard forces it to the caller's).
+/// Changes title and metadata of the caller's thread; its owner never changes (a body
+/// `resourceId` is ignored).
 async fn update_thread(
-    State(pool): State<AnyPool>,
-    Path(thread_id): Path<String>,
-    Json(body): Json<UpdateThread>,
-) -> Response {
-    let sql = r#"UPDATE mastra_threads SET title = COALESCE($1, title), metadata = COALESCE($2, metadata),
-        "resourceId" = COALESCE($3, "resourceId"), "updatedAt" = $4 WHERE id = $5"#;
-    let result = sqlx::query(sql)
-        .bind(body.title)
-        .bind(body.metadata.map(|m| m.to_string()))
-        .bind(body.resource_id)
-        .bind(now_iso())
-        .bind(thread_id.clone())
-        .execute(&pool)
-        .await;
-    match result {
-        Ok(_) => get_thread(State(pool), Path(thread_id)).await,
-        Err(e) => db_error(e),
-    }
+    State(store): State<SqlThreadStore>,
+    Caller(scope): Caller,
+    ThreadPath(thread): ThreadPath,
+    Body(body): Body<UpdateThread>,
+) -> Result<Json<Value>, ApiError> {
+    let fields = ThreadFields {
+        title: body.title,
+        metadata: body.metadata.map(|m| m.to_string()),
+    };
+    let updated = store
+        .update_thread(&scope, &thread, &fields, &now_iso())
+        .await?;
+    Ok(Json(thread_json(&updated)))
 }
 
-async fn delete_thread(State(pool): State<AnyPool>, Path(thread_id): Path<String>) -> Response {
-    let messages = sqlx::query("DELETE FROM mastra_messages WHERE thread_id = $1")
-        .bind(thread_id.clone())
-        .execute(&pool)
-        .await;
-    let thread = sqlx::query("DELETE FROM mastra_threads WHERE id = $1")
-        .bind(thread_id)
-        .execute(&pool)
-        .await;
-    match (messages, thread) {
-        (Ok(_), Ok(done)) if done.rows_affected() > 0 => {
-            Json(json!({ "result": "Thread deleted" })).into_response()
-        }
-        (Ok(_), Ok(_)) => error(StatusCode::NOT_FOUND, "Thread not found"),
-        (Err(e), _) | (_, Err(e)) => db_error(e),
-    }
+/// Deletes the caller's thread and its messages, only if it is still the caller's.
+async fn delete_thread(
+    State(store): State<SqlThreadStore>,
+    Caller(scope): Caller,
+    ThreadPath(thread): ThreadPath,
+) -> Result<Json<Value>, ApiError> {
+    store.delete_thread(&scope, &thread).await?;
+    Ok(Json(json!({ "result": "Thread deleted" })))
 }
 
 fn message_json(row: &AnyRow) -> Value {
-    let content: Option<String> = row.try_get("content").ok().flatten();
+    let text = |column: &str| row.try_get::<Option<String>, _>(column).ok().flatten();
     json!({
-        "id": row.try_get::<String, _>("id").unwrap_or_default(),
-        "threadId": row.try_get::<Option<String>, _>("thread_id").ok().flatten(),
-        "resourceId": row.try_get::<Option<String>, _>("resourceId").ok().flatten(),
-        "role": row.try_get::<Option<String>, _>("role").ok().flatten(),
-        "type": row.try_get::<Option<String>, _>("type").ok().flatten(),
-        "content": content.map(|c| serde_json::from_str::<Value>(&c).unwrap_or(Value::String(c))),
-        "createdAt": row.try_get::<Option<String>, _>("createdAt").ok().flatten(),
+        "id": text("id"),
+        "threadId": text("thread_id"),
+        "resourceId": text("resourceId"),
+        "role": text("role"),
+        "type": text("type"),
+        "content": text("content").map(|c| serde_json::from_str::<Value>(&c).unwrap_or(Value::String(c))),
+        "createdAt": text("createdAt"),
     })
 }
 
-async fn list_messages(State(pool): State<AnyPool>, Path(thread_id): Path<String>) -> Response {
-    let sql = r#"SELECT id, thread_id, content, role, type, "createdAt", "resourceId" FROM mastra_messages
-        WHERE thread_id = $1 ORDER BY "createdAt", id"#;
-    match sqlx::query(sql).bind(thread_id).fetch_all(&pool).await {
-        Ok(rows) => {
-            let messages: Vec<Value> = rows.iter().map(message_json).collect();
-            Json(json!({ "messages": messages, "uiMessages": [] })).into_response()
-        }
-        Err(e) => db_error(e),
-    }
+/// The messages of the caller's thread (joined on the owner, like `get_thread`).
+async fn list_messages(
+    State(store): State<SqlThreadStore>,
+    Caller(scope): Caller,
+    ThreadPath(thread): ThreadPath,
+) -> Result<Json<Value>, ApiError> {
+    let sql = r#"SELECT m.id, m.thread_id, m.content, m.role, m.type, m."createdAt", m."resourceId"
+        FROM mastra_messages AS m JOIN mastra_threads AS t ON t.id = m.thread_id
+        WHERE m.thread_id = $1 AND t."resourceId" = $2 ORDER BY m."createdAt", m.id"#;
+    let rows = sqlx::query(sql)
+        .bind(thread.as_str())
+        .bind(scope.as_str())
+        .fetch_all(store.pool())
+        .await
+        .map_err(store_failed)?;
+    let messages: Vec<Value> = rows.iter().map(message_json).collect();
+    Ok(Json(json!({ "messages": messages, "uiMessages": [] })))
 }
 
 #[derive(Deserialize)]
 struct SaveMessages {
-    messages: Vec<NewMessage>,
+    messages: Vec<MessageIn>,
 }
 
 #[derive(Deserialize)]
-struct NewMessage {
+struct MessageIn {
     id: Option<String>,
     #[serde(rename = "threadId")]
     thread_id: String,
@@ -369,89 +515,95 @@ struct NewMessage {
     content: Value,
 }
 
-/// Saves messages as given (the guard checked resource and thread of each), creating a
-/// missing thread under the message's resource.
-async fn save_messages(State(pool): State<AnyPool>, Json(body): Json<SaveMessages>) -> Response {
-    let mut saved = Vec::new();
-    let mut tx = match pool.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return db_error(e),
-    };
+/// Saves messages for the caller, all or none, in one transaction: each thread is the caller's
+/// or is created for them, and an existing message id must already be the caller's.
+async fn save_messages(
+    State(store): State<SqlThreadStore>,
+    Caller(scope): Caller,
+    Body(body): Body<SaveMessages>,
+) -> Result<Json<Value>, ApiError> {
+    let now = now_iso();
+    let mut batch = Vec::with_capacity(body.messages.len());
+    let mut saved = Vec::with_capacity(body.messages.len());
     for m in body.messages {
-        let now = now_iso();
-        let thread = r#"INSERT INTO mastra_threads (id, "resourceId", title, metadata, "createdAt", "updatedAt")
-            VALUES ($1, $2, NULL, NULL, $3, $4) ON CONFLICT (id) DO NOTHING"#;
-        if let Err(e) = sqlx::query(thread)
-            .bind(m.thread_id.clone())
-            .bind(m.resource_id.clone())
-            .bind(now.clone())
-            .bind(now.clone())
-            .execute(&mut *tx)
-            .await
-        {
-            return db_error(e);
+        if m.resource_id != scope.as_str() {
+            return Err(GuardError::ForeignResource.into());
         }
-        let id = m.id.unwrap_or_else(|| random_id(16));
+        let thread =
+            ThreadId::new(&m.thread_id).map_err(|_| ApiError::bad_request("Invalid thread id"))?;
+        let id = match m.id {
+            Some(id) => message_id(id)?,
+            None => random_id(16),
+        };
+        let role = m.role.unwrap_or_else(|| "user".into());
         let content = match &m.content {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        let sql = r#"INSERT INTO mastra_messages (id, thread_id, content, role, type, "createdAt", "resourceId")
-            VALUES ($1, $2, $3, $4, 'v2', $5, $6)
-            ON CONFLICT (id) DO UPDATE SET content = excluded.content, role = excluded.role"#;
-        let result = sqlx::query(sql)
-            .bind(id.clone())
-            .bind(m.thread_id.clone())
-            .bind(content)
-            .bind(m.role.clone().unwrap_or_else(|| "user".into()))
-            .bind(now.clone())
-            .bind(m.resource_id.clone())
-            .execute(&mut *tx)
-            .await;
-        if let Err(e) = result {
-            return db_error(e);
-        }
-        saved.push(json!({ "id": id, "threadId": m.thread_id, "resourceId": m.resource_id, "role": m.role, "content": m.content, "createdAt": now }));
+        saved.push(json!({ "id": id, "threadId": thread.as_str(), "resourceId": scope.as_str(), "role": role, "content": m.content, "createdAt": now }));
+        batch.push(NewMessage {
+            id,
+            thread,
+            role,
+            kind: "v2".into(),
+            content,
+            created_at: now.clone(),
+        });
     }
-    match tx.commit().await {
-        Ok(()) => Json(json!({ "messages": saved })).into_response(),
-        Err(e) => db_error(e),
+    store.save_messages(&scope, &batch, &now).await?;
+    Ok(Json(json!({ "messages": saved })))
+}
+
+#[derive(Deserialize)]
+struct DeleteMessages {
+    #[serde(rename = "messageIds")]
+    message_ids: Option<MessageIds>,
+}
+
+/// `messageIds` as Mastra accepts it: an id, `{id}`, or a list of either.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MessageIds {
+    One(MessageRef),
+    Many(Vec<MessageRef>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MessageRef {
+    Id(String),
+    Object { id: String },
+}
+
+impl MessageRef {
+    fn into_id(self) -> String {
+        match self {
+            Self::Id(id) | Self::Object { id } => id,
+        }
     }
 }
 
-/// Deletes the listed messages (the guard checked that every one is the caller's).
-async fn delete_messages(State(pool): State<AnyPool>, Json(body): Json<Value>) -> Response {
-    let ids: Vec<String> = match body.get("messageIds") {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .or_else(|| v.get("id").and_then(Value::as_str).map(str::to_owned))
-            })
-            .collect(),
-        Some(Value::Object(o)) => o
-            .get("id")
-            .and_then(Value::as_str)
-            .map(|s| vec![s.to_owned()])
-            .unwrap_or_default(),
-        _ => return error(StatusCode::BAD_REQUEST, "messageIds is required"),
+/// Deletes those listed messages that are the caller's, in one statement, and reports how many
+/// that was (Mastra counts unknown ids as deleted; we say what happened, in Mastra's shape).
+async fn delete_messages(
+    State(store): State<SqlThreadStore>,
+    Caller(scope): Caller,
+    Body(body): Body<DeleteMessages>,
+) -> Result<Json<Value>, ApiError> {
+    let refs = match body.message_ids {
+        None => return Err(ApiError::bad_request("messageIds is required")),
+        Some(MessageIds::One(one)) => vec![one],
+        Some(MessageIds::Many(many)) => many,
     };
-    for id in &ids {
-        if let Err(e) = sqlx::query("DELETE FROM mastra_messages WHERE id = $1")
-            .bind(id.clone())
-            .execute(&pool)
-            .await
-        {
-            return db_error(e);
-        }
-    }
-    let n = ids.len();
+    let ids = refs
+        .into_iter()
+        .map(|r| message_id(r.into_id()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = store.delete_messages(&scope, &ids).await?;
     let message = if n == 1 {
         "1 message deleted successfully".to_owned()
     } else {
         format!("{n} messages deleted successfully")
     };
-    Json(json!({ "success": true, "message": message })).into_response()
+    Ok(Json(json!({ "success": true, "message": message })))
 }

@@ -13,7 +13,8 @@ use crate::{ResourceId, ThreadId};
 /// The default time a store lookup may take before the request gets 503.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why the caller may not touch a thread or message.
+/// Why the caller may not touch a thread or message: the guard's refusals, and those of the
+/// stores' owner-conditional writes ([`ThreadWrites`](super::ThreadWrites)), so both render alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GuardError {

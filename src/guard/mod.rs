@@ -36,12 +36,17 @@
 //! Stores: [`MemoryThreadStore`] keeps ownership in memory for tests and examples;
 //! `SqlThreadStore` (features `sqlite`, `postgres`) reads it from SQLite or PostgreSQL, in
 //! Mastra's schema by default.
+//!
+//! The guard decides on a snapshot, so it cannot protect the write that follows: both stores
+//! also implement [`ThreadWrites`], writes that check the owner in the same statement or
+//! transaction. Handlers that create, upsert or delete by client-chosen ids use them.
 
 mod check;
 mod layer;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 mod store;
+mod write;
 
 pub use check::{DEFAULT_STORE_TIMEOUT, GuardError, ThreadGuard, ThreadPresence};
 pub use layer::{
@@ -52,6 +57,7 @@ pub use layer::{
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use sql::{SqlThreadStore, TableNames};
 pub use store::{MemoryThreadStore, MessageThread, StoreError, ThreadOwner, ThreadStore};
+pub use write::{MessageRecord, NewMessage, ThreadFields, ThreadRecord, ThreadWrites};
 
 #[cfg(test)]
 mod tests;

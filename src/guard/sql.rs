@@ -6,6 +6,9 @@
 //! `mastra_messages` with `id` and `thread_id`), so a Rust service can guard a database it
 //! shares with a Mastra deployment. Each [`ThreadStore`] call is one query per 512 distinct ids
 //! (a `LEFT JOIN` for messages), never one per id.
+//!
+//! The owner-conditional writes (`write`) decide and write in one transaction; that module's
+//! docs say which isolation each backend relies on and why.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -18,6 +21,10 @@ use sqlx::any::AnyPoolOptions;
 
 use super::{MessageThread, StoreError, ThreadOwner, ThreadStore};
 use crate::{ConfigError, ResourceId, ThreadId};
+
+mod write;
+
+use write::{Backend, WriteQueries};
 
 /// The most ids bound in one query. SQLite before 3.32 allows 999 parameters, PostgreSQL 65535.
 const MAX_IDS_PER_QUERY: usize = 512;
@@ -154,6 +161,8 @@ impl TableNames {
 #[derive(Debug)]
 struct Queries {
     tables: TableNames,
+    backend: Backend,
+    writes: WriteQueries,
     /// `thread_owners[k]` binds `2^k` ids.
     thread_owners: Vec<String>,
     /// `message_threads[k]` binds `2^k` ids.
@@ -161,7 +170,7 @@ struct Queries {
 }
 
 impl Queries {
-    fn new(tables: TableNames) -> Self {
+    fn new(tables: TableNames, backend: Backend) -> Self {
         let threads = tables.threads.quoted();
         let thread_id = tables.thread_id.quoted();
         let thread_resource = tables.thread_resource.quoted();
@@ -189,7 +198,9 @@ impl Queries {
             len *= 2;
         }
         Self {
+            writes: WriteQueries::new(&tables, backend),
             tables,
+            backend,
             thread_owners,
             message_threads,
         }
@@ -259,9 +270,31 @@ fn table_ddl(
 /// when no thread row matched) and that thread's owner column.
 type MessageRow = (String, Option<String>, Option<String>, Option<String>);
 
-/// A [`ThreadStore`] on SQLite or PostgreSQL through a [`sqlx::AnyPool`]. Cloning shares the pool.
+/// A [`ThreadStore`] and [`ThreadWrites`](super::ThreadWrites) on SQLite or PostgreSQL through a
+/// [`sqlx::AnyPool`]. Cloning shares the pool.
 ///
-/// It only reads: ownership is whatever the tables say. A thread whose owner column is NULL or
+/// Its reads report whatever the tables say; its writes are owner-conditional, each one
+/// transaction (`BEGIN IMMEDIATE` on SQLite, `SERIALIZABLE` with retry on PostgreSQL; see
+/// [`ThreadWrites`](super::ThreadWrites) for what each write guarantees).
+///
+/// # Writes under concurrency
+///
+/// - **SQLite** has one writer at a time: each write transaction takes the write lock first
+///   (`BEGIN IMMEDIATE`, waiting up to the busy timeout, 5 s by default), so its owner check
+///   and its write see the same, latest data. A deferred `BEGIN` could fail with `SQLITE_BUSY`
+///   when several pooled connections upgrade from reading to writing at once.
+/// - **PostgreSQL** runs each write `SERIALIZABLE` and retries it (up to 8 attempts, short
+///   jittered backoff) on serialization failures and deadlocks; then it reports
+///   [`StoreError::Backend`] (503). A message write checks one row and writes another, which
+///   `READ COMMITTED` would check against a stale snapshot; serializable isolation makes every
+///   interleaving equal to a serial one, as SQLite's single writer does.
+///
+/// Each check is part of its write (`INSERT .. ON CONFLICT (id) DO UPDATE .. WHERE <owner>`,
+/// `UPDATE`/`DELETE .. WHERE <owner>`), so no row changes unless the caller owns it. The writes
+/// need a unique key on each id column and Mastra's other columns (`title`, `metadata`,
+/// `createdAt`, `updatedAt`; `content`, `role`, `type`, `createdAt`, `resourceId`) as TEXT, as
+/// [`create_schema`](Self::create_schema) makes them. Message deletion is one statement for any
+/// number of ids (they travel as one JSON array parameter). A thread whose owner column is NULL or
 /// empty is [`ThreadOwner::Unowned`]; a message whose thread column is NULL or empty has no
 /// thread. A stored owner or thread id that [`ResourceId`] / [`ThreadId`] would refuse (too long,
 /// control characters), or one id matching rows that disagree, is reported as
@@ -341,8 +374,8 @@ impl SqlThreadStore {
     /// table names.
     pub fn from_pool(pool: AnyPool) -> Self {
         Self {
+            queries: Arc::new(Queries::new(TableNames::default(), Backend::of(&pool))),
             pool,
-            queries: Arc::new(Queries::new(TableNames::default())),
         }
     }
 
@@ -351,7 +384,7 @@ impl SqlThreadStore {
     pub fn with_tables(self, tables: TableNames) -> Self {
         Self {
             pool: self.pool,
-            queries: Arc::new(Queries::new(tables)),
+            queries: Arc::new(Queries::new(tables, self.queries.backend)),
         }
     }
 
@@ -585,7 +618,7 @@ mod tests {
 
     #[test]
     fn queries_cover_every_padded_length() {
-        let queries = Queries::new(TableNames::default());
+        let queries = Queries::new(TableNames::default(), Backend::Sqlite);
         assert_eq!(
             Queries::for_len(&queries.thread_owners, 1),
             r#"SELECT "id", "resourceId" FROM "mastra_threads" WHERE "id" IN ($1)"#
@@ -599,7 +632,7 @@ mod tests {
         let tables = TableNames::default()
             .thread_resource_column("title")
             .unwrap();
-        let [threads, _, _] = Queries::new(tables).create_schema();
+        let [threads, _, _] = Queries::new(tables, Backend::Sqlite).create_schema();
         assert_eq!(threads.matches("\"title\"").count(), 1, "{threads}");
     }
 

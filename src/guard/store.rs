@@ -1,11 +1,16 @@
 //! Where thread and message ownership lives: the [`ThreadStore`] trait and its in-memory
 //! implementation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 
+use super::check::GuardError;
+use super::write::{
+    MessageRecord, NewMessage, ThreadFields, ThreadRecord, ThreadWrites, last_per_id, refusal,
+    target_threads,
+};
 use crate::{ResourceId, ThreadId};
 
 /// Who owns a thread, as the store knows it.
@@ -81,11 +86,34 @@ pub trait ThreadStore: Clone + Send + Sync + 'static {
 
 #[derive(Debug, Default)]
 struct Tables {
-    threads: HashMap<ThreadId, Option<ResourceId>>,
-    messages: HashMap<String, Option<ThreadId>>,
+    threads: HashMap<ThreadId, ThreadRow>,
+    messages: HashMap<String, MessageRow>,
 }
 
-/// An in-memory [`ThreadStore`] for tests and examples. Cloning shares the data.
+#[derive(Debug, Clone, Default)]
+struct ThreadRow {
+    owner: Option<ResourceId>,
+    title: Option<String>,
+    metadata: Option<String>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct MessageRow {
+    thread: Option<ThreadId>,
+    resource: Option<ResourceId>,
+    role: Option<String>,
+    kind: Option<String>,
+    content: Option<String>,
+    created_at: Option<String>,
+}
+
+/// An in-memory [`ThreadStore`] and [`ThreadWrites`] for tests and examples. Cloning shares the
+/// data.
+///
+/// Every write holds one lock for its whole check-and-write, so writes are serial: the owner a
+/// write checks is the owner it writes under.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryThreadStore {
     tables: Arc<RwLock<Tables>>,
@@ -98,8 +126,8 @@ impl MemoryThreadStore {
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Tables> {
-        // A panic while holding the lock cannot leave the maps half-updated: every write is
-        // a single insert or remove, so the poisoned data is still consistent.
+        // A panic while holding the lock cannot leave the maps half-updated: every write checks
+        // everything first and then only inserts and removes, which do not panic.
         self.tables
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -111,34 +139,261 @@ impl MemoryThreadStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records a thread and its owner (`None`: a shared, unowned thread).
+    /// Records a thread and its owner (`None`: a shared, unowned thread), replacing any thread
+    /// with that id. Not owner-conditional: for fixtures; requests go through [`ThreadWrites`].
     pub fn insert_thread(&self, thread: ThreadId, owner: Option<ResourceId>) {
-        self.write().threads.insert(thread, owner);
+        self.write().threads.insert(
+            thread,
+            ThreadRow {
+                owner,
+                ..ThreadRow::default()
+            },
+        );
     }
 
-    /// Records a message in a thread (`None`: a message without a thread).
+    /// Records a message in a thread (`None`: a message without a thread). For fixtures.
     pub fn insert_message(&self, message: impl Into<String>, thread: Option<ThreadId>) {
-        self.write().messages.insert(message.into(), thread);
+        self.write().messages.insert(
+            message.into(),
+            MessageRow {
+                thread,
+                ..MessageRow::default()
+            },
+        );
     }
 
-    /// Removes a thread and its messages.
+    /// Removes a thread and its messages. For fixtures.
     pub fn remove_thread(&self, thread: &ThreadId) {
         let mut tables = self.write();
         tables.threads.remove(thread);
-        tables.messages.retain(|_, t| t.as_ref() != Some(thread));
+        tables
+            .messages
+            .retain(|_, m| m.thread.as_ref() != Some(thread));
     }
 
-    /// Removes a message.
+    /// Removes a message. For fixtures.
     pub fn remove_message(&self, message: &str) {
         self.write().messages.remove(message);
+    }
+
+    /// The thread with this id, if any.
+    pub fn thread(&self, thread: &ThreadId) -> Option<ThreadRecord> {
+        let tables = self.read();
+        tables.threads.get(thread).map(|row| record(thread, row))
+    }
+
+    /// The message with this id, if any.
+    pub fn message(&self, message: &str) -> Option<MessageRecord> {
+        let tables = self.read();
+        let row = tables.messages.get(message)?;
+        Some(MessageRecord {
+            id: message.to_owned(),
+            thread: row.thread.clone(),
+            resource: row.resource.clone(),
+            role: row.role.clone(),
+            kind: row.kind.clone(),
+            content: row.content.clone(),
+            created_at: row.created_at.clone(),
+        })
     }
 }
 
 fn owner_of(tables: &Tables, thread: &ThreadId) -> ThreadOwner {
     match tables.threads.get(thread) {
         None => ThreadOwner::Missing,
-        Some(None) => ThreadOwner::Unowned,
-        Some(Some(owner)) => ThreadOwner::Owned(owner.clone()),
+        Some(ThreadRow { owner: None, .. }) => ThreadOwner::Unowned,
+        Some(ThreadRow {
+            owner: Some(owner), ..
+        }) => ThreadOwner::Owned(owner.clone()),
+    }
+}
+
+fn record(id: &ThreadId, row: &ThreadRow) -> ThreadRecord {
+    ThreadRecord {
+        id: id.clone(),
+        resource: row.owner.clone(),
+        title: row.title.clone(),
+        metadata: row.metadata.clone(),
+        created_at: row.created_at.clone(),
+        updated_at: row.updated_at.clone(),
+    }
+}
+
+impl Tables {
+    /// The caller's own thread row, or the refusal the guard would give.
+    fn own_thread(
+        &mut self,
+        scope: &ResourceId,
+        thread: &ThreadId,
+    ) -> Result<&mut ThreadRow, GuardError> {
+        if let Some(refused) = refusal(scope, &owner_of(self, thread), GuardError::ThreadNotFound) {
+            return Err(refused);
+        }
+        self.threads
+            .get_mut(thread)
+            .ok_or(GuardError::ThreadNotFound)
+    }
+
+    /// Whether an existing message may be overwritten by `scope`: it lives in `scope`'s thread.
+    fn check_overwrite(&self, scope: &ResourceId, message: &str) -> Result<(), GuardError> {
+        let Some(row) = self.messages.get(message) else {
+            return Ok(());
+        };
+        let Some(thread) = &row.thread else {
+            return Err(GuardError::UnverifiableMessage);
+        };
+        match refusal(
+            scope,
+            &owner_of(self, thread),
+            GuardError::UnverifiableMessage,
+        ) {
+            Some(refused) => Err(refused),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ThreadWrites for MemoryThreadStore {
+    fn create_thread(
+        &self,
+        scope: &ResourceId,
+        thread: &ThreadId,
+        fields: &ThreadFields,
+        at: &str,
+    ) -> impl Future<Output = Result<ThreadRecord, GuardError>> + Send {
+        let mut tables = self.write();
+        let result = match owner_of(&tables, thread) {
+            ThreadOwner::Missing => {
+                let row = ThreadRow {
+                    owner: Some(scope.clone()),
+                    title: fields.title.clone(),
+                    metadata: fields.metadata.clone(),
+                    created_at: Some(at.to_owned()),
+                    updated_at: Some(at.to_owned()),
+                };
+                let created = record(thread, &row);
+                tables.threads.insert(thread.clone(), row);
+                Ok(created)
+            }
+            _ => tables.own_thread(scope, thread).map(|row| {
+                row.title.clone_from(&fields.title);
+                row.metadata.clone_from(&fields.metadata);
+                row.updated_at = Some(at.to_owned());
+                record(thread, row)
+            }),
+        };
+        std::future::ready(result)
+    }
+
+    fn update_thread(
+        &self,
+        scope: &ResourceId,
+        thread: &ThreadId,
+        fields: &ThreadFields,
+        at: &str,
+    ) -> impl Future<Output = Result<ThreadRecord, GuardError>> + Send {
+        let mut tables = self.write();
+        let result = tables.own_thread(scope, thread).map(|row| {
+            if let Some(title) = &fields.title {
+                row.title = Some(title.clone());
+            }
+            if let Some(metadata) = &fields.metadata {
+                row.metadata = Some(metadata.clone());
+            }
+            row.updated_at = Some(at.to_owned());
+            record(thread, row)
+        });
+        std::future::ready(result)
+    }
+
+    fn delete_thread(
+        &self,
+        scope: &ResourceId,
+        thread: &ThreadId,
+    ) -> impl Future<Output = Result<(), GuardError>> + Send {
+        let mut tables = self.write();
+        let result = tables.own_thread(scope, thread).map(|_| ());
+        if result.is_ok() {
+            tables.threads.remove(thread);
+            tables
+                .messages
+                .retain(|_, m| m.thread.as_ref() != Some(thread));
+        }
+        std::future::ready(result)
+    }
+
+    fn save_messages(
+        &self,
+        scope: &ResourceId,
+        messages: &[NewMessage],
+        at: &str,
+    ) -> impl Future<Output = Result<(), GuardError>> + Send {
+        let mut tables = self.write();
+        let checked = (|| {
+            for thread in target_threads(messages) {
+                let owner = owner_of(&tables, thread);
+                if owner != ThreadOwner::Missing
+                    && let Some(refused) = refusal(scope, &owner, GuardError::ThreadNotFound)
+                {
+                    return Err(refused);
+                }
+            }
+            for message in last_per_id(messages) {
+                tables.check_overwrite(scope, &message.id)?;
+            }
+            Ok(())
+        })();
+        if checked.is_ok() {
+            for thread in target_threads(messages) {
+                let row = tables
+                    .threads
+                    .entry(thread.clone())
+                    .or_insert_with(|| ThreadRow {
+                        owner: Some(scope.clone()),
+                        created_at: Some(at.to_owned()),
+                        ..ThreadRow::default()
+                    });
+                row.updated_at = Some(at.to_owned());
+            }
+            for message in last_per_id(messages) {
+                tables.messages.insert(
+                    message.id.clone(),
+                    MessageRow {
+                        thread: Some(message.thread.clone()),
+                        resource: Some(scope.clone()),
+                        role: Some(message.role.clone()),
+                        kind: Some(message.kind.clone()),
+                        content: Some(message.content.clone()),
+                        created_at: Some(message.created_at.clone()),
+                    },
+                );
+            }
+        }
+        std::future::ready(checked)
+    }
+
+    fn delete_messages(
+        &self,
+        scope: &ResourceId,
+        messages: &[String],
+    ) -> impl Future<Output = Result<u64, GuardError>> + Send {
+        let mut tables = self.write();
+        let mine: HashSet<&String> = messages
+            .iter()
+            .filter(|id| {
+                tables
+                    .messages
+                    .get(id.as_str())
+                    .and_then(|m| m.thread.as_ref())
+                    .is_some_and(|t| {
+                        refusal(scope, &owner_of(&tables, t), GuardError::ThreadNotFound).is_none()
+                    })
+            })
+            .collect();
+        for id in &mine {
+            tables.messages.remove(id.as_str());
+        }
+        std::future::ready(Ok(mine.len() as u64))
     }
 }
 
@@ -166,7 +421,7 @@ impl ThreadStore for MemoryThreadStore {
         let found = messages
             .iter()
             .filter_map(|m| {
-                let thread = tables.messages.get(m)?.clone();
+                let thread = tables.messages.get(m)?.thread.clone();
                 let owner = thread
                     .as_ref()
                     .map_or(ThreadOwner::Missing, |t| owner_of(&tables, t));
