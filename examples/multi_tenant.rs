@@ -22,7 +22,10 @@ pub fn app() -> Router {
     Router::new()
         .route("/api/scope", get(scope))
         .layer(
+            // Visitors with neither a token nor a session cookie get `Option<ResourceId>::None`
+            // here; without this opt-in the scope layer would refuse them (fail closed).
             ResourceScopeLayer::new(demo::resource_of)
+                .allow_anonymous_unscoped()
                 .anonymous_cookie("session", "anon_")
                 .expect("valid cookie name"),
         )

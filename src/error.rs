@@ -68,6 +68,12 @@ pub enum ConfigError {
     CredentialsWithMirroredOrigin,
     /// Credentials were allowed for the opaque origin `null`, which any website can send.
     CredentialsWithNullOrigin,
+    /// Credentials were allowed for a wildcard over a single label (`https://*.com`), which
+    /// every site under that top-level domain matches.
+    CredentialsWithTopLevelWildcard {
+        /// The origin rule as configured.
+        origin: String,
+    },
     /// The operating system's random number generator failed (a secret key could not be drawn).
     NoRandomness,
 }
@@ -110,6 +116,10 @@ impl fmt::Display for ConfigError {
             ),
             Self::CredentialsWithNullOrigin => f.write_str(
                 "credentials with the `null` origin let every website read responses made with the user's cookies or token (any page can send `Origin: null` from a sandboxed iframe): remove `null` from allow_origins",
+            ),
+            Self::CredentialsWithTopLevelWildcard { origin } => write!(
+                f,
+                "credentials with `{origin}` let every website under that top-level domain read responses made with the user's cookies or token: wildcard a domain you control (`https://*.example.com`), or list the origins"
             ),
             Self::NoRandomness => f.write_str("the operating system's random number generator failed"),
         }

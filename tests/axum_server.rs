@@ -223,3 +223,34 @@ async fn a_handler_panic_is_a_json_500_and_the_connection_is_kept() {
     let res = sender.send_request(request("/api/me")).await.unwrap();
     assert_eq!(res.status(), http::StatusCode::OK);
 }
+
+/// A naive handler that reads `?resourceId=` sees the caller's scope whatever content type the
+/// request claims: `application/grpc*` once switched the added parameter off.
+#[tokio::test]
+async fn a_naive_handler_sees_the_callers_scope_whatever_the_content_type() {
+    let base = serve(app()).await;
+    let client = reqwest::Client::new();
+    for ct in [
+        None,
+        Some("application/grpc"),
+        Some("application/grpc+json"),
+        Some("application/grpc-web-text"),
+        Some("application/grpc-web+proto"),
+    ] {
+        for query in ["", "?resourceId=bob", "?resource%49d=bob&resourceId=carol"] {
+            let mut req = client
+                .get(format!("{base}/api/me{query}"))
+                .bearer_auth(token_for("alice"));
+            if let Some(ct) = ct {
+                req = req.header("content-type", ct);
+            }
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{ct:?} {query}");
+            assert_eq!(
+                res.text().await.unwrap(),
+                "alice alice resourceId=alice",
+                "{ct:?} {query}"
+            );
+        }
+    }
+}

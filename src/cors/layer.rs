@@ -322,6 +322,15 @@ impl CorsBuilder {
                 AllowOrigin::List { rules, .. } if rules.iter().any(OriginRule::is_null) => {
                     return Err(ConfigError::CredentialsWithNullOrigin);
                 }
+                // `*.com` names every site under a TLD. (Public suffixes such as `*.github.io`
+                // cannot be told apart without a suffix list; the docs say so.)
+                AllowOrigin::List { rules, .. } => {
+                    if let Some(rule) = rules.iter().find(|r| r.is_top_level_wildcard()) {
+                        return Err(ConfigError::CredentialsWithTopLevelWildcard {
+                            origin: rule.as_written(),
+                        });
+                    }
+                }
                 _ => {}
             }
             for (setting, any) in [

@@ -92,6 +92,27 @@ impl OriginRule {
         }
     }
 
+    /// The rule as an origin pattern (`https://*.example.com`), for error messages.
+    pub(super) fn as_written(&self) -> String {
+        match self {
+            Self::Exact(exact) => exact.to_string(),
+            Self::Subdomains { prefix, suffix } => format!("{prefix}*{suffix}"),
+        }
+    }
+
+    /// Whether this is a wildcard over a single label (`https://*.com`, `http://*.localhost:3000`):
+    /// every site under a top-level domain matches it.
+    pub(super) fn is_top_level_wildcard(&self) -> bool {
+        match self {
+            Self::Subdomains { suffix, .. } => {
+                let host = suffix.trim_start_matches('.');
+                let host = host.rsplit_once(':').map_or(host, |(host, _port)| host);
+                !host.contains('.')
+            }
+            Self::Exact(_) => false,
+        }
+    }
+
     /// Whether this is the opaque origin `null`, which any page can send (a sandboxed iframe, a
     /// `data:` URL, a local file), so it names nobody in particular.
     pub(super) fn is_null(&self) -> bool {

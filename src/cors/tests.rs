@@ -700,3 +700,35 @@ fn credential_refusals_are_typed_and_say_what_to_change() {
             .contains("allow_any_origin_with_credentials_dangerously()")
     );
 }
+
+#[test]
+fn a_wildcard_over_a_top_level_domain_with_credentials_is_a_config_error() {
+    for origin in ["https://*.com", "http://*.localhost:3000", "https://*.io"] {
+        let err = CorsLayer::mastra_defaults_with_credentials()
+            .allow_origins([origin])
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::CredentialsWithTopLevelWildcard {
+                origin: origin.to_owned()
+            },
+            "{origin}"
+        );
+        assert!(err.to_string().contains("top-level domain"), "{err}");
+        // Without credentials the same rule is only a (broad) CORS read permission.
+        assert!(
+            CorsLayer::mastra_defaults()
+                .allow_origins([origin])
+                .build()
+                .is_ok()
+        );
+    }
+    // A wildcard under a domain one controls is fine.
+    assert!(
+        CorsLayer::mastra_defaults_with_credentials()
+            .allow_origins(["https://*.example.com", "http://*.local.test:8080"])
+            .build()
+            .is_ok()
+    );
+}

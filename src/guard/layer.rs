@@ -63,6 +63,7 @@ pub struct GuardRoute {
     save_messages: Option<Box<str>>,
     force_resource: Option<Box<str>>,
     new_thread_body: Option<Box<str>>,
+    include_query: Option<Box<str>>,
     deny: Option<Box<str>>,
 }
 
@@ -95,8 +96,18 @@ impl GuardRoute {
             save_messages: None,
             force_resource: None,
             new_thread_body: None,
+            include_query: None,
             deny: None,
         })
+    }
+
+    /// The query parameter `name` is a JSON list of messages to fetch besides the thread's own
+    /// (Mastra's `include=[{"id": .., "threadId": ..}]`): every message must be the caller's
+    /// and every named thread the caller's or missing. Not JSON of that shape: 400.
+    #[must_use]
+    pub fn messages_from_query_json(mut self, name: &str) -> Self {
+        self.include_query = Some(name.into());
+        self
     }
 
     /// Refuses every request to this route with 403 and `message` (Mastra refuses thread
@@ -203,6 +214,7 @@ impl GuardRoute {
             &self.save_messages,
             &self.force_resource,
             &self.new_thread_body,
+            &self.include_query,
         ]
         .into_iter()
         .flatten()
@@ -227,6 +239,7 @@ impl GuardRoute {
         !self.checks_thread()
             && !self.needs_body()
             && self.messages_path.is_none()
+            && self.include_query.is_none()
             && self.deny.is_none()
     }
 
@@ -430,14 +443,15 @@ impl<S: ThreadStore> ThreadGuardLayer<S> {
     /// | `GET /memory/threads` | none here (the scope layer forces `?resourceId=`) |
     /// | `POST /memory/threads` | body `threadId` missing or the caller's; body `resourceId` forced |
     /// | `GET`, `PATCH`, `DELETE /memory/threads/{threadId}` | the caller's thread (PATCH: `resourceId` forced) |
-    /// | `GET /memory/threads/{threadId}/messages` | the caller's thread |
+    /// | `GET /memory/threads/{threadId}/messages` | the caller's thread; every message and thread in `?include=` the caller's |
     /// | `GET /memory/threads/{threadId}/working-memory` | the caller's thread, or missing |
-    /// | `POST /memory/threads/{threadId}/working-memory` | the caller's thread |
+    /// | `POST /memory/threads/{threadId}/working-memory` | the caller's thread; body `resourceId` forced |
     /// | `POST /memory/threads/{threadId}/clone` | the caller's source; `newThreadId` missing or the caller's; `resourceId` forced |
     /// | `POST /memory/threads/{threadId}/transfer` | refused: it needs a privileged, unscoped context |
     /// | `POST /memory/save-messages` | every message names the caller and a thread that is the caller's or missing |
     /// | `POST /memory/messages/delete` | every message is the caller's, all or nothing |
-    /// | `GET /memory/status`, `/memory/config`, `/memory/search`, `/memory/observational-memory`, `POST /memory/observational-memory/buffer-status` | `?threadId=` the caller's or missing |
+    /// | `GET /memory/status`, `/memory/config`, `/memory/search`, `/memory/observational-memory` | `?threadId=` the caller's or missing |
+    /// | `POST /memory/observational-memory/buffer-status` | body `threadId` the caller's or missing; body `resourceId` forced |
     ///
     /// # Errors
     ///
@@ -469,13 +483,21 @@ impl<S: ThreadStore> ThreadGuardLayer<S> {
                     .force_body_resource("resourceId"),
             )?
             .route(GuardRoute::new(Method::DELETE, &thread)?.thread_from_path("threadId"))?
-            .route(get(&format!("{thread}/messages"))?.thread_from_path("threadId"))?
+            .route(
+                get(&format!("{thread}/messages"))?
+                    .thread_from_path("threadId")
+                    .messages_from_query_json("include"),
+            )?
             .route(
                 get(&format!("{thread}/working-memory"))?
                     .thread_from_path("threadId")
                     .allow_missing_thread(),
             )?
-            .route(post(&format!("{thread}/working-memory"))?.thread_from_path("threadId"))?
+            .route(
+                post(&format!("{thread}/working-memory"))?
+                    .thread_from_path("threadId")
+                    .force_body_resource("resourceId"),
+            )?
             .route(
                 post(&format!("{thread}/clone"))?
                     .thread_from_path("threadId")
@@ -492,7 +514,12 @@ impl<S: ThreadStore> ThreadGuardLayer<S> {
             .route(get(&format!("{m}/config"))?.allow_missing_thread())?
             .route(get(&format!("{m}/search"))?.allow_missing_thread())?
             .route(get(&format!("{m}/observational-memory"))?.allow_missing_thread())?
-            .route(post(&format!("{m}/observational-memory/buffer-status"))?.allow_missing_thread())
+            .route(
+                post(&format!("{m}/observational-memory/buffer-status"))?
+                    .thread_from_body("threadId")
+                    .allow_missing_thread()
+                    .force_body_resource("resourceId"),
+            )
     }
 
     /// Answers 404 instead of 403 for another resource's thread, hiding that it exists.
@@ -623,6 +650,13 @@ where
             trusted: req.extensions().get::<ThreadId>().cloned(),
             client_thread: route.thread_in_request(&req),
             extra_threads,
+            include: route.include_query.as_ref().and_then(|name| {
+                let q = req.uri().query()?;
+                Some(
+                    single(query::pairs(q).filter(|p| p.key == **name).map(|p| p.value))
+                        .map(|v| v.map(|raw| query::decode(raw).map(Cow::into_owned))),
+                )
+            }),
             path_message: route
                 .messages_path
                 .as_ref()
@@ -688,6 +722,8 @@ struct Input<B> {
     trusted: Option<ThreadId>,
     client_thread: Result<Option<ThreadId>, Rejection>,
     extra_threads: Result<Vec<ThreadId>, Rejection>,
+    /// The raw `include`-style query value: given twice is an error, not UTF-8 is `None`.
+    include: Option<Result<Option<Option<String>>, Rejection>>,
     path_message: Option<Option<String>>,
     declared_len: Option<u64>,
     body: Option<B>,
@@ -891,6 +927,13 @@ where
             Some(_) => return Err(invalid_thread()),
         }
     }
+    if let Some(include) = input.include
+        && let Some(raw) = include?
+    {
+        let (messages, threads) = included(raw.as_deref())?;
+        guard.check_messages(&scope, &messages).await?;
+        guard.check_threads_or_missing(&scope, &threads).await?;
+    }
     if let Some(id) = input.path_message {
         let id = id.ok_or_else(|| {
             Rejection::with_message(RejectionKind::BadRequest, "Invalid message id")
@@ -928,6 +971,29 @@ where
         body,
         rewrite: input.trusted,
     })
+}
+
+/// The message and thread ids of Mastra's `include` list: `[{"id": "..", "threadId": ".."}]`.
+fn included(raw: Option<&str>) -> Result<(Vec<String>, Vec<ThreadId>), Rejection> {
+    let bad = || Rejection::with_message(RejectionKind::BadRequest, "Invalid query parameters");
+    let items: Vec<Value> = serde_json::from_str(raw.ok_or_else(bad)?).map_err(|_| bad())?;
+    let mut messages = Vec::with_capacity(items.len());
+    let mut threads = Vec::new();
+    for item in &items {
+        let object = item.as_object().ok_or_else(bad)?;
+        match object.get("id") {
+            Some(Value::String(id)) if !id.is_empty() => messages.push(id.clone()),
+            _ => return Err(bad()),
+        }
+        match object.get("threadId") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(id)) => {
+                threads.push(ThreadId::new(id).map_err(|_| invalid_thread())?)
+            }
+            Some(_) => return Err(bad()),
+        }
+    }
+    Ok((messages, threads))
 }
 
 /// Sets a string field of a JSON object body (an empty body becomes an object); reports

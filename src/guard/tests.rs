@@ -1022,3 +1022,100 @@ fn guard_errors_convert_to_grpc_status() {
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_eq!(status.message(), "Thread store unavailable");
 }
+
+#[tokio::test]
+async fn body_routes_force_the_callers_resource_and_check_body_threads() {
+    // Working memory and buffer status take `resourceId` (and `threadId`) in the body.
+    let seen = send(
+        mastra(),
+        req(
+            Method::POST,
+            "/api/memory/threads/t-a/working-memory",
+            Some("alice"),
+            r#"{"workingMemory":"x","resourceId":"bob"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(
+        seen.body.contains(r#""resourceId":"alice""#),
+        "{}",
+        seen.body
+    );
+    assert!(!seen.body.contains("bob"), "{}", seen.body);
+    let seen = send(
+        mastra(),
+        req(
+            Method::POST,
+            "/api/memory/observational-memory/buffer-status",
+            Some("alice"),
+            r#"{"agentId":"a","threadId":"t-b","resourceId":"bob"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::FORBIDDEN);
+    assert_eq!(seen.calls, 0);
+    let seen = send(
+        mastra(),
+        req(
+            Method::POST,
+            "/api/memory/observational-memory/buffer-status",
+            Some("alice"),
+            r#"{"agentId":"a","threadId":"t-new","resourceId":"bob"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(
+        seen.body.contains(r#""resourceId":"alice""#),
+        "{}",
+        seen.body
+    );
+}
+
+#[tokio::test]
+async fn included_messages_and_threads_must_be_the_callers() {
+    let listing = |include: &str| {
+        let include: String = include.bytes().map(|b| format!("%{b:02X}")).collect();
+        req(
+            Method::GET,
+            &format!("/api/memory/threads/t-a/messages?include={include}"),
+            Some("alice"),
+            "",
+        )
+    };
+    for (include, expected) in [
+        (r#"[{"id":"m-a2","threadId":"t-a"}]"#, StatusCode::OK),
+        (r#"[{"id":"m-unknown"}]"#, StatusCode::OK),
+        (r#"[{"id":"m-b1"}]"#, StatusCode::FORBIDDEN),
+        (r#"[{"id":"m-a1","threadId":"t-b"}]"#, StatusCode::FORBIDDEN),
+        (
+            r#"[{"id":"m-a1"},{"id":"m-b1","withPreviousMessages":2}]"#,
+            StatusCode::FORBIDDEN,
+        ),
+        (r#"[{"id":"m-a1","id":"m-b1"}]"#, StatusCode::FORBIDDEN),
+        (r#"{"id":"m-b1"}"#, StatusCode::BAD_REQUEST),
+        (r#"[{"threadId":"t-b"}]"#, StatusCode::BAD_REQUEST),
+        ("not json", StatusCode::BAD_REQUEST),
+    ] {
+        let seen = send(mastra(), listing(include)).await;
+        assert_eq!(seen.status, expected, "{include}");
+        assert_eq!(
+            seen.calls,
+            usize::from(expected == StatusCode::OK),
+            "{include}"
+        );
+    }
+    // Given twice, it is ambiguous.
+    let seen = send(
+        mastra(),
+        req(
+            Method::GET,
+            "/api/memory/threads/t-a/messages?include=%5B%5D&include=%5B%5D",
+            Some("alice"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::BAD_REQUEST);
+}

@@ -1,5 +1,6 @@
 //! `LogBody`: passes the inner body through, counting bytes and reading gRPC trailers.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -54,7 +55,18 @@ impl<B: Body> Body for LogBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        // A panic while streaming cannot become a 500 (the head is sent): record it as the
+        // server's failure, emit the event, and let the panic go on to drop the connection.
+        let frame =
+            match panic::catch_unwind(AssertUnwindSafe(|| this.inner.as_mut().poll_frame(cx))) {
+                Ok(frame) => ready!(frame),
+                Err(payload) => {
+                    if let Some(mut pending) = this.pending.take() {
+                        pending.panicked();
+                    }
+                    panic::resume_unwind(payload);
+                }
+            };
         let Some(pending) = this.pending.as_mut() else {
             return Poll::Ready(frame);
         };

@@ -174,7 +174,8 @@ impl PendingEvent {
         self.phase = Phase::ServiceError;
     }
 
-    /// The inner service panicked; the 500 that replaced its answer is recorded by `head`.
+    /// The inner service panicked: before its answer (the 500 that replaced it is recorded by
+    /// `head`) or while streaming the body.
     pub(super) fn panicked(&mut self) {
         self.panicked = true;
     }
@@ -218,6 +219,7 @@ impl PendingEvent {
     fn level(&self) -> Level {
         let config = &self.config;
         let server = self.phase == Phase::ServiceError
+            || self.panicked
             || self.status.is_some_and(|s| s >= 500)
             || self.grpc_status.is_some_and(grpc_server_error);
         let client = self.phase == Phase::Waiting

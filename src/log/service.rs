@@ -164,20 +164,32 @@ where
         let config = &self.config;
         // Only to render a caught panic the way the client can read it (trailers-only gRPC).
         let grpc = crate::reject::grpc_content_type(req.headers());
-        if !config.exclude.is_empty() && config.exclude.matches(req.uri().path()) {
-            return ResponseFuture {
-                fut: self.inner.call(req),
-                pending: None,
-                request_id: None,
-                grpc,
-            };
-        }
-        let request_id = config.request_ids.then(|| request_id(&mut req));
-        // Nothing is prepared for an event no subscriber wants.
-        let pending = enabled(config.least_verbose())
-            .then(|| PendingEvent::start(Arc::clone(config), &mut req, request_id.clone()));
+        let excluded = !config.exclude.is_empty() && config.exclude.matches(req.uri().path());
+        let request_id = (!excluded && config.request_ids).then(|| request_id(&mut req));
+        // Nothing is prepared for an event no subscriber wants. The user accessor is the
+        // application's code: a panic there costs the event, never the answer.
+        let mut pending = if !excluded && enabled(config.least_verbose()) {
+            panic::catch_unwind(AssertUnwindSafe(|| {
+                PendingEvent::start(Arc::clone(config), &mut req, request_id.clone())
+            }))
+            .ok()
+        } else {
+            None
+        };
+        // `call` may run application code synchronously (a hand-written service, a
+        // `service_fn` closure): a panic there is answered like one in the future.
+        let inner = &mut self.inner;
+        let fut = match panic::catch_unwind(AssertUnwindSafe(|| inner.call(req))) {
+            Ok(fut) => Some(fut),
+            Err(_payload) => {
+                if let Some(pending) = pending.as_mut() {
+                    pending.panicked();
+                }
+                None
+            }
+        };
         ResponseFuture {
-            fut: self.inner.call(req),
+            fut,
             pending,
             request_id,
             grpc,
@@ -188,8 +200,9 @@ where
 pin_project! {
     /// The response future of [`Log`].
     pub struct ResponseFuture<F> {
+        // `None` once the inner service panicked in `call`.
         #[pin]
-        fut: F,
+        fut: Option<F>,
         pending: Option<Box<PendingEvent>>,
         request_id: Option<HeaderValue>,
         grpc: Option<HeaderValue>,
@@ -207,7 +220,10 @@ where
         let mut this = self.project();
         // A handler panic must not drop the connection unanswered: the client gets a 500 and
         // the event records it. The future is not polled again: this poll returns Ready.
-        let polled = panic::catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx)));
+        let polled = match this.fut.as_mut().as_pin_mut() {
+            Some(fut) => panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))),
+            None => Err(Box::new(()) as Box<dyn std::any::Any + Send>),
+        };
         let polled = match polled {
             Ok(polled) => polled,
             Err(_payload) => {

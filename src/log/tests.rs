@@ -754,3 +754,100 @@ fn a_grpc_handler_panic_is_internal_and_json_errors_render_the_500() {
     assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
     assert_eq!(body(res), r#"{"error":"Internal server error"}"#);
 }
+
+/// A hand-written service whose `call` panics before it returns a future.
+#[derive(Clone)]
+struct PanicsInCall;
+
+impl Service<Request<String>> for PanicsInCall {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Request<String>) -> Self::Future {
+        panic!("bug in call")
+    }
+}
+
+#[test]
+fn a_panic_in_the_inner_call_itself_is_answered_500_and_logged() {
+    let rec = Recorder::new(Level::TRACE);
+    let svc = ServiceBuilder::new()
+        .map_request(|mut r: Request<String>| {
+            r.extensions_mut()
+                .insert(crate::Authenticated::new(String::from("alice")));
+            r
+        })
+        .layer(LogLayer::new().user(|_u: &String| -> String { panic!("bug in accessor") }))
+        .service(PanicsInCall);
+    let res = recorded(&rec, || call(svc, req("/x").body(String::new()).unwrap()));
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    drop(res);
+    // The accessor's panic cost the event; the answer is still a 500.
+    assert!(rec.events().is_empty());
+
+    let rec = Recorder::new(Level::TRACE);
+    let svc = ServiceBuilder::new()
+        .layer(LogLayer::new())
+        .service(PanicsInCall);
+    let res = recorded(&rec, || call(svc, req("/x").body(String::new()).unwrap()));
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let e = rec.only();
+    assert_eq!(e.get("status"), Some("500"));
+    assert_eq!(e.get("panicked"), Some("true"));
+    assert_eq!(e.level, Level::WARN);
+}
+
+/// A body whose first frame panics.
+struct PanickingBody;
+
+impl http_body::Body for PanickingBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        panic!("bug while streaming")
+    }
+}
+
+impl Default for PanickingBody {
+    fn default() -> Self {
+        Self
+    }
+}
+
+#[test]
+fn a_panic_while_streaming_the_body_is_logged_as_the_servers_failure() {
+    let rec = Recorder::new(Level::TRACE);
+    let svc = ServiceBuilder::new()
+        .layer(LogLayer::new())
+        .service(service_fn(|_req: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(PanickingBody))
+        }));
+    let res = recorded(&rec, || {
+        call(svc, req("/stream").body(String::new()).unwrap())
+    });
+    assert_eq!(res.status(), StatusCode::OK);
+    // The panic goes on (the head is sent; only dropping the connection is left), but the
+    // event says what happened, at the server-error level.
+    let unwound = recorded(&rec, || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            res.into_body().collect().now_or_never()
+        }))
+    });
+    assert!(unwound.is_err());
+    let e = rec.only();
+    assert_eq!(e.level, Level::WARN);
+    assert_eq!(e.get("panicked"), Some("true"));
+    assert_eq!(e.get("aborted"), Some("during_body"));
+}

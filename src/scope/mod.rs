@@ -176,6 +176,7 @@ struct Config {
     mismatch: Mismatch,
     add_param: bool,
     anonymous: Option<AnonymousScope>,
+    anonymous_unscoped: bool,
 }
 
 /// Derives a [`ResourceId`] from the [`Authenticated<U>`] user; see the [module docs](self).
@@ -210,6 +211,7 @@ fn default_config() -> Arc<Config> {
         mismatch: Mismatch::Rewrite,
         add_param: true,
         anonymous: None,
+        anonymous_unscoped: false,
     })
 }
 
@@ -294,6 +296,21 @@ impl<R, U> ResourceScopeLayer<R, U> {
     #[must_use]
     pub fn reject_mismatch(mut self) -> Self {
         self.config_mut().mismatch = Mismatch::Reject;
+        self
+    }
+
+    /// Lets anonymous requests that no anonymous scope covers (optional auth without
+    /// credentials, no session cookie) through *unscoped*, with any client-supplied scope
+    /// removed; by default they are refused with 403.
+    ///
+    /// Off by default because a handler that lists by `?resourceId=` would list every
+    /// resource's data for a request without one. Turn it on only when the handlers behind it
+    /// read `Option<ResourceId>` and serve nothing private without one. Public paths
+    /// ([`BearerAuthLayer::public_path`](crate::BearerAuthLayer::public_path)) always pass
+    /// unscoped: the operator declared them public.
+    #[must_use]
+    pub fn allow_anonymous_unscoped(mut self) -> Self {
+        self.config_mut().anonymous_unscoped = true;
         self
     }
 
@@ -430,10 +447,14 @@ where
                 );
                 refuse(&req, user_type_mismatch())
             }
-            Some(_) => match anonymous_scope(&req, config) {
+            Some(state) => match anonymous_scope(&req, config) {
                 Some(id) => self.scoped(req, id),
+                // Optional auth without credentials: no scope, so no pass unless asked for.
+                None if state == AuthState::Anonymous && !config.anonymous_unscoped => {
+                    refuse(&req, anonymous_unscoped())
+                }
                 None => {
-                    // Anonymous and unscoped: whatever scope the client named is dropped.
+                    // Unscoped on purpose: whatever scope the client named is dropped.
                     strip_scope(&mut req, config);
                     GateFuture::pass(forward(&mut self.inner, req), None)
                 }
@@ -468,9 +489,10 @@ impl<S, R, U> ResourceScope<S, R, U> {
         R: ResolveResource<U>,
         ResB: Default,
     {
+        // Inserted first, so a refused mismatch is still logged with the caller's resource.
+        req.extensions_mut().insert(id.clone());
         match apply_scope(&mut req, &id, &self.config) {
             Ok(()) => {
-                req.extensions_mut().insert(id);
                 let gate = ScopeGate {
                     config: Arc::clone(&self.config),
                 };
@@ -504,6 +526,13 @@ fn warn_once(flag: &AtomicBool, message: fmt::Arguments<'_>) {
     }
 }
 
+fn anonymous_unscoped() -> Rejection {
+    Rejection::with_message(
+        RejectionKind::Forbidden,
+        "Access denied: request could not be scoped to a resource (no credentials)",
+    )
+}
+
 fn user_type_mismatch() -> Rejection {
     Rejection::with_message(
         RejectionKind::Forbidden,
@@ -534,9 +563,9 @@ impl<ReqB> Gate<ReqB> for ScopeGate {
         let Some(id) = outcome? else {
             return Err(unscoped());
         };
-        apply_scope(req, &id, &self.config)?;
-        req.extensions_mut().insert(id);
-        Ok(())
+        // Inserted first, so a refused mismatch is still logged with the caller's resource.
+        req.extensions_mut().insert(id.clone());
+        apply_scope(req, &id, &self.config)
     }
 
     fn finish<ResB>(&self, response: &mut Response<ResB>, admitted: bool) {

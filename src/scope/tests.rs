@@ -234,8 +234,24 @@ async fn resource_id_set_by_a_trusted_layer_is_kept() {
 }
 
 #[tokio::test]
-async fn anonymous_request_loses_client_supplied_scope() {
+async fn anonymous_request_without_a_scope_is_refused_by_default() {
+    // A naive listing handler would serve everyone's data to a request without `resourceId`.
+    let res = run(
+        ResourceScopeLayer::new(mapper),
+        request("/t?resourceId=bob", None),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        res.extensions().get::<Rejection>().unwrap().message(),
+        "Access denied: request could not be scoped to a resource (no credentials)"
+    );
+}
+
+#[tokio::test]
+async fn anonymous_request_loses_client_supplied_scope_when_let_through() {
     let layer = ResourceScopeLayer::new(mapper)
+        .allow_anonymous_unscoped()
         .headers(["x-resource-id"])
         .unwrap();
     let mut req = request("/t?a=1&resourceId=bob&b=2", None);
@@ -249,6 +265,7 @@ async fn anonymous_request_loses_client_supplied_scope() {
 #[tokio::test]
 async fn anonymous_cookie_gives_an_anon_scope() {
     let layer = ResourceScopeLayer::new(mapper)
+        .allow_anonymous_unscoped()
         .anonymous_cookie("session", "anon_")
         .unwrap();
     let mut req = request("/t?resourceId=bob", None);
@@ -297,7 +314,11 @@ async fn content_type_never_changes_the_scope_the_handler_sees() {
         if let Some(ct) = ct {
             req.headers_mut().insert(CONTENT_TYPE, ct.parse().unwrap());
         }
-        let res = run(ResourceScopeLayer::new(mapper), req).await;
+        let res = run(
+            ResourceScopeLayer::new(mapper).allow_anonymous_unscoped(),
+            req,
+        )
+        .await;
         assert_eq!(res.body(), "- /t -", "{ct:?}");
     }
 }
@@ -325,7 +346,8 @@ async fn scoped_answers_are_private_unless_the_handler_chose_caching() {
     let res = run(layer, req).await;
     assert_eq!(res.headers()[http::header::CACHE_CONTROL], "private");
     // An unscoped anonymous answer is the same for everyone.
-    let res = run(ResourceScopeLayer::new(mapper), request("/t", None)).await;
+    let layer = ResourceScopeLayer::new(mapper).allow_anonymous_unscoped();
+    let res = run(layer, request("/t", None)).await;
     assert!(res.headers().get(http::header::CACHE_CONTROL).is_none());
     // The handler's own choice is kept.
     let svc = ResourceScopeLayer::new(mapper).layer(service_fn(|_req: Request<String>| async {
