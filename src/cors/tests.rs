@@ -732,3 +732,56 @@ fn a_wildcard_over_a_top_level_domain_with_credentials_is_a_config_error() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn content_type_never_changes_what_cors_decides() {
+    // Whether a preflight is answered, a strict-mode request refused, or an origin allowed
+    // is decided by the Fetch headers alone; a gRPC content type only changes the rendering.
+    let (svc, _) = stack(
+        app_policy()
+            .reject_disallowed_origins(true)
+            .build()
+            .unwrap(),
+    );
+    for ct in [
+        "text/plain",
+        "application/json",
+        "application/grpc",
+        "application/grpc+json",
+        "application/grpc-web-text",
+    ] {
+        let refused = send(
+            svc.clone(),
+            Request::post("/api/threads")
+                .header(header::ORIGIN, "https://evil.test")
+                .header(header::CONTENT_TYPE, ct),
+        )
+        .await;
+        assert_eq!(
+            refused
+                .extensions()
+                .get::<crate::Rejection>()
+                .map(|r| r.kind()),
+            Some(crate::RejectionKind::Forbidden),
+            "{ct}"
+        );
+        let allowed = send(
+            svc.clone(),
+            Request::post("/api/threads")
+                .header(header::ORIGIN, APP)
+                .header(header::CONTENT_TYPE, ct),
+        )
+        .await;
+        assert!(
+            allowed.extensions().get::<crate::Rejection>().is_none(),
+            "{ct}"
+        );
+        assert_eq!(
+            header(&allowed, "access-control-allow-origin"),
+            Some(APP),
+            "{ct}"
+        );
+        let answered = send(svc.clone(), preflight(APP).header(header::CONTENT_TYPE, ct)).await;
+        assert_eq!(answered.status(), StatusCode::NO_CONTENT, "{ct}");
+    }
+}
