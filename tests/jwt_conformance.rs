@@ -413,6 +413,11 @@ fn value_builder() -> JwtAuthenticatorBuilder<serde_json::Value, Claims> {
         })
 }
 
+/// Asserts `token` is refused with `description` by the [`value_builder`] authenticator.
+async fn assert_refused_as_value(token: &str, description: &str) {
+    assert_invalid(value_builder().build().unwrap(), token, description).await;
+}
+
 #[tokio::test]
 async fn a_json_array_header_is_refused_even_when_correctly_signed() {
     // RFC 7515 §4: the JOSE header is a JSON object. Serde would fill `alg` by position.
@@ -428,12 +433,7 @@ async fn a_json_array_header_is_refused_even_when_correctly_signed() {
     .await;
     for header in [r#"["HS256"]"#, r#" ["HS256",null,null]"#, r#""HS256""#] {
         let token = sign_raw(header, &claims, Algorithm::HS256, &key);
-        assert_invalid(
-            value_builder().build().unwrap(),
-            &token,
-            "The token header is malformed",
-        )
-        .await;
+        assert_refused_as_value(&token, "The token header is malformed").await;
     }
 }
 
@@ -448,12 +448,7 @@ async fn a_json_array_claims_set_is_refused_even_when_correctly_signed() {
         format!("\n\t [{exp},null,null,\"{ISSUER}\"]"),
     ] {
         let token = sign(Algorithm::HS256, &key, &claims);
-        assert_invalid(
-            value_builder().build().unwrap(),
-            &token,
-            "The token claims are malformed",
-        )
-        .await;
+        assert_refused_as_value(&token, "The token claims are malformed").await;
     }
 }
 
@@ -491,19 +486,9 @@ async fn invalid_utf8_anywhere_in_header_or_claims_is_refused() {
     ];
     for bytes in bad {
         let token = sign_bytes(&header(bytes), &claims(b""), Algorithm::HS256, &key);
-        assert_invalid(
-            value_builder().build().unwrap(),
-            &token,
-            "The token header is malformed",
-        )
-        .await;
+        assert_refused_as_value(&token, "The token header is malformed").await;
         let token = sign_bytes(&header(b""), &claims(bytes), Algorithm::HS256, &key);
-        assert_invalid(
-            value_builder().build().unwrap(),
-            &token,
-            "The token claims are malformed",
-        )
-        .await;
+        assert_refused_as_value(&token, "The token claims are malformed").await;
     }
     // An ignored member's *name* counts too.
     let token = sign_bytes(
@@ -512,12 +497,7 @@ async fn invalid_utf8_anywhere_in_header_or_claims_is_refused() {
         Algorithm::HS256,
         &key,
     );
-    assert_invalid(
-        value_builder().build().unwrap(),
-        &token,
-        "The token header is malformed",
-    )
-    .await;
+    assert_refused_as_value(&token, "The token header is malformed").await;
 }
 
 #[tokio::test]
