@@ -6,8 +6,16 @@
 //!   (at most 60 s is recommended); `exp`/`nbf`/`iat` of the wrong JSON type are refused
 //!   (CVE-2026-25537).
 //! - A configured issuer or audience is a *required* claim, compared exactly.
-//! - `crit` header parameters are refused (RFC 7515 §4.1.11: we implement no extension);
-//!   `jku`, `x5u` and embedded `jwk` headers are ignored and never fetched.
+//! - `crit` header parameters are refused, `"crit": null` included (RFC 7515 §4.1.11: we
+//!   implement no extension); `jku`, `x5u` and embedded `jwk` headers are ignored and never
+//!   fetched.
+//! - The header and the claims set must be JSON objects in valid UTF-8 (RFC 7515 §4, RFC 7519
+//!   §7.2): an array (which serde would read by position), raw invalid UTF-8 or a lone
+//!   surrogate escape (`\ud800`) is refused, also inside members nothing reads.
+//! - Only the low-S form of an ES256/ES384 signature verifies, so a token has one spelling for
+//!   deny lists and replay caches keyed on its bytes; an issuer must normalize S (see
+//!   [`JwtKey::ec_pem`]).
+//! - Five segments is a JWE and refused as such; any count but three or five is malformed.
 //! - Optional explicit typing (`typ: at+jwt`, RFC 9068).
 //! - Sender-constrained tokens (a `cnf` claim: DPoP `jkt`, mTLS `x5t#S256`, or any other) are
 //!   refused as bearer tokens (RFC 9449 §6, RFC 8705 §3) unless the application opts in with
@@ -57,6 +65,8 @@ use crate::ConfigError;
 use crate::auth::{AuthError, Authenticate, Token};
 
 mod confirmation;
+pub(crate) mod ecdsa;
+mod strict_json;
 
 pub(crate) use self::confirmation::Binding;
 pub use self::confirmation::Confirmation;
@@ -97,6 +107,10 @@ impl JwtKey {
     }
 
     /// An EC public key (PEM) for `algorithm` (ES256 or ES384).
+    ///
+    /// Only low-S signatures verify (`s <= n/2`): a signer that does not normalize S (e.g.
+    /// Go's `crypto/ecdsa`, or `jsonwebtoken` itself) produces tokens that are refused about
+    /// half the time. Normalize S when signing (`s = n − s` when `s > n/2`).
     pub fn ec_pem(algorithm: Algorithm, pem: impl AsRef<[u8]>) -> Self {
         Self::with(Material::EcPem(Arc::from(pem.as_ref())), algorithm)
     }
@@ -672,10 +686,17 @@ struct JoseHeader<'a> {
     kid: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     typ: Option<Cow<'a, str>>,
-    #[serde(default)]
+    /// RFC 7515 §4.1.11: present means refused, whatever the value; `"crit": null` included.
+    #[serde(default, deserialize_with = "present_ignored")]
     crit: Option<IgnoredAny>,
-    #[serde(default)]
+    /// RFC 7516 §4.1.2: `enc` marks a JWE, `"enc": null` too.
+    #[serde(default, deserialize_with = "present_ignored")]
     enc: Option<IgnoredAny>,
+}
+
+/// Deserializes a member that is present, whatever its value, so `null` is not "absent".
+fn present_ignored<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IgnoredAny>, D::Error> {
+    IgnoredAny::deserialize(d).map(Some)
 }
 
 /// A NumericDate (RFC 7519 §2): a JSON number, integer or not. Strings are refused.
@@ -823,13 +844,22 @@ impl<'a> Jws<'a> {
         else {
             return Err(invalid("The token is malformed"));
         };
-        if parts.next().is_some() {
-            return Err(invalid("Encrypted tokens (JWE) are not accepted"));
+        match (parts.next(), parts.next(), parts.next()) {
+            (None, _, _) => {}
+            // RFC 7516 §7.1: a compact JWE has exactly five parts; four or six are just broken.
+            (Some(_), Some(_), None) => {
+                return Err(invalid("Encrypted tokens (JWE) are not accepted"));
+            }
+            _ => return Err(invalid("The token is malformed")),
         }
 
         let header_json = b64(header_b64)?;
-        let header: JoseHeader<'_> = serde_json::from_slice(&header_json)
-            .map_err(|_| invalid("The token header is malformed"))?;
+        let malformed = || invalid("The token header is malformed");
+        if !strict_json::is_strict_object(&header_json) {
+            return Err(malformed());
+        }
+        let header: JoseHeader<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| malformed())?;
         if header.enc.is_some() {
             return Err(invalid("Encrypted tokens (JWE) are not accepted"));
         }
@@ -850,6 +880,11 @@ impl<'a> Jws<'a> {
         }
 
         let signature = b64(signature_b64)?;
+        // Before any key is looked up: a high-S twin is never accepted, and never worth a
+        // JWKS refetch either.
+        if !ecdsa::is_canonical(alg, &signature) {
+            return Err(SignatureError::Invalid.into());
+        }
         let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
         Ok(Self {
             alg,
@@ -885,9 +920,13 @@ impl<'a> Jws<'a> {
         })
     }
 
-    /// The decoded (not yet trusted) payload.
+    /// The decoded (not yet trusted) payload: a JSON object in valid UTF-8, or an error.
     pub(crate) fn payload(&self) -> Result<Vec<u8>, AuthError> {
-        b64(self.payload_b64)
+        let payload = b64(self.payload_b64)?;
+        if !strict_json::is_strict_object(&payload) {
+            return Err(invalid("The token claims are malformed"));
+        }
+        Ok(payload)
     }
 }
 

@@ -494,6 +494,110 @@ async fn a_cached_token_is_dropped_when_its_key_leaves_the_jwks() {
     assert_eq!(auth.stats().cache_hit, 1);
 }
 
+/// An issuer that withdraws its key by publishing `published` (a successful 200): the old key
+/// is dropped at the next fetch, cached or not, and the set without a usable key is a 401
+/// "no usable keys" while the issuer answers, never a 503.
+async fn withdrawn_key_stops_verifying(published: impl FnOnce(&MockIssuer) -> Vec<Value>) {
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp)
+        .token_cache(100)
+        .unknown_kid_cooldown(Duration::ZERO)
+        .refresh_bounds(Duration::from_millis(100), Duration::from_millis(100))
+        .stale_grace(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let old = idp.mint(json!({"sub": "alice"}));
+    assert!(check(&auth, &old).await.is_ok());
+    assert!(check(&auth, &old).await.is_ok());
+    assert_eq!(auth.stats().cache_hit, 1);
+
+    idp.publish_only(published(&idp));
+    // An unknown `kid` makes the authenticator fetch now, and wait for the answer.
+    let other = idp.mint_with_header(
+        Algorithm::RS256,
+        json!({"kid": "not-published"}),
+        json!({"sub": "bob"}),
+    );
+    let fetches = idp.jwks_fetches();
+    assert!(check(&auth, &other).await.is_err());
+    assert!(idp.jwks_fetches() > fetches);
+
+    let err = check(&auth, &old).await.unwrap_err();
+    assert_eq!(err.kind(), AuthErrorKind::InvalidToken);
+    assert_eq!(err.message(), "The issuer has no usable keys");
+    assert_eq!(auth.stats().cache_hit, 1, "the cache never answers for it");
+    assert_eq!(status(&auth, &old).await, StatusCode::UNAUTHORIZED);
+    assert!(
+        !auth.is_ready(),
+        "no usable key: not ready to verify anything"
+    );
+
+    // Past any refresh and stale grace: still the issuer's answer (401), not an outage (503).
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(status(&auth, &old).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(auth.stats().denied_unavailable, 0);
+
+    // The key comes back: a fresh verification, not the withdrawn cache entry.
+    idp.publish_default();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(auth.is_ready());
+    assert_eq!(check(&auth, &old).await.unwrap()["sub"], "alice");
+    assert_eq!(auth.stats().cache_hit, 1);
+}
+
+#[tokio::test]
+async fn an_empty_jwks_withdraws_the_old_key_at_the_next_fetch() {
+    withdrawn_key_stops_verifying(|_| Vec::new()).await;
+}
+
+#[tokio::test]
+async fn a_key_republished_for_encryption_withdraws_it() {
+    withdrawn_key_stops_verifying(|idp| {
+        let mut jwk = idp.jwk(&idp.current_kid()).unwrap();
+        jwk["use"] = "enc".into();
+        vec![jwk]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_jwks_of_unsupported_keys_withdraws_the_old_key() {
+    withdrawn_key_stops_verifying(|idp| {
+        // Same `kid`, a curve this crate does not verify; and a key type nobody knows.
+        let p521 = json!({"kty": "EC", "kid": idp.current_kid(), "crv": "P-521",
+            "x": "AHKZLLOsCOzz5cY97ewNUajB957y-C-U88c3v13nmGZx6sYl_oJXu9A5RkTKqjqvjyekWF-7ytDyRXYgCF5cj0Kt",
+            "y": "AdymlHvOiLxXkEhayXQnNCvDX4h9htZaCJN34kfmC6pV5OhQHiraVySsUdaQkAgDPrwQrJmbnX9cwlGfP-HqHZR1"});
+        vec![p521, json!({"kty": "banana", "kid": "b-1"})]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_discovered_jwks_uri_is_held_to_the_configured_url_rules() {
+    for (uri, reason) in [
+        // Credentials in a URL end up in logs, and would be sent to the issuer as Basic auth.
+        ("http://user:pass@{addr}/jwks.json", "credentials"),
+        ("https://user@{addr}/jwks.json", "credentials"),
+        ("ftp://{addr}/jwks.json", "https"),
+        ("http://auth.example.com/jwks.json", "https"),
+        ("/jwks.json", "absolute"),
+    ] {
+        let idp = MockIssuer::start().await.unwrap();
+        idp.set_discovery_jwks_uri(uri.replace("{addr}", &idp.addr().to_string()));
+        let err = JwksAuthenticator::<Value>::builder()
+            .issuer(idp.discovery())
+            .build()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::KeySource { reason: r, .. } if r.contains(reason)),
+            "{uri}: {err:?}"
+        );
+        assert_eq!(idp.jwks_fetches(), 0, "{uri}: nothing is fetched from it");
+    }
+}
+
 #[tokio::test]
 async fn unchanged_keys_keep_their_cached_tokens_across_refreshes() {
     let idp = MockIssuer::start().await.unwrap();

@@ -12,6 +12,7 @@ use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use jsonwebtoken::EncodingKey;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtAuthenticatorBuilder, JwtKey};
 use tower_scope::{AuthError, Authenticated, BearerAuthLayer, ConfigError};
@@ -54,10 +55,68 @@ fn now() -> u64 {
 
 /// Signs raw header and claims JSON, so tests can craft any header.
 fn sign_raw(header: &str, claims: &str, alg: Algorithm, key: &EncodingKey) -> String {
+    sign_bytes(header.as_bytes(), claims.as_bytes(), alg, key)
+}
+
+/// Signs raw header and claims bytes (not even UTF-8, if a test wants), ECDSA in low-S form.
+fn sign_bytes(header: &[u8], claims: &[u8], alg: Algorithm, key: &EncodingKey) -> String {
     install_signing_provider();
-    let message = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+    let message = format!("{}.{}", b64(header), b64(claims));
     let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).unwrap();
-    format!("{message}.{signature}")
+    let mut signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    // Neither backend's signer normalizes S; the verifier accepts only low S.
+    if let Some(order) = curve_order(alg)
+        && is_high_s(&signature, order)
+    {
+        negate_s(&mut signature, order);
+    }
+    format!("{message}.{}", b64(&signature))
+}
+
+/// The group order n of the curve of an ECDSA algorithm (SEC 2 §2.4.2, §2.5.1), big-endian.
+fn curve_order(alg: Algorithm) -> Option<&'static [u8]> {
+    const P256: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    const P384: [u8; 48] = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81, 0xf4, 0x37,
+        0x2d, 0xdf, 0x58, 0x1a, 0x0d, 0xb2, 0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc,
+        0xc5, 0x29, 0x73,
+    ];
+    match alg {
+        Algorithm::ES256 => Some(&P256),
+        Algorithm::ES384 => Some(&P384),
+        _ => None,
+    }
+}
+
+/// Whether S (the second half of `R || S`) is above n / 2: is 2 * S > n?
+fn is_high_s(signature: &[u8], order: &[u8]) -> bool {
+    let s = &signature[order.len()..];
+    let mut doubled = vec![0u8; order.len() + 1];
+    let mut carry = 0u8;
+    for i in (0..s.len()).rev() {
+        doubled[i + 1] = (s[i] << 1) | carry;
+        carry = s[i] >> 7;
+    }
+    doubled[0] = carry;
+    let mut n = vec![0u8];
+    n.extend_from_slice(order);
+    doubled > n
+}
+
+/// Replaces S by n − S: the other signature that verifies the same message.
+fn negate_s(signature: &mut [u8], order: &[u8]) {
+    let s = &mut signature[order.len()..];
+    let mut borrow = 0i16;
+    for i in (0..s.len()).rev() {
+        let digit = i16::from(order[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(digit < 0);
+        s[i] = (digit + 256 * borrow) as u8;
+    }
 }
 
 fn alg_str(alg: Algorithm) -> String {
@@ -86,7 +145,10 @@ fn builder() -> JwtAuthenticatorBuilder<Claims, Claims> {
 }
 
 /// Sends `token` through `BearerAuthLayer(authenticator)`; returns status, challenge, body.
-async fn check(auth: JwtAuthenticator<Claims>, token: &str) -> (StatusCode, String, String) {
+async fn check<C: DeserializeOwned + 'static>(
+    auth: JwtAuthenticator<C, Claims>,
+    token: &str,
+) -> (StatusCode, String, String) {
     let svc = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(auth))
         .service(service_fn(|req: Request<String>| async move {
@@ -110,7 +172,11 @@ async fn check(auth: JwtAuthenticator<Claims>, token: &str) -> (StatusCode, Stri
     (res.status(), challenge, res.into_body())
 }
 
-async fn assert_invalid(auth: JwtAuthenticator<Claims>, token: &str, description: &str) {
+async fn assert_invalid<C: DeserializeOwned + 'static>(
+    auth: JwtAuthenticator<C, Claims>,
+    token: &str,
+    description: &str,
+) {
     let (status, challenge, body) = check(auth, token).await;
     assert_eq!(
         status,
@@ -128,7 +194,10 @@ async fn assert_invalid(auth: JwtAuthenticator<Claims>, token: &str, description
     assert_eq!(body, "");
 }
 
-async fn assert_accepted(auth: JwtAuthenticator<Claims>, token: &str) {
+async fn assert_accepted<C: DeserializeOwned + 'static>(
+    auth: JwtAuthenticator<C, Claims>,
+    token: &str,
+) {
     let (status, challenge, body) = check(auth, token).await;
     assert_eq!(status, StatusCode::OK, "{challenge}");
     assert_eq!(body, "alice");
@@ -309,6 +378,171 @@ async fn crit_header_is_refused() {
         "The token has critical header parameters this server does not understand",
     )
     .await;
+}
+
+#[tokio::test]
+async fn crit_null_is_refused_like_any_crit() {
+    // RFC 7515 §4.1.11: `crit` present is the question, whatever its value; `null` is not absent.
+    let key = EncodingKey::from_secret(SECRET);
+    for header in [
+        r#"{"alg":"HS256","crit":null}"#,
+        r#"{"alg":"HS256","crit":[]}"#,
+    ] {
+        let token = sign_raw(header, &claims_exp_in(600), Algorithm::HS256, &key);
+        assert_invalid(
+            builder().build().unwrap(),
+            &token,
+            "The token has critical header parameters this server does not understand",
+        )
+        .await;
+    }
+}
+
+const ISSUER: &str = "https://issuer.example";
+
+/// Claims decoded as raw JSON (as many applications do), mapped to a fixed user: only the
+/// crate's own checks stand between a token and a 200.
+fn value_builder() -> JwtAuthenticatorBuilder<serde_json::Value, Claims> {
+    JwtAuthenticator::<serde_json::Value>::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, SECRET))
+        .issuer(ISSUER)
+        .map_user(|_| {
+            Ok(Claims {
+                sub: "alice".into(),
+            })
+        })
+}
+
+/// Asserts `token` is refused with `description` by the [`value_builder`] authenticator.
+async fn assert_refused_as_value(token: &str, description: &str) {
+    assert_invalid(value_builder().build().unwrap(), token, description).await;
+}
+
+#[tokio::test]
+async fn a_json_array_header_is_refused_even_when_correctly_signed() {
+    // RFC 7515 §4: the JOSE header is a JSON object. Serde would fill `alg` by position.
+    let key = EncodingKey::from_secret(SECRET);
+    let claims = format!(
+        r#"{{"sub":"alice","iss":"{ISSUER}","exp":{}}}"#,
+        now() + 600
+    );
+    assert_accepted(
+        value_builder().build().unwrap(),
+        &sign_raw(r#"{"alg":"HS256"}"#, &claims, Algorithm::HS256, &key),
+    )
+    .await;
+    for header in [r#"["HS256"]"#, r#" ["HS256",null,null]"#, r#""HS256""#] {
+        let token = sign_raw(header, &claims, Algorithm::HS256, &key);
+        assert_refused_as_value(&token, "The token header is malformed").await;
+    }
+}
+
+#[tokio::test]
+async fn a_json_array_claims_set_is_refused_even_when_correctly_signed() {
+    // RFC 7519 §7.2 step 10: the claims set is a JSON object. By position, this array reads
+    // as exp, nbf, iat, iss.
+    let key = EncodingKey::from_secret(SECRET);
+    let exp = now() + 600;
+    for claims in [
+        format!(r#"[{exp},null,null,"{ISSUER}"]"#),
+        format!("\n\t [{exp},null,null,\"{ISSUER}\"]"),
+    ] {
+        let token = sign(Algorithm::HS256, &key, &claims);
+        assert_refused_as_value(&token, "The token claims are malformed").await;
+    }
+}
+
+#[tokio::test]
+async fn invalid_utf8_anywhere_in_header_or_claims_is_refused() {
+    // RFC 7519 §7.2 steps 4 and 10, RFC 8259 §8.1: the JSON must be valid UTF-8, also in
+    // members this crate never reads.
+    let key = EncodingKey::from_secret(SECRET);
+    let exp = now() + 600;
+    let header = |extra: &[u8]| [br#"{"alg":"HS256","x":""#, extra, br#""}"#].concat();
+    let claims = |extra: &[u8]| {
+        [
+            format!(r#"{{"sub":"alice","iss":"{ISSUER}","exp":{exp},"x":""#).as_bytes(),
+            extra,
+            br#""}"#,
+        ]
+        .concat()
+    };
+    // A valid surrogate pair, an escaped backslash before `ud800`, and plain UTF-8 pass.
+    for fine in [
+        &br"\ud83d\ude00"[..],
+        br"\\ud800",
+        "\u{e9}\u{1f600}".as_bytes(),
+    ] {
+        let token = sign_bytes(&header(fine), &claims(fine), Algorithm::HS256, &key);
+        assert_accepted(value_builder().build().unwrap(), &token).await;
+    }
+    let bad: [&[u8]; 6] = [
+        &[0xff, 0xfe],
+        &[0xc3],             // a truncated two-byte sequence
+        &[0xed, 0xa0, 0x80], // a surrogate encoded as UTF-8 (CESU-8)
+        br"\ud800",
+        br"\udc00",
+        br"\ud800\u0041",
+    ];
+    for bytes in bad {
+        let token = sign_bytes(&header(bytes), &claims(b""), Algorithm::HS256, &key);
+        assert_refused_as_value(&token, "The token header is malformed").await;
+        let token = sign_bytes(&header(b""), &claims(bytes), Algorithm::HS256, &key);
+        assert_refused_as_value(&token, "The token claims are malformed").await;
+    }
+    // An ignored member's *name* counts too.
+    let token = sign_bytes(
+        br#"{"alg":"HS256","\ud800":1}"#,
+        &claims(b""),
+        Algorithm::HS256,
+        &key,
+    );
+    assert_refused_as_value(&token, "The token header is malformed").await;
+}
+
+#[tokio::test]
+async fn high_s_ecdsa_signatures_are_refused_on_every_backend() {
+    // (r, n − s) verifies like (r, s); only the low-S form is accepted, so a token has one
+    // spelling for deny lists and replay caches keyed on its bytes.
+    let cases = [
+        (Algorithm::ES256, EC256_PUBLIC, EC256_PRIVATE),
+        (Algorithm::ES384, EC384_PUBLIC, EC384_PRIVATE),
+    ];
+    for (alg, public, private) in cases {
+        let auth = || {
+            JwtAuthenticator::<Claims>::builder()
+                .key(JwtKey::ec_pem(alg, public))
+                .build()
+                .unwrap()
+        };
+        let key = EncodingKey::from_ec_pem(private).unwrap();
+        // Several signatures, so both of a signer's S halves are exercised.
+        for i in 0..4 {
+            let low = sign(alg, &key, &claims_exp_in(600 + i));
+            assert_accepted(auth(), &low).await;
+            let (message, signature) = low.rsplit_once('.').unwrap();
+            let mut signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+            let order = curve_order(alg).unwrap();
+            negate_s(&mut signature, order);
+            assert!(is_high_s(&signature, order));
+            let high = format!("{message}.{}", b64(&signature));
+            assert_invalid(auth(), &high, "The token signature is invalid").await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn four_segment_tokens_are_malformed_and_only_five_are_jwe() {
+    let auth = || builder().build().unwrap();
+    let good = hs256(&claims_exp_in(600));
+    assert_invalid(auth(), &format!("{good}.x"), "The token is malformed").await;
+    assert_invalid(
+        auth(),
+        &format!("{good}.x.y"),
+        "Encrypted tokens (JWE) are not accepted",
+    )
+    .await;
+    assert_invalid(auth(), &format!("{good}.x.y.z"), "The token is malformed").await;
 }
 
 #[test]

@@ -24,10 +24,8 @@ pub(crate) enum FetchError {
     Malformed,
     /// The discovery document names another issuer (OIDC Discovery §4.3).
     IssuerMismatch,
-    /// A discovered `jwks_uri` is neither HTTPS nor loopback.
-    InsecureJwksUri,
-    /// The JWK set holds no key this authenticator can use.
-    NoUsableKey,
+    /// A discovered `jwks_uri` breaks a rule configured URLs follow (the reason says which).
+    RefusedJwksUri(&'static str),
 }
 
 impl fmt::Display for FetchError {
@@ -41,37 +39,43 @@ impl fmt::Display for FetchError {
             Self::IssuerMismatch => {
                 f.write_str("the discovery document's `issuer` differs from the configured issuer")
             }
-            Self::InsecureJwksUri => f.write_str("the discovered `jwks_uri` is not HTTPS"),
-            Self::NoUsableKey => f.write_str("the JWK set holds no usable verification key"),
+            Self::RefusedJwksUri(reason) => write!(f, "the discovered `jwks_uri` {reason}"),
         }
     }
 }
 
-/// Parses `url` and requires HTTPS, except for loopback hosts (local development and tests).
+/// Parses `url` and checks it against [`key_url_rules`]: for configured URLs.
 pub(crate) fn checked_url(setting: &'static str, url: &str) -> Result<Url, ConfigError> {
-    let parsed = Url::parse(url).map_err(|_| ConfigError::InvalidValue {
+    key_url(url).map_err(|reason| ConfigError::InvalidValue {
         setting,
-        reason: "not an absolute URL".into(),
-    })?;
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        // Credentials in a URL end up in logs and error messages.
-        return Err(ConfigError::InvalidValue {
-            setting,
-            reason: "must not contain credentials".into(),
-        });
+        reason: reason.into(),
+    })
+}
+
+/// Parses a URL a key fetch may go to, configured or discovered (OIDC discovery's `jwks_uri`
+/// is held to the same rules: whoever serves the discovery document must not be able to
+/// loosen them), or says which rule it breaks.
+pub(crate) fn key_url(url: &str) -> Result<Url, &'static str> {
+    let parsed = Url::parse(url).map_err(|_| "must be an absolute URL")?;
+    key_url_rules(&parsed)?;
+    Ok(parsed)
+}
+
+/// The rules of every key URL: no credentials, HTTPS (plain HTTP to loopback hosts only).
+fn key_url_rules(url: &Url) -> Result<(), &'static str> {
+    if !url.username().is_empty() || url.password().is_some() {
+        // Credentials in a URL end up in logs and error messages, and reqwest would send them
+        // as Basic authentication.
+        return Err("must not contain credentials");
     }
-    if is_allowed(&parsed) {
-        Ok(parsed)
-    } else {
-        Err(ConfigError::InvalidValue {
-            setting,
-            reason: "must use https (http is allowed for loopback hosts only)".into(),
-        })
+    if !is_allowed(url) {
+        return Err("must use https (http is allowed for loopback hosts only)");
     }
+    Ok(())
 }
 
 /// HTTPS anywhere; plain HTTP only to 127.0.0.0/8, ::1 and `localhost`.
-pub(crate) fn is_allowed(url: &Url) -> bool {
+fn is_allowed(url: &Url) -> bool {
     match url.scheme() {
         "https" => url.host_str().is_some(),
         "http" => url.host_str().is_some_and(|host| {

@@ -73,6 +73,9 @@ struct Settings {
     hanging: bool,
     max_age: Option<u64>,
     discovery_issuer: Option<String>,
+    discovery_jwks_uri: Option<String>,
+    /// When set, the JWKS holds exactly these JWKs instead of the issuer's keys.
+    published: Option<Vec<Value>>,
 }
 
 struct State {
@@ -202,6 +205,8 @@ impl MockIssuer {
                 hanging: false,
                 max_age: None,
                 discovery_issuer: None,
+                discovery_jwks_uri: None,
+                published: None,
             }),
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
@@ -295,8 +300,10 @@ impl MockIssuer {
         );
         let signer = (self.state.provider.signer_factory)(&key.alg, &key.encoding)
             .expect("the mock issuer's keys are valid");
-        let signature = jsonwebtoken::signature::Signer::try_sign(&*signer, message.as_bytes())
+        let mut signature = jsonwebtoken::signature::Signer::try_sign(&*signer, message.as_bytes())
             .expect("signing with a valid key succeeds");
+        // Verifiers accept low-S ECDSA signatures only; neither backend's signer normalizes.
+        crate::jwt::ecdsa::normalize(key.alg, &mut signature);
         format!("{message}.{}", b64(&signature))
     }
 
@@ -310,6 +317,33 @@ impl MockIssuer {
     /// Publishes an extra raw JWK (malformed, `use: enc`...) next to the real keys.
     pub fn add_jwk(&self, jwk: Value) {
         self.settings().extra.push(jwk);
+    }
+
+    /// The public JWK this issuer publishes for `kid` (the current RSA key or `ec-1`, `ed-1`,
+    /// `hs-1`), e.g. to re-publish it changed with [`publish_only`](Self::publish_only).
+    pub fn jwk(&self, kid: &str) -> Option<Value> {
+        let rsa = &self.state.rsa[self.settings().rsa];
+        std::iter::once(rsa)
+            .chain(&self.state.others)
+            .find(|k| k.kid == kid)
+            .map(|k| k.jwk.clone())
+    }
+
+    /// Makes the JWKS hold exactly `keys` (raw JWKs; empty for `{"keys":[]}`) instead of this
+    /// issuer's keys, as an issuer that withdraws its keys does; tokens keep being signed with
+    /// the real keys.
+    pub fn publish_only(&self, keys: Vec<Value>) {
+        self.settings().published = Some(keys);
+    }
+
+    /// Publishes this issuer's own keys again (undoes [`publish_only`](Self::publish_only)).
+    pub fn publish_default(&self) {
+        self.settings().published = None;
+    }
+
+    /// Makes the discovery document name `uri` as its `jwks_uri` (to test the URL rules).
+    pub fn set_discovery_jwks_uri(&self, uri: impl Into<String>) {
+        self.settings().discovery_jwks_uri = Some(uri.into());
     }
 
     /// Makes the JWKS and discovery endpoints answer 500 (`true`) or work again (`false`).
@@ -380,16 +414,26 @@ impl State {
         }
         let settings = self.settings();
         let (body, max_age) = if path == "/jwks.json" {
-            let mut keys = vec![self.rsa[settings.rsa].jwk.clone()];
-            keys.extend(self.others.iter().map(|k| k.jwk.clone()));
-            keys.extend(settings.extra.iter().cloned());
+            let keys = match &settings.published {
+                Some(keys) => keys.clone(),
+                None => {
+                    let mut keys = vec![self.rsa[settings.rsa].jwk.clone()];
+                    keys.extend(self.others.iter().map(|k| k.jwk.clone()));
+                    keys.extend(settings.extra.iter().cloned());
+                    keys
+                }
+            };
             (json!({ "keys": keys }), settings.max_age)
         } else {
             let issuer = settings
                 .discovery_issuer
                 .clone()
                 .unwrap_or_else(|| self.issuer.clone());
-            let doc = json!({"issuer": issuer, "jwks_uri": format!("{}/jwks.json", self.issuer)});
+            let jwks_uri = settings
+                .discovery_jwks_uri
+                .clone()
+                .unwrap_or_else(|| format!("{}/jwks.json", self.issuer));
+            let doc = json!({"issuer": issuer, "jwks_uri": jwks_uri});
             (doc, None)
         };
         let mut response = Response::new(Full::new(Bytes::from(body.to_string())));

@@ -3,15 +3,22 @@
 //!
 //! - **Key sources.** Per [`Issuer`]: a JWKS URL, or OIDC discovery
 //!   (`{issuer}/.well-known/openid-configuration`), whose `issuer` must equal the configured one
-//!   exactly. HTTPS is required except for loopback hosts; fetches have connect and total
-//!   timeouts, a response size cap, and never follow redirects.
+//!   exactly. HTTPS is required except for loopback hosts, and URLs carry no credentials; a
+//!   discovered `jwks_uri` is held to the same rules as a configured URL. Fetches have connect
+//!   and total timeouts, a response size cap, and never follow redirects.
 //! - **No lock across I/O.** Each issuer's keys are an atomically swapped snapshot; requests
 //!   only read it. A hung JWKS endpoint delays only requests whose key is unknown.
 //! - **Rotation.** A background task refreshes each set when its `Cache-Control: max-age`
 //!   (clamped to [`refresh_bounds`](JwksAuthenticatorBuilder::refresh_bounds)) runs out. An
 //!   unknown `kid` triggers one single-flight refetch, at most once per
 //!   [`unknown_kid_cooldown`](JwksAuthenticatorBuilder::unknown_kid_cooldown).
-//! - **Stale-if-error.** When fetches fail, the last good set keeps serving for
+//! - **Withdrawn keys.** Every successful fetch replaces the set, also when it holds no key this
+//!   authenticator can use (`{"keys":[]}`, only `use: enc` keys, only unsupported ones): a key
+//!   that left the JWKS stops verifying at once, cached tokens included, and while the issuer
+//!   publishes no usable key its tokens get 401 `invalid_token` ("The issuer has no usable
+//!   keys"), not 503: the issuer answered.
+//! - **Stale-if-error.** When fetches fail (network, timeout, non-2xx status, a document that
+//!   is not a JWK set), the last good set keeps serving for
 //!   [`stale_grace`](JwksAuthenticatorBuilder::stale_grace); with no usable set, requests get
 //!   503 ([`AuthError::unavailable`], gRPC 14), never a pass.
 //! - **Issuer binding.** The unverified `iss` only picks the issuer; the token is then verified
@@ -193,7 +200,8 @@ impl<C, U> fmt::Debug for JwksAuthenticator<C, U> {
 }
 
 impl<C, U> JwksAuthenticator<C, U> {
-    /// Whether every issuer has a usable key set (for a readiness probe).
+    /// Whether every issuer has a usable key set (for a readiness probe): loaded, not past its
+    /// stale grace, and holding at least one key this authenticator can verify with.
     pub fn is_ready(&self) -> bool {
         self.inner.issuers.iter().all(|i| i.source.is_ready())
     }
@@ -428,7 +436,8 @@ impl<C: DeserializeOwned, U> JwksAuthenticatorBuilder<C, U> {
     /// - [`ConfigError::InvalidValue`] for no or duplicate issuers, a URL that is not HTTPS
     ///   (or loopback HTTP), inconsistent bounds, or no Tokio runtime;
     /// - [`ConfigError::KeySource`] when an issuer's keys cannot be loaded (timeout, HTTP
-    ///   error, discovery `issuer` mismatch, no usable key);
+    ///   error, discovery `issuer` mismatch, a discovered `jwks_uri` that breaks the URL rules,
+    ///   no usable key);
     /// - [`ConfigError::NoRandomness`] when the token cache's secret key cannot be drawn.
     pub async fn build(self) -> Result<JwksAuthenticator<C, U>, ConfigError> {
         let provider = self
@@ -494,6 +503,14 @@ impl<C: DeserializeOwned, U> JwksAuthenticatorBuilder<C, U> {
                         issuer: issuer.source.issuer.to_string(),
                         reason: err.to_string(),
                     })?;
+                // Eagerly built means ready: an issuer without a usable key is a setup error
+                // (`algorithms` too narrow, the wrong JWKS URL) worth failing fast on.
+                if !issuer.source.is_ready() {
+                    return Err(ConfigError::KeySource {
+                        issuer: issuer.source.issuer.to_string(),
+                        reason: "the JWK set holds no usable verification key".into(),
+                    });
+                }
             }
         }
         for issuer in &issuers {
@@ -518,6 +535,8 @@ enum Missing {
     KeySet,
     /// No key of the issuer matches the token's `kid`/`alg`.
     Kid,
+    /// The issuer's current set holds no usable key at all.
+    AnyKey,
 }
 
 enum Failure {
@@ -575,6 +594,11 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
         let Some(set) = snapshot.as_ref().filter(|s| s.usable(Instant::now())) else {
             return Err(Failure::Refetch(index, Missing::KeySet));
         };
+        if set.keys.is_empty() {
+            // Like an unknown `kid`: the issuer may have published keys again since (one
+            // refetch, within the cooldown).
+            return Err(Failure::Refetch(index, Missing::AnyKey));
+        }
         let key = match jws.verify_with(self.provider, set.keys.iter().map(|k| &k.key)) {
             Ok(key) => key,
             Err(SignatureError::NoKey) => return Err(Failure::Refetch(index, Missing::Kid)),
@@ -609,6 +633,9 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
             Err(Failure::Refetch(_, Missing::Kid)) => {
                 self.stats.unknown_kid();
                 Err(SignatureError::NoKey.into())
+            }
+            Err(Failure::Refetch(_, Missing::AnyKey)) => {
+                Err(invalid("The issuer has no usable keys"))
             }
         }
     }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use super::fetch::{FetchError, Http, is_allowed};
+use super::fetch::{FetchError, Http, key_url};
 use super::stats::Counters;
 use crate::jwt::{Algorithm, JwkSetDocument, VerifyKey, jwk_value_key};
 
@@ -45,6 +45,8 @@ pub(crate) struct SourceKey {
 }
 
 /// One fetched JWK set: fresh until its `max-age`, usable until that plus the grace period.
+///
+/// `keys` may be empty: an issuer that answers with no key we can use has withdrawn them all.
 pub(crate) struct KeySet {
     pub(crate) keys: Vec<Arc<SourceKey>>,
     fresh_until: Instant,
@@ -110,11 +112,11 @@ impl KeySource {
         self.keys.load()
     }
 
-    /// Whether a usable key set is loaded.
+    /// Whether a usable key set with at least one key is loaded.
     pub(crate) fn is_ready(&self) -> bool {
         self.snapshot()
             .as_ref()
-            .is_some_and(|set| set.usable(Instant::now()))
+            .is_some_and(|set| set.usable(Instant::now()) && !set.keys.is_empty())
     }
 
     /// Whether `key` is still in the usable key set (a cached token signed by a key the issuer
@@ -233,10 +235,7 @@ impl KeySource {
         if doc.issuer != *self.issuer {
             return Err(FetchError::IssuerMismatch);
         }
-        let url = Url::parse(&doc.jwks_uri).map_err(|_| FetchError::Malformed)?;
-        if !is_allowed(&url) {
-            return Err(FetchError::InsecureJwksUri);
-        }
+        let url = key_url(&doc.jwks_uri).map_err(FetchError::RefusedJwksUri)?;
         *lock(&self.discovered) = Some(url.clone());
         Ok(url)
     }
@@ -258,10 +257,10 @@ impl KeySource {
                 keys.push(Arc::new(SourceKey { key, fingerprint }));
             }
         }
-        if keys.is_empty() {
-            // Keep serving the last good set: an empty set would lock everyone out.
-            return Err(FetchError::NoUsableKey);
-        }
+        // The set the issuer answers with replaces the last one, even when it holds no key we
+        // can use (`{"keys":[]}`, only `use: enc`, only unsupported keys): a key that left the
+        // JWKS is withdrawn (RFC 7517 §5, OIDC Core §10.1.1), and tokens it signed must stop
+        // verifying now, not when the stale grace runs out. Only a failed fetch keeps the old set.
         let ttl = max_age
             .unwrap_or(self.config.default_ttl)
             .clamp(self.config.min_ttl, self.config.max_ttl);
