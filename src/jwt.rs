@@ -14,7 +14,8 @@
 //!   surrogate escape (`\ud800`) is refused, also inside members nothing reads.
 //! - Only the low-S form of an ES256/ES384 signature verifies, so a token has one spelling for
 //!   deny lists and replay caches keyed on its bytes; an issuer must normalize S (see
-//!   [`JwtKey::ec_pem`]).
+//!   [`JwtKey::ec_pem`]), or the application opts out with
+//!   [`accept_high_s_ecdsa`](JwtAuthenticatorBuilder::accept_high_s_ecdsa).
 //! - Five segments is a JWE and refused as such; any count but three or five is malformed.
 //! - Optional explicit typing (`typ: at+jwt`, RFC 9068).
 //! - Sender-constrained tokens (a `cnf` claim: DPoP `jkt`, mTLS `x5t#S256`, or any other) are
@@ -110,7 +111,8 @@ impl JwtKey {
     ///
     /// Only low-S signatures verify (`s <= n/2`): a signer that does not normalize S (e.g.
     /// Go's `crypto/ecdsa`, or `jsonwebtoken` itself) produces tokens that are refused about
-    /// half the time. Normalize S when signing (`s = n − s` when `s > n/2`).
+    /// half the time. Normalize S when signing (`s = n − s` when `s > n/2`), or accept both
+    /// forms with `accept_high_s_ecdsa()` on the authenticator's builder.
     pub fn ec_pem(algorithm: Algorithm, pem: impl AsRef<[u8]>) -> Self {
         Self::with(Material::EcPem(Arc::from(pem.as_ref())), algorithm)
     }
@@ -374,6 +376,7 @@ pub(crate) struct Policy {
     pub(crate) typ: Option<String>,
     pub(crate) clock: Option<Arc<Clock>>,
     pub(crate) binding: Binding,
+    pub(crate) accept_high_s: bool,
 }
 
 impl Default for Policy {
@@ -387,6 +390,7 @@ impl Default for Policy {
             typ: None,
             clock: None,
             binding: Binding::default(),
+            accept_high_s: false,
         }
     }
 }
@@ -515,6 +519,20 @@ macro_rules! claim_rule_setters {
             + 'static,
         ) -> Self {
             self.policy.binding = $crate::jwt::Binding::accept_with(Arc::new(verifier));
+            self
+        }
+
+        /// Accepts ES256/ES384 signatures whose `S` is in the upper half of the curve order.
+        ///
+        /// By default only low-S signatures verify: `(r, n − s)` is a second valid signature
+        /// for the same claims, so a deny list, replay cache or log keyed on the token bytes
+        /// would see two tokens. But signers that do not normalize `S` (Go's `crypto/ecdsa`,
+        /// Java and so Keycloak, `jsonwebtoken` itself) produce a high-S signature in about
+        /// half their tokens: if your issuer is one of them, about half its ES256/ES384
+        /// tokens are refused until you call this.
+        #[must_use]
+        pub fn accept_high_s_ecdsa(mut self) -> Self {
+            self.policy.accept_high_s = true;
             self
         }
 
@@ -837,7 +855,11 @@ impl From<SignatureError> for AuthError {
 
 impl<'a> Jws<'a> {
     /// Splits the token and checks its header (`alg`, `crit`, JWE, `typ` when `typ` is set).
-    pub(crate) fn parse(token: &'a str, typ: Option<&str>) -> Result<Self, AuthError> {
+    pub(crate) fn parse(
+        token: &'a str,
+        typ: Option<&str>,
+        accept_high_s: bool,
+    ) -> Result<Self, AuthError> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64)) =
             (parts.next(), parts.next(), parts.next())
@@ -882,7 +904,7 @@ impl<'a> Jws<'a> {
         let signature = b64(signature_b64)?;
         // Before any key is looked up: a high-S twin is never accepted, and never worth a
         // JWKS refetch either.
-        if !ecdsa::is_canonical(alg, &signature) {
+        if !accept_high_s && !ecdsa::is_canonical(alg, &signature) {
             return Err(SignatureError::Invalid.into());
         }
         let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
@@ -957,7 +979,11 @@ impl<C: DeserializeOwned, U> JwtAuthenticator<C, U> {
     /// An [`AuthError`] with a fixed, safe message saying what is wrong; never token content.
     pub fn verify(&self, token: &str) -> Result<U, AuthError> {
         let inner = &*self.inner;
-        let jws = Jws::parse(token, inner.policy.typ.as_deref())?;
+        let jws = Jws::parse(
+            token,
+            inner.policy.typ.as_deref(),
+            inner.policy.accept_high_s,
+        )?;
         jws.verify_with(inner.provider, &inner.keys)?;
         let payload = jws.payload()?;
         inner.policy.check(&registered(&payload)?)?;

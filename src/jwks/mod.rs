@@ -579,7 +579,7 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
         token: &str,
         digest: Option<&TokenDigest>,
     ) -> Result<Authenticated<U>, Failure> {
-        let jws = Jws::parse(token, self.base.typ.as_deref())?;
+        let jws = Jws::parse(token, self.base.typ.as_deref(), self.base.accept_high_s)?;
         let payload = jws.payload()?;
         let mut registered = registered(&payload)?;
         // The unverified `iss` only picks whose keys to try (RFC 8725 §3.8): a token is trusted
