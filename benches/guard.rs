@@ -10,7 +10,7 @@ use http::{Method, Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_scope::guard::{MemoryThreadStore, SqlThreadStore, ThreadGuardLayer, ThreadStore};
-use tower_scope::{ResourceId, ThreadId};
+use tower_scope::{MessageId, ResourceId, ThreadId};
 
 async fn handler(_req: Request<Full<Bytes>>) -> Result<Response<String>, Infallible> {
     Ok(Response::new(String::new()))
@@ -62,7 +62,7 @@ fn benches(c: &mut Criterion) {
             Some(ResourceId::new(owner).unwrap()),
         );
         memory.insert_message(
-            format!("m-{i}"),
+            MessageId::new(format!("m-{i}")).unwrap(),
             Some(ThreadId::new(format!("t-{i}")).unwrap()),
         );
     }

@@ -114,10 +114,10 @@ impl AuthState {
     }
 }
 
-/// The longest id, in bytes, that [`ResourceId`] and [`ThreadId`] accept.
+/// The longest id, in bytes, that [`ResourceId`], [`ThreadId`] and [`MessageId`] accept.
 pub const MAX_ID_LEN: usize = 256;
 
-/// Why a string is not a valid [`ResourceId`] or [`ThreadId`].
+/// Why a string is not a valid [`ResourceId`], [`ThreadId`] or [`MessageId`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InvalidId {
@@ -125,7 +125,7 @@ pub enum InvalidId {
     Empty,
     /// The id is longer than [`MAX_ID_LEN`] bytes.
     TooLong,
-    /// The id contains a control character (U+0000..U+001F, U+007F..U+009F).
+    /// The id contains a control character (U+0000..U+001F, U+007F..U+009F), NUL included.
     ControlCharacter,
 }
 
@@ -142,6 +142,11 @@ impl fmt::Display for InvalidId {
 impl std::error::Error for InvalidId {}
 
 /// Checks the rules shared by every id type: non-empty, bounded, no control characters.
+///
+/// This is the one place an id is judged, before any store sees it, so every backend gives the
+/// same answer: an id PostgreSQL's `text` cannot hold (NUL) never reaches a query, where it
+/// would fail as a backend error on PostgreSQL and pass on SQLite. Valid UTF-8 is given: ids
+/// are `str`, and the layers refuse path, query and header bytes that do not decode.
 pub(crate) fn validate_id(id: &str) -> Result<(), InvalidId> {
     if id.is_empty() {
         return Err(InvalidId::Empty);
@@ -268,6 +273,14 @@ id_type!(
     ThreadId
 );
 
+id_type!(
+    /// A message id, as a client names it in save-messages, delete and `?include=` requests.
+    ///
+    /// Same rules as the other ids; the guard and the stores take only this type, so an id the
+    /// database cannot hold is refused (400) before any lookup or write.
+    MessageId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +293,20 @@ mod tests {
         assert_eq!(ThreadId::new("a\nb"), Err(InvalidId::ControlCharacter));
         assert_eq!(ThreadId::new("a\u{7f}"), Err(InvalidId::ControlCharacter));
         assert_eq!(ThreadId::new("a\u{85}"), Err(InvalidId::ControlCharacter));
+    }
+
+    #[test]
+    fn message_ids_follow_the_same_rules() {
+        // NUL is what PostgreSQL's `text` cannot hold: refused here, before any store.
+        assert_eq!(MessageId::new("m1\0"), Err(InvalidId::ControlCharacter));
+        assert_eq!(
+            MessageId::try_from("\0".to_owned()),
+            Err(InvalidId::ControlCharacter)
+        );
+        assert_eq!(MessageId::new(""), Err(InvalidId::Empty));
+        assert_eq!(MessageId::new("m".repeat(257)), Err(InvalidId::TooLong));
+        assert_eq!("m-1".parse::<MessageId>().unwrap(), "m-1");
+        assert_eq!(ResourceId::new("alice\0"), Err(InvalidId::ControlCharacter));
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub use auth::{
 #[cfg(feature = "cors")]
 pub use cors::CorsLayer;
 pub use error::ConfigError;
-pub use extensions::{AuthState, Authenticated, InvalidId, ResourceId, ThreadId};
+pub use extensions::{AuthState, Authenticated, InvalidId, MessageId, ResourceId, ThreadId};
 pub use gate::GateFuture;
 #[cfg(feature = "guard")]
 pub use guard::{ThreadGuardLayer, ThreadStore};

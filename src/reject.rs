@@ -39,6 +39,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -48,6 +49,13 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
+
+/// The `Retry-After` of every 503: 5 seconds.
+///
+/// Long enough that clients do not hammer a database that is failing over or a pool that is
+/// exhausted (the guard's own store timeout and SQLite's busy wait are 5 s too), short enough
+/// that a blip does not keep clients away for long.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// What kind of refusal a [`Rejection`] is; it fixes the HTTP status and the gRPC code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,7 +77,8 @@ pub enum RejectionKind {
     BadRequest,
     /// The request body is larger than allowed: 413, gRPC 8.
     PayloadTooLarge,
-    /// A backend the decision needs is down or too slow: 503, gRPC 14. Never a pass.
+    /// A backend the decision needs is down or too slow: 503 with `Retry-After`, gRPC 14.
+    /// Never a pass.
     Unavailable,
     /// The service failed while answering (it panicked): 500, gRPC 13.
     Internal,
@@ -100,6 +109,14 @@ impl RejectionKind {
             Self::Unavailable => 14,
             Self::Internal => 13,
         }
+    }
+
+    /// How long a client should wait before retrying, sent as `Retry-After` (RFC 9110 §10.2.3)
+    /// on HTTP answers: [`RETRY_AFTER`] for [`Unavailable`](Self::Unavailable), `None` for every
+    /// other kind (retrying them unchanged cannot succeed). gRPC answers carry code 14 instead,
+    /// which gRPC clients already treat as retryable.
+    pub fn retry_after(self) -> Option<Duration> {
+        matches!(self, Self::Unavailable).then_some(RETRY_AFTER)
     }
 
     /// The RFC 6750 `error` code, for kinds that carry a bearer challenge.
@@ -339,6 +356,11 @@ pub(crate) fn render<B: Default>(
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(wait) = rejection.kind.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
         }
     }
     response.extensions_mut().insert(rejection);
@@ -608,6 +630,26 @@ mod tests {
         assert_eq!(res.headers()["grpc-status"], "7");
         assert_eq!(res.headers()["grpc-message"], "100%25 denied: %C3%A9");
         assert!(res.headers().get(header::WWW_AUTHENTICATE).is_none());
+    }
+
+    #[test]
+    fn only_unavailable_tells_the_client_when_to_retry() {
+        let res: Response<()> = render(
+            Rejection::new(RejectionKind::Unavailable),
+            &HeaderMap::new(),
+            None,
+        );
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "5");
+        for kind in [
+            RejectionKind::BadRequest,
+            RejectionKind::Forbidden,
+            RejectionKind::Internal,
+            RejectionKind::InvalidToken,
+        ] {
+            let res: Response<()> = render(Rejection::new(kind), &HeaderMap::new(), None);
+            assert!(res.headers().get(header::RETRY_AFTER).is_none(), "{kind:?}");
+        }
     }
 
     #[test]

@@ -30,8 +30,8 @@ use reqwest::StatusCode;
 use tonic::{Code, Request};
 use tonic_grpc::memory::threads_client::ThreadsClient;
 use tonic_grpc::memory::{GetThreadRequest, WhoAmIRequest};
-use tower_scope::ThreadId;
 use tower_scope::guard::{MessageThread, StoreError, ThreadOwner, ThreadStore};
+use tower_scope::{MessageId, ThreadId};
 
 async fn listener() -> (tokio::net::TcpListener, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -127,8 +127,8 @@ impl ThreadStore for DownStore {
 
     async fn message_threads(
         &self,
-        _: &[String],
-    ) -> Result<HashMap<String, MessageThread>, StoreError> {
+        _: &[MessageId],
+    ) -> Result<HashMap<MessageId, MessageThread>, StoreError> {
         Err(StoreError::Backend("connection refused".into()))
     }
 }

@@ -394,7 +394,7 @@ mod interleavings {
         GuardError, MemoryThreadStore, NewMessage, ThreadFields, ThreadOwner, ThreadStore,
         ThreadWrites,
     };
-    use tower_scope::{ResourceId, ThreadId};
+    use tower_scope::{MessageId, ResourceId, ThreadId};
 
     const USERS: [&str; 3] = ["alice", "bob", "carol"];
     /// Few ids, shared by every user, so that users collide on them all the time.
@@ -496,7 +496,7 @@ mod interleavings {
                 let batch: Vec<NewMessage> = entries
                     .iter()
                     .map(|(m, t)| NewMessage {
-                        id: message(*m),
+                        id: MessageId::new(message(*m)).unwrap(),
                         thread: thread(*t),
                         role: "user".into(),
                         kind: "v2".into(),
@@ -527,20 +527,23 @@ mod interleavings {
                 }
             }
             Write::DeleteMessages(ids) => {
-                let ids: Vec<String> = ids.iter().map(|m| message(*m)).collect();
+                let ids: Vec<MessageId> = ids
+                    .iter()
+                    .map(|m| MessageId::new(message(*m)).unwrap())
+                    .collect();
                 let deleted = store
                     .delete_messages(&scope, &ids)
                     .now_or_never()
                     .unwrap()
                     .unwrap();
-                let distinct: BTreeSet<&String> = ids.iter().collect();
+                let distinct: BTreeSet<&MessageId> = ids.iter().collect();
                 let expected = distinct
                     .iter()
                     .filter(|id| own.messages.contains_key(id.as_str()))
                     .count();
                 prop_assert_eq!(deleted, expected as u64, "the real count, only ours");
                 for id in &ids {
-                    own.messages.remove(id);
+                    own.messages.remove(id.as_str());
                 }
             }
         }

@@ -1,7 +1,12 @@
-//! Isolation, end to end: the memory server example over real HTTP, users alice and bob.
+//! Isolation and robustness, end to end: the memory server example over real HTTP, users alice
+//! and bob, on SQLite (plain `cargo test`) and on PostgreSQL (`--ignored`, `.ci/run`), from this
+//! one source: a request gets the same answer on every backend.
 //!
 //! Bob tries every way Mastra's memory API offers to read or change Alice's data — by id,
 //! by `?resourceId=`, by body `resourceId`, by header — and Alice's data must be unchanged.
+//! Hostile input (ids and text a database cannot hold, values a constraint refuses) gets a
+//! clear 400 with a safe message, never a 503; a database that is really gone gets 503 with
+//! `Retry-After`.
 #![cfg(all(
     feature = "axum",
     feature = "sqlite",
@@ -13,23 +18,19 @@
 
 #[path = "../examples/memory_server/app.rs"]
 mod app;
+#[macro_use]
+#[path = "common/backend.rs"]
+mod backend;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use backend::{Backend, Db};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
+use sqlx::any::AnyPoolOptions;
 use tower_scope::guard::SqlThreadStore;
 
 const SECRET: &str = "isolation-test-secret-0123456789abcdef";
-
-fn settings() -> app::Settings {
-    app::Settings {
-        jwt_secret: SECRET.into(),
-        issuer: None,
-        audience: None,
-        cors_origins: Vec::new(),
-    }
-}
 
 pub fn token(sub: &str, org: Option<&str>) -> String {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
@@ -49,19 +50,13 @@ pub fn token(sub: &str, org: Option<&str>) -> String {
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
 }
 
-fn sqlite_url() -> String {
-    let path = std::env::temp_dir().join(format!("tower-scope-{}.db", app::random_id(8)));
-    format!("sqlite://{}?mode=rwc", path.display())
+/// The memory server on `store`, over real HTTP.
+async fn serve(store: SqlThreadStore) -> String {
+    backend::serve(backend::router(store, SECRET)).await
 }
 
-async fn start() -> String {
-    let store = SqlThreadStore::connect(&sqlite_url()).await.unwrap();
-    store.create_schema().await.unwrap();
-    let router = app::app(store, &settings()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    format!("http://{addr}")
+async fn start(db: &Db) -> String {
+    serve(db.store.clone()).await
 }
 
 struct User {
@@ -100,19 +95,63 @@ impl User {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer(req).await.without_headers()
+    }
+
+    /// A request with these raw body bytes (not necessarily UTF-8, not necessarily JSON).
+    async fn raw(&self, method: Method, path: &str, body: &[u8]) -> Answer {
+        let req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        answer(req).await
+    }
+
+    /// Like [`call`](Self::call), keeping the `Retry-After` header.
+    async fn full(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        answer(req).await
     }
 }
 
-#[tokio::test]
-async fn bob_cannot_reach_alices_threads_or_messages_by_any_id() {
-    let base = start().await;
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<String>,
+    json: Value,
+}
+
+impl Answer {
+    fn without_headers(self) -> (StatusCode, Value) {
+        (self.status, self.json)
+    }
+}
+
+async fn answer(req: reqwest::RequestBuilder) -> Answer {
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = res.text().await.unwrap();
+    Answer {
+        status,
+        retry_after,
+        json: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}
+
+async fn bob_cannot_reach_alices_threads_or_messages_by_any_id(db: &Db) {
+    let base = start(db).await;
     let alice = User::new(&base, "alice");
     let bob = User::new(&base, "bob");
 
@@ -308,9 +347,8 @@ async fn bob_cannot_reach_alices_threads_or_messages_by_any_id() {
     );
 }
 
-#[tokio::test]
-async fn missing_threads_and_missing_credentials_get_mastras_answers() {
-    let base = start().await;
+async fn missing_threads_and_missing_credentials_get_mastras_answers(db: &Db) {
+    let base = start(db).await;
     let alice = User::new(&base, "alice");
     let (status, body) = alice
         .call(Method::GET, "/api/memory/threads/nope", None)
@@ -371,9 +409,8 @@ async fn missing_threads_and_missing_credentials_get_mastras_answers() {
     assert_eq!(res.json::<Value>().await.unwrap(), json!({"success": true}));
 }
 
-#[tokio::test]
-async fn org_scoped_users_are_isolated_by_org_and_user() {
-    let base = start().await;
+async fn org_scoped_users_are_isolated_by_org_and_user(db: &Db) {
+    let base = start(db).await;
     let acme_carol = User {
         token: token("carol", Some("acme")),
         ..User::new(&base, "x")
@@ -403,9 +440,8 @@ async fn org_scoped_users_are_isolated_by_org_and_user() {
 
 /// Input built to break the handlers: every answer is a clear status with Mastra's JSON body,
 /// nothing panics, nothing is half-written.
-#[tokio::test]
-async fn hostile_input_gets_mastras_json_answers_and_no_panic() {
-    let base = start().await;
+async fn hostile_input_gets_mastras_json_answers_and_no_panic(db: &Db) {
+    let base = start(db).await;
     let alice = User::new(&base, "alice");
     let (status, thread) = alice
         .call(
@@ -589,3 +625,456 @@ async fn hostile_input_gets_mastras_json_answers_and_no_panic() {
         .await;
     assert_eq!(thread["title"], "kept");
 }
+
+// ---- input no database can hold, values a database refuses, databases that are gone --------
+
+const SAVE: &str = "/api/memory/save-messages";
+const DELETE: &str = "/api/memory/messages/delete";
+
+/// Percent-encodes everything but unreserved characters (RFC 3986 §2.3).
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A 400 with exactly this message: nothing of the database (its error text, SQLSTATE, the
+/// refused value) reaches the client, and nothing tells it to come back later.
+fn assert_refused(what: &str, answer: &Answer, message: &str) {
+    assert_eq!(
+        (answer.status, answer.json["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some(message)),
+        "{what}: {}",
+        answer.json
+    );
+    assert_eq!(answer.retry_after, None, "{what}");
+}
+
+fn message_to(id: &str, thread: &str) -> Value {
+    json!({"id": id, "threadId": thread, "resourceId": "alice", "role": "user", "content": "x"})
+}
+
+/// Ids with NUL (PostgreSQL's `text` cannot hold it: once a 503 there, a 400 on SQLite), other
+/// control characters, or over the length cap: 400 on every backend, before any store sees
+/// them, and nothing is written or deleted.
+async fn ids_no_database_can_hold_are_400_on_every_backend(db: &Db) {
+    let base = start(db).await;
+    let alice = User::new(&base, "alice");
+    let created = alice
+        .call(
+            Method::POST,
+            "/api/memory/threads",
+            Some(json!({"threadId": "t-keep", "title": "kept"})),
+        )
+        .await;
+    assert_eq!(created.0, StatusCode::OK, "{}", created.1);
+    let keep = json!({"messages": [message_to("m-keep", "t-keep")]});
+    assert_eq!(
+        alice.call(Method::POST, SAVE, Some(keep)).await.0,
+        StatusCode::OK
+    );
+    let before = (
+        db.count("mastra_threads").await,
+        db.count("mastra_messages").await,
+    );
+
+    let long = "x".repeat(257);
+    for bad in [
+        "m1\u{0}",
+        "\u{0}",
+        "m\u{0}m",
+        "m\u{1}",
+        "m\n",
+        "m\u{7f}",
+        "m\u{9f}",
+        long.as_str(),
+    ] {
+        let message_cases = [
+            (SAVE, json!({"messages": [message_to(bad, "t-keep")]})),
+            (
+                SAVE,
+                json!({"messages": [message_to("m-new", "t-keep"), message_to(bad, "t-keep")]}),
+            ),
+            (SAVE, json!({"messages": [message_to(bad, "t-new")]})),
+            (DELETE, json!({"messageIds": bad})),
+            (DELETE, json!({"messageIds": [bad]})),
+            (DELETE, json!({"messageIds": {"id": bad}})),
+            (DELETE, json!({"messageIds": ["m-keep", {"id": bad}]})),
+        ];
+        for (path, body) in message_cases {
+            let answer = alice.full(Method::POST, path, Some(body.clone())).await;
+            assert_refused(&format!("{path} {body}"), &answer, "Invalid message id");
+        }
+        let include = pct(&json!([{"id": bad, "threadId": "t-keep"}]).to_string());
+        let path = format!("/api/memory/threads/t-keep/messages?include={include}");
+        let answer = alice.full(Method::GET, &path, None).await;
+        assert_refused(&path, &answer, "Invalid message id");
+
+        let thread_cases = [
+            (
+                Method::POST,
+                "/api/memory/threads".to_owned(),
+                Some(json!({"threadId": bad, "title": "x"})),
+            ),
+            (
+                Method::POST,
+                SAVE.to_owned(),
+                Some(json!({"messages": [message_to("m-new", bad)]})),
+            ),
+            (
+                Method::GET,
+                format!("/api/memory/threads/{}", pct(bad)),
+                None,
+            ),
+            (
+                Method::PATCH,
+                format!("/api/memory/threads/{}", pct(bad)),
+                Some(json!({"title": "x"})),
+            ),
+            (
+                Method::DELETE,
+                format!("/api/memory/threads/{}", pct(bad)),
+                None,
+            ),
+            (
+                Method::GET,
+                format!("/api/memory/threads/{}/messages", pct(bad)),
+                None,
+            ),
+            (
+                Method::GET,
+                format!("/api/memory/threads?threadId={}", pct(bad)),
+                None,
+            ),
+        ];
+        for (method, path, body) in thread_cases {
+            let answer = alice.full(method.clone(), &path, body).await;
+            assert_refused(&format!("{method} {path}"), &answer, "Invalid thread id");
+        }
+    }
+
+    // Nothing was written, nothing deleted: Alice's message is still there.
+    let after = (
+        db.count("mastra_threads").await,
+        db.count("mastra_messages").await,
+    );
+    assert_eq!(after, before);
+    let (_, listed) = alice
+        .call(Method::GET, "/api/memory/threads/t-keep/messages", None)
+        .await;
+    assert_eq!(listed["messages"][0]["id"], "m-keep");
+}
+
+/// A token whose subject (or organisation) no resource id can hold cannot be scoped: 403 on
+/// every backend, and nothing reaches the store.
+async fn tokens_no_resource_id_can_hold_are_refused_on_every_backend(db: &Db) {
+    let base = start(db).await;
+    let long = "a".repeat(300);
+    for (sub, org) in [
+        ("alice\u{0}", None),
+        ("\u{0}", None),
+        ("alice\n", None),
+        ("alice\u{7f}", None),
+        (long.as_str(), None),
+        ("alice", Some("acme\u{0}")),
+    ] {
+        let user = User {
+            token: token(sub, org),
+            ..User::new(&base, "x")
+        };
+        for (method, path, body) in [
+            (Method::GET, "/api/memory/threads", None),
+            (
+                Method::POST,
+                "/api/memory/threads",
+                Some(json!({"threadId": "t-x", "title": "x"})),
+            ),
+            (
+                Method::POST,
+                SAVE,
+                Some(
+                    json!({"messages": [{"threadId": "t-x", "resourceId": sub, "role": "user", "content": "x"}]}),
+                ),
+            ),
+            (Method::POST, DELETE, Some(json!({"messageIds": ["m-x"]}))),
+        ] {
+            let answer = user.full(method.clone(), path, body).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::FORBIDDEN,
+                "{sub:?} {org:?} {method} {path}: {}",
+                answer.json
+            );
+            assert_eq!(
+                answer.json["error"],
+                "Access denied: request could not be scoped to a resource"
+            );
+        }
+    }
+    assert_eq!(db.count("mastra_threads").await, 0);
+    assert_eq!(db.count("mastra_messages").await, 0);
+}
+
+/// Text besides ids: NUL in plain text (title, role, string content) is refused with 400 on
+/// every backend, SQLite included (which could store it), so no answer depends on the
+/// backend; JSON documents (metadata, structured content) keep NUL losslessly as `\u0000`;
+/// other control characters are stored as given; bytes that are not UTF-8 never parse.
+async fn text_no_database_can_hold_is_refused_alike_and_json_keeps_it(db: &Db) {
+    let base = start(db).await;
+    let alice = User::new(&base, "alice");
+    let stored = "Invalid request: a value cannot be stored";
+    let ok = alice
+        .call(
+            Method::POST,
+            "/api/memory/threads",
+            Some(json!({"threadId": "t-text", "title": "kept"})),
+        )
+        .await;
+    assert_eq!(ok.0, StatusCode::OK, "{}", ok.1);
+
+    let answer = alice
+        .full(
+            Method::POST,
+            "/api/memory/threads",
+            Some(json!({"threadId": "t-nul", "title": "a\u{0}b"})),
+        )
+        .await;
+    assert_refused("NUL title on create", &answer, stored);
+    let answer = alice
+        .full(
+            Method::PATCH,
+            "/api/memory/threads/t-text",
+            Some(json!({"title": "\u{0}"})),
+        )
+        .await;
+    assert_refused("NUL title on update", &answer, stored);
+    for message in [
+        json!({"id": "m-nul", "threadId": "t-new", "resourceId": "alice", "role": "user", "content": "a\u{0}"}),
+        json!({"id": "m-nul", "threadId": "t-text", "resourceId": "alice", "role": "u\u{0}", "content": "x"}),
+    ] {
+        let body = json!({"messages": [message_to("m-fine", "t-text"), message]});
+        let answer = alice.full(Method::POST, SAVE, Some(body.clone())).await;
+        assert_refused(&format!("save {body}"), &answer, stored);
+    }
+    // None of it was written, not even the batch's valid message or its new thread.
+    assert_eq!(db.count("mastra_threads").await, 1);
+    assert_eq!(db.count("mastra_messages").await, 0);
+    let (_, thread) = alice
+        .call(Method::GET, "/api/memory/threads/t-text", None)
+        .await;
+    assert_eq!(thread["title"], "kept");
+
+    // JSON documents hold NUL losslessly; other control characters are plain text.
+    let metadata = json!({"k": "a\u{0}b", "nested": ["\u{0}"]});
+    let (status, updated) = alice
+        .call(
+            Method::PATCH,
+            "/api/memory/threads/t-text",
+            Some(json!({"title": "tab\there\u{1}", "metadata": metadata})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let (_, thread) = alice
+        .call(Method::GET, "/api/memory/threads/t-text", None)
+        .await;
+    assert_eq!(
+        (&thread["title"], &thread["metadata"]),
+        (&json!("tab\there\u{1}"), &metadata)
+    );
+    let content = json!({"format": 2, "parts": [{"type": "text", "text": "a\u{0}b"}]});
+    let body = json!({"messages": [{"id": "m-json", "threadId": "t-text", "resourceId": "alice", "role": "user", "content": content}]});
+    assert_eq!(
+        alice.call(Method::POST, SAVE, Some(body)).await.0,
+        StatusCode::OK
+    );
+    let (_, listed) = alice
+        .call(Method::GET, "/api/memory/threads/t-text/messages", None)
+        .await;
+    assert_eq!(listed["messages"][0]["content"], content);
+
+    // Bytes that are not UTF-8, and escapes that are not Unicode, are not JSON text.
+    for body in [
+        &b"{\"title\": \"\xff\"}"[..],
+        b"{\"title\": \"\xc3\x28\"}",
+        br#"{"title": "\ud800"}"#,
+    ] {
+        for (method, path) in [
+            (Method::POST, "/api/memory/threads"),
+            (Method::PATCH, "/api/memory/threads/t-text"),
+        ] {
+            let answer = alice.raw(method.clone(), path, body).await;
+            assert_refused(&format!("{method} {path}"), &answer, "Invalid request body");
+        }
+    }
+}
+
+/// A value the database itself refuses (here a CHECK constraint the operator added; on other
+/// schemas a too-narrow `VARCHAR`, a unique key) is the request's fault: 400, never the 503
+/// that says the database is down, and the transaction leaves nothing behind.
+async fn values_the_database_refuses_are_400_not_an_outage(db: &Db) {
+    db.exec("DROP TABLE mastra_messages").await;
+    db.exec("DROP TABLE mastra_threads").await;
+    db.exec(
+        r#"CREATE TABLE mastra_threads (id TEXT PRIMARY KEY, "resourceId" TEXT,
+            title TEXT CHECK (length(title) <= 16), metadata TEXT, "createdAt" TEXT,
+            "updatedAt" TEXT)"#,
+    )
+    .await;
+    db.exec(
+        r#"CREATE TABLE mastra_messages (id TEXT PRIMARY KEY, thread_id TEXT,
+            content TEXT CHECK (length(content) <= 16), role TEXT, type TEXT,
+            "createdAt" TEXT, "resourceId" TEXT)"#,
+    )
+    .await;
+    let base = start(db).await;
+    let alice = User::new(&base, "alice");
+    let stored = "Invalid request: a value cannot be stored";
+    let too_long = "a title far longer than sixteen";
+
+    let answer = alice
+        .full(
+            Method::POST,
+            "/api/memory/threads",
+            Some(json!({"threadId": "t-long", "title": too_long})),
+        )
+        .await;
+    assert_refused("create", &answer, stored);
+    assert_eq!(db.count("mastra_threads").await, 0);
+
+    let ok = alice
+        .call(
+            Method::POST,
+            "/api/memory/threads",
+            Some(json!({"threadId": "t-ok", "title": "short"})),
+        )
+        .await;
+    assert_eq!(ok.0, StatusCode::OK, "{}", ok.1);
+    let answer = alice
+        .full(
+            Method::PATCH,
+            "/api/memory/threads/t-ok",
+            Some(json!({"title": too_long})),
+        )
+        .await;
+    assert_refused("update", &answer, stored);
+
+    for thread in ["t-ok", "t-new"] {
+        let body = json!({"messages": [
+            {"id": "m-short", "threadId": thread, "resourceId": "alice", "role": "user", "content": "fits"},
+            {"id": "m-long", "threadId": thread, "resourceId": "alice", "role": "user", "content": too_long},
+        ]});
+        let answer = alice.full(Method::POST, SAVE, Some(body)).await;
+        assert_refused(&format!("save into {thread}"), &answer, stored);
+    }
+    // All or nothing: no message, and the new thread the batch would have created is not there.
+    assert_eq!(db.count("mastra_threads").await, 1);
+    assert_eq!(db.count("mastra_messages").await, 0);
+    let (_, thread) = alice
+        .call(Method::GET, "/api/memory/threads/t-ok", None)
+        .await;
+    assert_eq!(thread["title"], "short");
+}
+
+/// 503 `Thread store unavailable` with `Retry-After: 5`, from the guard and from the handlers
+/// alike, exactly when the database cannot be used: connection refused, pool exhausted, pool
+/// closed.
+async fn a_database_that_is_gone_is_503_with_retry_after(db: &Db) {
+    let unavailable = |what: &str, answer: &Answer| {
+        assert_eq!(
+            (answer.status, &answer.json),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": "Thread store unavailable"})
+            ),
+            "{what}"
+        );
+        assert_eq!(answer.retry_after.as_deref(), Some("5"), "{what}");
+    };
+    let requests = || {
+        [
+            // the guard's lookup
+            (Method::GET, "/api/memory/threads/t-1", None),
+            (Method::POST, DELETE, Some(json!({"messageIds": ["m-1"]}))),
+            // the handlers' reads and writes (the guard has nothing to look up)
+            (Method::GET, "/api/memory/threads", None),
+            (
+                Method::POST,
+                "/api/memory/threads",
+                Some(json!({"title": "t"})),
+            ),
+        ]
+    };
+
+    // Nothing listens: every connection attempt is refused until the pool gives up.
+    let refused_url = match db.backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("no-such-dir-{}", app::random_id(4)));
+            format!("sqlite://{}/x.db?mode=ro", dir.display())
+        }
+        Backend::Postgres => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            format!("postgres://postgres@127.0.0.1:{port}/postgres")
+        }
+    };
+    let pool = AnyPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy(&refused_url)
+        .unwrap();
+    let base = serve(SqlThreadStore::from_pool(pool)).await;
+    let alice = User::new(&base, "alice");
+    for (method, path, body) in requests() {
+        let answer = alice.full(method.clone(), path, body).await;
+        unavailable(&format!("unreachable: {method} {path}"), &answer);
+    }
+
+    // The pool's only connection is taken: acquiring one times out.
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(300))
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    let base = serve(SqlThreadStore::from_pool(pool.clone())).await;
+    let alice = User::new(&base, "alice");
+    for (method, path, body) in requests() {
+        let answer = alice.full(method.clone(), path, body).await;
+        unavailable(&format!("exhausted: {method} {path}"), &answer);
+    }
+    drop(held);
+    pool.close().await;
+
+    // The pool is closed (the application is shutting down).
+    let base = start(db).await;
+    let alice = User::new(&base, "alice");
+    assert_eq!(
+        alice.call(Method::GET, "/api/memory/threads", None).await.0,
+        StatusCode::OK
+    );
+    db.store.pool().close().await;
+    for (method, path, body) in requests() {
+        let answer = alice.full(method.clone(), path, body).await;
+        unavailable(&format!("closed: {method} {path}"), &answer);
+    }
+}
+
+on_both_backends!(
+    bob_cannot_reach_alices_threads_or_messages_by_any_id,
+    missing_threads_and_missing_credentials_get_mastras_answers,
+    org_scoped_users_are_isolated_by_org_and_user,
+    hostile_input_gets_mastras_json_answers_and_no_panic,
+    ids_no_database_can_hold_are_400_on_every_backend,
+    tokens_no_resource_id_can_hold_are_refused_on_every_backend,
+    text_no_database_can_hold_is_refused_alike_and_json_keeps_it,
+    values_the_database_refuses_are_400_not_an_outage,
+    a_database_that_is_gone_is_503_with_retry_after,
+);

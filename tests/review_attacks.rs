@@ -34,8 +34,8 @@ use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_scope::guard::{MemoryThreadStore, ThreadGuardLayer};
 use tower_scope::{
-    BearerAuthLayer, CorsLayer, JsonErrorLayer, LogLayer, ResourceId, ResourceScopeLayer,
-    StaticTokens, ThreadId,
+    BearerAuthLayer, CorsLayer, JsonErrorLayer, LogLayer, MessageId, ResourceId,
+    ResourceScopeLayer, StaticTokens, ThreadId,
 };
 
 const ALICE: &str = "alice-api-key-0123456789abcdef0123";
@@ -53,8 +53,14 @@ fn store() -> MemoryThreadStore {
     let bob = ResourceId::new("bob").unwrap();
     s.insert_thread(ThreadId::new("alice-t").unwrap(), Some(alice));
     s.insert_thread(ThreadId::new("bob-t").unwrap(), Some(bob));
-    s.insert_message("alice-m", Some(ThreadId::new("alice-t").unwrap()));
-    s.insert_message("bob-m", Some(ThreadId::new("bob-t").unwrap()));
+    s.insert_message(
+        MessageId::new("alice-m").unwrap(),
+        Some(ThreadId::new("alice-t").unwrap()),
+    );
+    s.insert_message(
+        MessageId::new("bob-m").unwrap(),
+        Some(ThreadId::new("bob-t").unwrap()),
+    );
     s
 }
 

@@ -11,7 +11,7 @@ use tower_scope::guard::{
     GuardError, MemoryThreadStore, MessageThread, NewMessage, SqlThreadStore, StoreError,
     TableNames, ThreadFields, ThreadOwner, ThreadStore, ThreadWrites,
 };
-use tower_scope::{ConfigError, ResourceId, ThreadId};
+use tower_scope::{ConfigError, MessageId, ResourceId, ThreadId};
 
 // ---- fixtures -----------------------------------------------------------------------------
 
@@ -148,8 +148,12 @@ fn owned(resource: &str) -> ThreadOwner {
     ThreadOwner::Owned(ResourceId::new(resource).unwrap())
 }
 
-fn strings(ids: &[&str]) -> Vec<String> {
-    ids.iter().map(|s| (*s).to_owned()).collect()
+fn mid(id: &str) -> MessageId {
+    MessageId::new(id).unwrap()
+}
+
+fn mids(ids: &[&str]) -> Vec<MessageId> {
+    ids.iter().map(|s| mid(s)).collect()
 }
 
 fn assert_backend(result: Result<impl std::fmt::Debug, StoreError>) -> String {
@@ -229,7 +233,7 @@ async fn message_threads_join_their_owner(store: &SqlThreadStore) {
     insert_message(store, "m-orphan", Some("t-deleted")).await;
 
     let found = store
-        .message_threads(&strings(&[
+        .message_threads(&mids(&[
             "m-alice",
             "m-shared",
             "m-null",
@@ -247,18 +251,15 @@ async fn message_threads_join_their_owner(store: &SqlThreadStore) {
     assert_eq!(
         found,
         HashMap::from([
+            (mid("m-alice"), expect(Some("t-alice"), owned("user:alice"))),
             (
-                "m-alice".into(),
-                expect(Some("t-alice"), owned("user:alice"))
-            ),
-            (
-                "m-shared".into(),
+                mid("m-shared"),
                 expect(Some("t-shared"), ThreadOwner::Unowned)
             ),
-            ("m-null".into(), expect(None, ThreadOwner::Missing)),
-            ("m-empty".into(), expect(None, ThreadOwner::Missing)),
+            (mid("m-null"), expect(None, ThreadOwner::Missing)),
+            (mid("m-empty"), expect(None, ThreadOwner::Missing)),
             (
-                "m-orphan".into(),
+                mid("m-orphan"),
                 expect(Some("t-deleted"), ThreadOwner::Missing)
             ),
         ])
@@ -307,7 +308,7 @@ async fn custom_table_and_column_names(store: &SqlThreadStore) {
         store.thread_owner(&thread("c1")).await.unwrap(),
         owned("org:acme:bob")
     );
-    let found = store.message_threads(&strings(&["l1"])).await.unwrap();
+    let found = store.message_threads(&mids(&["l1"])).await.unwrap();
     assert_eq!(
         found["l1"],
         MessageThread {
@@ -369,7 +370,7 @@ async fn mastra_schema_created_by_plain_sql(store: &SqlThreadStore) {
     assert_eq!(owners[&thread("thread-1")], owned("user:alice"));
     assert_eq!(owners[&thread("thread-2")], ThreadOwner::Unowned);
     let found = store
-        .message_threads(&strings(&["msg-1", "msg-2"]))
+        .message_threads(&mids(&["msg-1", "msg-2"]))
         .await
         .unwrap();
     assert_eq!(found["msg-1"].owner, owned("user:alice"));
@@ -390,8 +391,8 @@ async fn invalid_stored_ids_fail_closed(store: &SqlThreadStore) {
         let detail = assert_backend(store.thread_owner(&thread(id)).await);
         assert!(detail.contains("invalid resource id"), "{detail}");
     }
-    assert_backend(store.message_threads(&strings(&["m-bad-owner"])).await);
-    let detail = assert_backend(store.message_threads(&strings(&["m-long-thread"])).await);
+    assert_backend(store.message_threads(&mids(&["m-bad-owner"])).await);
+    let detail = assert_backend(store.message_threads(&mids(&["m-long-thread"])).await);
     assert!(detail.contains("invalid thread id"), "{detail}");
 }
 
@@ -424,7 +425,7 @@ async fn rows_that_disagree_fail_closed(store: &SqlThreadStore) {
 async fn backend_failures_are_backend_errors(store: &SqlThreadStore) {
     store.create_schema().await.unwrap();
     exec(store.pool(), r#"DROP TABLE "mastra_messages""#).await;
-    assert_backend(store.message_threads(&strings(&["m1"])).await);
+    assert_backend(store.message_threads(&mids(&["m1"])).await);
     assert_eq!(
         store.thread_owner(&thread("t1")).await.unwrap(),
         ThreadOwner::Missing,
@@ -466,7 +467,7 @@ impl Fixtures for MemoryThreadStore {
     }
 
     async fn orphan_message(&self, id: &str, thread_id: &str) {
-        self.insert_message(id, Some(thread(thread_id)));
+        self.insert_message(mid(id), Some(thread(thread_id)));
     }
 }
 
@@ -487,7 +488,7 @@ fn fields(title: &str, metadata: &str) -> ThreadFields {
 
 fn message(id: &str, thread_id: &str, content: &str) -> NewMessage {
     NewMessage {
-        id: id.to_owned(),
+        id: mid(id),
         thread: thread(thread_id),
         role: "user".to_owned(),
         kind: "v2".to_owned(),
@@ -499,11 +500,11 @@ fn message(id: &str, thread_id: &str, content: &str) -> NewMessage {
 /// The thread each message lives in (absent: no such message).
 async fn threads_of(store: &impl ThreadStore, ids: &[&str]) -> HashMap<String, Option<String>> {
     store
-        .message_threads(&strings(ids))
+        .message_threads(&mids(ids))
         .await
         .unwrap()
         .into_iter()
-        .map(|(id, m)| (id, m.thread.map(|t| t.to_string())))
+        .map(|(id, m)| (id.to_string(), m.thread.map(|t| t.to_string())))
         .collect()
 }
 
@@ -719,7 +720,7 @@ async fn shared_threads_and_orphans_are_never_written(store: &impl Fixtures) {
         ThreadOwner::Missing
     );
     assert_eq!(
-        store.delete_messages(&alice, &strings(&["m-orphan"])).await,
+        store.delete_messages(&alice, &mids(&["m-orphan"])).await,
         Ok(0)
     );
 }
@@ -742,7 +743,7 @@ async fn message_deletion_counts_only_the_callers(store: &impl Fixtures) {
 
     assert_eq!(
         store
-            .delete_messages(&bob, &strings(&["m1", "m3", "ghost"]))
+            .delete_messages(&bob, &mids(&["m1", "m3", "ghost"]))
             .await,
         Ok(1),
         "bob's own message only"
@@ -751,8 +752,8 @@ async fn message_deletion_counts_only_the_callers(store: &impl Fixtures) {
     assert_eq!(store.delete_messages(&alice, &[]).await, Ok(0));
 
     // Far more ids than any database binds as parameters: still one statement, exact count.
-    let mut many: Vec<String> = (0..70_000).map(|i| format!("unknown-{i}")).collect();
-    many.extend(strings(&["m1", "m1", "m2", "m3"]));
+    let mut many: Vec<MessageId> = (0..70_000).map(|i| mid(&format!("unknown-{i}"))).collect();
+    many.extend(mids(&["m1", "m1", "m2", "m3"]));
     assert_eq!(store.delete_messages(&alice, &many).await, Ok(2));
     assert!(threads_of(store, &["m1", "m2"]).await.is_empty());
 }
@@ -960,6 +961,6 @@ async fn ids_matched_by_a_loose_collation_fail_closed() {
     .await;
     assert_eq!(db.store.thread_owner(&thread("t1")).await, Ok(owned("bob")));
     assert_backend(db.store.thread_owner(&thread("T1")).await);
-    assert_backend(db.store.message_threads(&strings(&["M1"])).await);
+    assert_backend(db.store.message_threads(&mids(&["M1"])).await);
     db.finish().await;
 }

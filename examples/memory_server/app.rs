@@ -38,8 +38,8 @@ use tower_scope::guard::{
 };
 use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtKey};
 use tower_scope::{
-    BearerAuthLayer, ConfigError, CorsLayer, JsonErrorLayer, LogLayer, Rejection, RejectionKind,
-    ResourceId, ResourceScopeLayer, ThreadId,
+    BearerAuthLayer, ConfigError, CorsLayer, JsonErrorLayer, LogLayer, MessageId, Rejection,
+    RejectionKind, ResourceId, ResourceScopeLayer, ThreadId,
 };
 
 /// The claims the server accepts: `sub`, and an optional `org_id` for org-scoped resources.
@@ -157,35 +157,44 @@ impl From<Rejection> for ApiError {
 
 impl From<GuardError> for ApiError {
     fn from(err: GuardError) -> Self {
-        if let GuardError::Store(detail) = &err {
-            // The detail may name hosts or queries: it goes to the log, never to the client.
-            tracing::error!(%detail, "thread store failed");
+        match &err {
+            // The detail may name hosts, queries or quote the database: it goes to the log,
+            // never to the client.
+            GuardError::Store(detail) if detail.is_invalid_input() => {
+                tracing::info!(%detail, "thread store refused the input");
+            }
+            GuardError::Store(detail) => tracing::error!(%detail, "thread store failed"),
+            _ => {}
         }
         Rejection::from(err).into()
     }
 }
 
+/// A handler's own query failed: 400 when the request's values caused it, 503 otherwise (the
+/// store's classification, so handlers and guard answer alike).
 fn store_failed(err: sqlx::Error) -> ApiError {
-    GuardError::Store(StoreError::Backend(err.to_string())).into()
+    GuardError::Store(StoreError::from(err)).into()
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Status and headers (`Retry-After` on a 503, a bearer challenge) from the crate's one
+        // renderer, so the handlers' refusals match the layers'; the body is Mastra's JSON.
+        let (mut parts, ()) = self
+            .rejection
+            .clone()
+            .into_response::<()>(&axum::http::HeaderMap::new())
+            .into_parts();
         let mut body = json!({ "error": self.rejection.message() });
-        let status = self.rejection.status();
-        match self.issues {
-            Some(issues) => {
-                body["issues"] = issues;
-                (status, Json(body)).into_response()
-            }
-            None => {
-                // The typed refusal rides along for the log; JsonErrorLayer, seeing it, renders
-                // the same `{"error"}` body again (it would drop `issues`, hence not above).
-                let mut response = (status, Json(body)).into_response();
-                response.extensions_mut().insert(self.rejection);
-                response
-            }
+        // The typed refusal rides along for the log; JsonErrorLayer, seeing it, renders the same
+        // `{"error"}` body again, which would drop `issues`: those answers go without it.
+        if let Some(issues) = self.issues {
+            parts.extensions.remove::<Rejection>();
+            body["issues"] = issues;
         }
+        let json = Json(body).into_response();
+        parts.headers.extend(json.headers().clone());
+        Response::from_parts(parts, json.into_body())
     }
 }
 
@@ -261,12 +270,9 @@ fn thread_id_or_new(id: Option<String>) -> Result<ThreadId, ApiError> {
 }
 
 /// A message id: the rules every id follows (non-empty, at most 256 bytes, no control
-/// characters), checked by the crate's one id validator.
-fn message_id(id: String) -> Result<String, ApiError> {
-    match ThreadId::new(&id) {
-        Ok(_) => Ok(id),
-        Err(_) => Err(ApiError::bad_request("Invalid message id")),
-    }
+/// characters, so nothing a database cannot hold), checked by the crate's one id validator.
+fn message_id(id: String) -> Result<MessageId, ApiError> {
+    MessageId::try_from(id).map_err(|_| ApiError::bad_request("Invalid message id"))
 }
 
 /// An RFC 3339 UTC timestamp with milliseconds, like Mastra stores.
@@ -533,14 +539,14 @@ async fn save_messages(
             ThreadId::new(&m.thread_id).map_err(|_| ApiError::bad_request("Invalid thread id"))?;
         let id = match m.id {
             Some(id) => message_id(id)?,
-            None => random_id(16),
+            None => message_id(random_id(16))?,
         };
         let role = m.role.unwrap_or_else(|| "user".into());
         let content = match &m.content {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        saved.push(json!({ "id": id, "threadId": thread.as_str(), "resourceId": scope.as_str(), "role": role, "content": m.content, "createdAt": now }));
+        saved.push(json!({ "id": id.as_str(), "threadId": thread.as_str(), "resourceId": scope.as_str(), "role": role, "content": m.content, "createdAt": now }));
         batch.push(NewMessage {
             id,
             thread,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::store::{StoreError, ThreadOwner, ThreadStore};
 use crate::reject::{Rejection, RejectionKind};
-use crate::{ResourceId, ThreadId};
+use crate::{MessageId, ResourceId, ThreadId};
 
 /// The default time a store lookup may take before the request gets 503.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,7 +31,8 @@ pub enum GuardError {
     UnverifiableMessage,
     /// A message names another resource (403).
     ForeignResource,
-    /// The store failed or timed out (503). Never a pass.
+    /// The store could not answer: it failed or timed out (503, with `Retry-After`; never a
+    /// pass), or refused a value of the request ([`StoreError::InvalidInput`], 400).
     Store(StoreError),
 }
 
@@ -67,7 +68,13 @@ impl From<GuardError> for Rejection {
                 RejectionKind::Forbidden,
                 "Access denied: cannot save messages for a different resource",
             ),
-            // The store's detail may name hosts or queries: it stays out of the answer.
+            // The store's detail may name hosts, queries or quote the database: it stays out of
+            // the answer. A value the database refused is the request's fault, not an outage:
+            // answering 503 would let one character fire an outage alert.
+            GuardError::Store(StoreError::InvalidInput(_)) => (
+                RejectionKind::BadRequest,
+                "Invalid request: a value cannot be stored",
+            ),
             GuardError::Store(_) => (RejectionKind::Unavailable, "Thread store unavailable"),
         };
         Rejection::with_message(kind, message)
@@ -248,12 +255,12 @@ impl<S: ThreadStore> ThreadGuard<S> {
     pub async fn check_messages(
         &self,
         scope: &ResourceId,
-        messages: &[String],
+        messages: &[MessageId],
     ) -> Result<(), GuardError> {
         if messages.is_empty() {
             return Ok(());
         }
-        let unique: Vec<String> = messages
+        let unique: Vec<MessageId> = messages
             .iter()
             .collect::<HashSet<_>>()
             .into_iter()

@@ -22,7 +22,7 @@ use super::store::ThreadStore;
 use crate::gate::{Gate, GateFuture, forward, note, take_ready};
 use crate::path::{PathPattern, PathSet};
 use crate::reject::{JsonErrorLayer, Rejection, RejectionKind, render};
-use crate::{ConfigError, ResourceId, ThreadId, query};
+use crate::{ConfigError, MessageId, ResourceId, ThreadId, query};
 
 /// Mastra's default request body limit: 4.5 MB.
 pub const DEFAULT_MAX_BODY: usize = 4_718_592;
@@ -293,6 +293,15 @@ fn single<T>(mut items: impl Iterator<Item = T>) -> Result<Option<T>, Rejection>
 
 fn invalid_thread() -> Rejection {
     Rejection::with_message(RejectionKind::BadRequest, "Invalid thread id")
+}
+
+fn invalid_message() -> Rejection {
+    Rejection::with_message(RejectionKind::BadRequest, "Invalid message id")
+}
+
+/// A client's message id, validated before any store sees it (400 otherwise).
+fn message_id(id: &str) -> Result<MessageId, Rejection> {
+    MessageId::new(id).map_err(|_| invalid_message())
 }
 
 fn invalid_body() -> Rejection {
@@ -759,13 +768,15 @@ fn parse_json(bytes: &[u8]) -> Result<Value, Rejection> {
     serde_json::from_slice(bytes).map_err(|_| invalid_body())
 }
 
-/// `messageIds` as Mastra accepts it: a string, `{id}`, or a list of either.
-fn message_ids(value: Option<&Value>) -> Result<Vec<String>, Rejection> {
-    let one = |v: &Value| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(o) => o.get("id").and_then(Value::as_str).map(str::to_owned),
-        _ => None,
-    };
+/// `messageIds` as Mastra accepts it: a string, `{id}`, or a list of either; every id valid.
+fn message_ids(value: Option<&Value>) -> Result<Vec<MessageId>, Rejection> {
+    fn one(v: &Value) -> Option<&str> {
+        match v {
+            Value::String(s) => Some(s),
+            Value::Object(o) => o.get("id").and_then(Value::as_str),
+            _ => None,
+        }
+    }
     let bad = || {
         Rejection::with_message(
             RejectionKind::BadRequest,
@@ -777,8 +788,11 @@ fn message_ids(value: Option<&Value>) -> Result<Vec<String>, Rejection> {
             RejectionKind::BadRequest,
             "messageIds is required",
         )),
-        Some(Value::Array(items)) => items.iter().map(|v| one(v).ok_or_else(bad)).collect(),
-        Some(v) => one(v).map(|id| vec![id]).ok_or_else(bad),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| message_id(one(v).ok_or_else(bad)?))
+            .collect(),
+        Some(v) => Ok(vec![message_id(one(v).ok_or_else(bad)?)?]),
     }
 }
 
@@ -818,12 +832,13 @@ async fn check_saved_messages<S: ThreadStore>(
     {
         return Err(GuardError::ForeignResource.into());
     }
-    // Saving is an upsert by id: an existing message id must already be the caller's.
+    // Saving is an upsert by id: an existing message id must already be the caller's. Every id
+    // is validated before the first lookup, so no store ever sees one it cannot hold.
     let mut ids = Vec::new();
     for m in messages {
         match m.get("id") {
             None | Some(Value::Null) => {}
-            Some(Value::String(id)) => ids.push(id.clone()),
+            Some(Value::String(id)) => ids.push(message_id(id)?),
             Some(_) => {
                 return Err(Rejection::with_message(
                     RejectionKind::BadRequest,
@@ -832,7 +847,6 @@ async fn check_saved_messages<S: ThreadStore>(
             }
         }
     }
-    guard.check_messages(scope, &ids).await?;
     let mut threads: Vec<ThreadId> = Vec::new();
     for m in messages {
         let id = ThreadId::new(field(m, "threadId").unwrap_or_default())
@@ -841,6 +855,7 @@ async fn check_saved_messages<S: ThreadStore>(
             threads.push(id);
         }
     }
+    guard.check_messages(scope, &ids).await?;
     guard
         .check_threads_or_missing(scope, &threads)
         .await
@@ -935,9 +950,7 @@ where
         guard.check_threads_or_missing(&scope, &threads).await?;
     }
     if let Some(id) = input.path_message {
-        let id = id.ok_or_else(|| {
-            Rejection::with_message(RejectionKind::BadRequest, "Invalid message id")
-        })?;
+        let id = message_id(&id.ok_or_else(invalid_message)?)?;
         guard.check_messages(&scope, &[id]).await?;
     }
     if route.messages_body.is_some() {
@@ -974,7 +987,7 @@ where
 }
 
 /// The message and thread ids of Mastra's `include` list: `[{"id": "..", "threadId": ".."}]`.
-fn included(raw: Option<&str>) -> Result<(Vec<String>, Vec<ThreadId>), Rejection> {
+fn included(raw: Option<&str>) -> Result<(Vec<MessageId>, Vec<ThreadId>), Rejection> {
     let bad = || Rejection::with_message(RejectionKind::BadRequest, "Invalid query parameters");
     let items: Vec<Value> = serde_json::from_str(raw.ok_or_else(bad)?).map_err(|_| bad())?;
     let mut messages = Vec::with_capacity(items.len());
@@ -982,7 +995,7 @@ fn included(raw: Option<&str>) -> Result<(Vec<String>, Vec<ThreadId>), Rejection
     for item in &items {
         let object = item.as_object().ok_or_else(bad)?;
         match object.get("id") {
-            Some(Value::String(id)) if !id.is_empty() => messages.push(id.clone()),
+            Some(Value::String(id)) if !id.is_empty() => messages.push(message_id(id)?),
             _ => return Err(bad()),
         }
         match object.get("threadId") {

@@ -20,7 +20,7 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
 use super::{MessageThread, StoreError, ThreadOwner, ThreadStore};
-use crate::{ConfigError, ResourceId, ThreadId};
+use crate::{ConfigError, MessageId, ResourceId, ThreadId};
 
 mod write;
 
@@ -302,6 +302,18 @@ type MessageRow = (String, Option<String>, Option<String>, Option<String>);
 ///
 /// The id columns must hold text (`TEXT`, `VARCHAR`): ids are bound as text parameters.
 ///
+/// # Errors
+///
+/// A database error the request's values caused is [`StoreError::InvalidInput`] (400): a data
+/// exception or integrity constraint, PostgreSQL SQLSTATE classes `22` (NUL in text `22021`,
+/// value too long `22001`, invalid text representation `22P02`...) and `23` (unique, foreign
+/// key, not null, check), SQLite's `SQLITE_CONSTRAINT`, `SQLITE_TOOBIG` and `SQLITE_MISMATCH`.
+/// Everything else is [`StoreError::Backend`] (503 with `Retry-After`): I/O, TLS, a closed or
+/// exhausted pool, a lost connection, the server shutting down or out of connections,
+/// serialization failures past their retries, `SQLITE_BUSY`, a missing table. Ids never cause
+/// either: [`ThreadId`] and [`MessageId`] refuse what a database cannot hold before a query.
+/// `From<sqlx::Error>` applies the same classification to a handler's own queries.
+///
 /// ```
 /// use tower_scope::ResourceId;
 /// use tower_scope::ThreadId;
@@ -362,6 +374,7 @@ impl SqlThreadStore {
                 .max_lifetime(None);
         }
         let pool = options.connect(url).await.map_err(|err| {
+            // Whatever the database said, failing to connect is the backend's, not a request's.
             StoreError::Backend(redact_password(
                 url,
                 format!("cannot connect to the thread store: {err}"),
@@ -403,7 +416,7 @@ impl SqlThreadStore {
     ///
     /// [`StoreError::Backend`] when a statement fails.
     pub async fn create_schema(&self) -> Result<(), StoreError> {
-        let failed = |err: sqlx::Error| StoreError::Backend(format!("create_schema failed: {err}"));
+        let failed = |err: sqlx::Error| classify("create_schema failed", &err);
         let mut tx = self.pool.begin().await.map_err(failed)?;
         for statement in self.queries.create_schema() {
             sqlx::query(&statement)
@@ -438,9 +451,10 @@ impl SqlThreadStore {
                 query = query.bind(id);
             }
             rows.extend(
-                query.fetch_all(&self.pool).await.map_err(|err| {
-                    StoreError::Backend(format!("thread store query failed: {err}"))
-                })?,
+                query
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|err| classify("thread store query failed", &err))?,
             );
         }
         Ok(rows)
@@ -476,9 +490,10 @@ impl SqlThreadStore {
 
     async fn lookup_message_threads(
         &self,
-        messages: &[String],
-    ) -> Result<HashMap<String, MessageThread>, StoreError> {
-        let requested: HashMap<&str, &String> = messages.iter().map(|m| (m.as_str(), m)).collect();
+        messages: &[MessageId],
+    ) -> Result<HashMap<MessageId, MessageThread>, StoreError> {
+        let requested: HashMap<&str, &MessageId> =
+            messages.iter().map(|m| (m.as_str(), m)).collect();
         if requested.is_empty() {
             return Ok(HashMap::new());
         }
@@ -522,9 +537,65 @@ impl ThreadStore for SqlThreadStore {
 
     fn message_threads(
         &self,
-        messages: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, MessageThread>, StoreError>> + Send {
+        messages: &[MessageId],
+    ) -> impl Future<Output = Result<HashMap<MessageId, MessageThread>, StoreError>> + Send {
         self.lookup_message_threads(messages)
+    }
+}
+
+/// Whose fault a database error is: the request's values ([`StoreError::InvalidInput`], 400)
+/// or the backend's ([`StoreError::Backend`], 503). `what` prefixes the log-only detail.
+///
+/// Input: a data exception or an integrity constraint — PostgreSQL SQLSTATE classes `22`
+/// (NUL in text `22021`, value too long `22001`, invalid text representation `22P02`, ...) and
+/// `23` (unique, foreign key, not null, check); SQLite's `SQLITE_CONSTRAINT` (every extended
+/// code), `SQLITE_TOOBIG` and `SQLITE_MISMATCH`. Retrying the same request cannot succeed.
+///
+/// Everything else is the backend's: I/O, TLS, a closed or exhausted pool, a lost connection,
+/// PostgreSQL shutting down or out of connections, serialization failures past their retries,
+/// `SQLITE_BUSY`, a missing table. That is 503, fail closed, never a pass.
+pub(crate) fn classify(what: &str, err: &sqlx::Error) -> StoreError {
+    let detail = format!("{what}: {err}");
+    if caused_by_input(err) {
+        StoreError::InvalidInput(detail)
+    } else {
+        StoreError::Backend(detail)
+    }
+}
+
+fn caused_by_input(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    // The constraint kinds sqlx recognises on every driver.
+    if !matches!(db.kind(), sqlx::error::ErrorKind::Other) {
+        return true;
+    }
+    // The `Any` driver hands over the native error, so the native codes can be read.
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return matches!(pg.code().get(..2), Some("22" | "23"));
+    }
+    #[cfg(feature = "sqlite")]
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // The code is the extended result code; its low byte is the primary one.
+        const TOOBIG: i64 = 18;
+        const CONSTRAINT: i64 = 19;
+        const MISMATCH: i64 = 20;
+        return db
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| matches!(code & 0xff, TOOBIG | CONSTRAINT | MISMATCH));
+    }
+    false
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Classifies a database error as the store does (see [`SqlThreadStore`]'s "Errors"), for
+    /// handlers that run their own queries on [`SqlThreadStore::pool`] and answer as the guard
+    /// would.
+    fn from(err: sqlx::Error) -> Self {
+        classify("query failed", &err)
     }
 }
 

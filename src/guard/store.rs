@@ -9,9 +9,9 @@ use std::sync::{Arc, RwLock};
 use super::check::GuardError;
 use super::write::{
     MessageRecord, NewMessage, ThreadFields, ThreadRecord, ThreadWrites, last_per_id, refusal,
-    target_threads,
+    storable_fields, storable_messages, target_threads,
 };
-use crate::{ResourceId, ThreadId};
+use crate::{MessageId, ResourceId, ThreadId};
 
 /// Who owns a thread, as the store knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,14 +33,32 @@ pub struct MessageThread {
     pub owner: ThreadOwner,
 }
 
-/// Why a store could not answer.
+/// Why a store could not answer: the backend, or a value of the request.
+///
+/// The guard and the stores' writes report it as [`GuardError::Store`]; it renders as 503
+/// (gRPC 14, with `Retry-After`) for [`Backend`](Self::Backend) and [`Timeout`](Self::Timeout)
+/// and as 400 (gRPC 3) for [`InvalidInput`](Self::InvalidInput), so a client can never make
+/// the server report an outage by sending a value the database refuses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The backend failed (connection refused, query error...). The detail is for logs only.
+    /// The backend failed: unreachable (connection refused or lost, TLS, pool closed or
+    /// exhausted), shutting down, busy past its retries, or answering with data the store
+    /// cannot report (fail closed). Retrying later may succeed. The detail is for logs only.
     Backend(String),
     /// The lookup took longer than the configured timeout.
     Timeout,
+    /// The backend refused a value the request carried (a constraint violation, a value too
+    /// long for its column, text it cannot encode such as PostgreSQL's NUL): retrying the same
+    /// request cannot succeed. The detail is for logs only; it may quote the database.
+    InvalidInput(String),
+}
+
+impl StoreError {
+    /// Whether the request's own values caused the error (400), rather than the backend (503).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Self::InvalidInput(_))
+    }
 }
 
 impl fmt::Display for StoreError {
@@ -48,6 +66,7 @@ impl fmt::Display for StoreError {
         match self {
             Self::Backend(detail) => write!(f, "thread store failed: {detail}"),
             Self::Timeout => f.write_str("thread store timed out"),
+            Self::InvalidInput(detail) => write!(f, "thread store refused the input: {detail}"),
         }
     }
 }
@@ -65,8 +84,8 @@ pub trait ThreadStore: Clone + Send + Sync + 'static {
     /// The thread (and its owner) of each message; unknown message ids are absent from the map.
     fn message_threads(
         &self,
-        messages: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, MessageThread>, StoreError>> + Send;
+        messages: &[MessageId],
+    ) -> impl Future<Output = Result<HashMap<MessageId, MessageThread>, StoreError>> + Send;
 
     /// The owner of one thread.
     fn thread_owner(
@@ -87,7 +106,7 @@ pub trait ThreadStore: Clone + Send + Sync + 'static {
 #[derive(Debug, Default)]
 struct Tables {
     threads: HashMap<ThreadId, ThreadRow>,
-    messages: HashMap<String, MessageRow>,
+    messages: HashMap<MessageId, MessageRow>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -152,9 +171,9 @@ impl MemoryThreadStore {
     }
 
     /// Records a message in a thread (`None`: a message without a thread). For fixtures.
-    pub fn insert_message(&self, message: impl Into<String>, thread: Option<ThreadId>) {
+    pub fn insert_message(&self, message: MessageId, thread: Option<ThreadId>) {
         self.write().messages.insert(
-            message.into(),
+            message,
             MessageRow {
                 thread,
                 ..MessageRow::default()
@@ -185,9 +204,9 @@ impl MemoryThreadStore {
     /// The message with this id, if any.
     pub fn message(&self, message: &str) -> Option<MessageRecord> {
         let tables = self.read();
-        let row = tables.messages.get(message)?;
+        let (id, row) = tables.messages.get_key_value(message)?;
         Some(MessageRecord {
-            id: message.to_owned(),
+            id: id.clone(),
             thread: row.thread.clone(),
             resource: row.resource.clone(),
             role: row.role.clone(),
@@ -261,6 +280,9 @@ impl ThreadWrites for MemoryThreadStore {
         fields: &ThreadFields,
         at: &str,
     ) -> impl Future<Output = Result<ThreadRecord, GuardError>> + Send {
+        if let Err(refused) = storable_fields(fields, at) {
+            return std::future::ready(Err(refused));
+        }
         let mut tables = self.write();
         let result = match owner_of(&tables, thread) {
             ThreadOwner::Missing => {
@@ -292,6 +314,9 @@ impl ThreadWrites for MemoryThreadStore {
         fields: &ThreadFields,
         at: &str,
     ) -> impl Future<Output = Result<ThreadRecord, GuardError>> + Send {
+        if let Err(refused) = storable_fields(fields, at) {
+            return std::future::ready(Err(refused));
+        }
         let mut tables = self.write();
         let result = tables.own_thread(scope, thread).map(|row| {
             if let Some(title) = &fields.title {
@@ -330,6 +355,7 @@ impl ThreadWrites for MemoryThreadStore {
     ) -> impl Future<Output = Result<(), GuardError>> + Send {
         let mut tables = self.write();
         let checked = (|| {
+            storable_messages(messages, at)?;
             for thread in target_threads(messages) {
                 let owner = owner_of(&tables, thread);
                 if owner != ThreadOwner::Missing
@@ -375,10 +401,10 @@ impl ThreadWrites for MemoryThreadStore {
     fn delete_messages(
         &self,
         scope: &ResourceId,
-        messages: &[String],
+        messages: &[MessageId],
     ) -> impl Future<Output = Result<u64, GuardError>> + Send {
         let mut tables = self.write();
-        let mine: HashSet<&String> = messages
+        let mine: HashSet<&MessageId> = messages
             .iter()
             .filter(|id| {
                 tables
@@ -415,8 +441,8 @@ impl ThreadStore for MemoryThreadStore {
 
     fn message_threads(
         &self,
-        messages: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, MessageThread>, StoreError>> + Send {
+        messages: &[MessageId],
+    ) -> impl Future<Output = Result<HashMap<MessageId, MessageThread>, StoreError>> + Send {
         let tables = self.read();
         let found = messages
             .iter()

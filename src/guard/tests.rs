@@ -15,10 +15,14 @@ use tower::{Layer, ServiceExt, service_fn};
 
 use super::*;
 use crate::reject::Rejection;
-use crate::{ResourceId, ThreadId};
+use crate::{MessageId, ResourceId, ThreadId};
 
 fn rid(s: &str) -> ResourceId {
     ResourceId::new(s).unwrap()
+}
+
+fn mid(s: &str) -> MessageId {
+    MessageId::new(s).unwrap()
 }
 
 fn tid(s: &str) -> ThreadId {
@@ -32,17 +36,18 @@ fn store() -> MemoryThreadStore {
     s.insert_thread(tid("t-a"), Some(rid("alice")));
     s.insert_thread(tid("t-b"), Some(rid("bob")));
     s.insert_thread(tid("t-shared"), None);
-    s.insert_message("m-a1", Some(tid("t-a")));
-    s.insert_message("m-a2", Some(tid("t-a")));
-    s.insert_message("m-b1", Some(tid("t-b")));
-    s.insert_message("m-s1", Some(tid("t-shared")));
-    s.insert_message("m-orphan", None);
-    s.insert_message("m-lost", Some(tid("t-gone")));
+    s.insert_message(mid("m-a1"), Some(tid("t-a")));
+    s.insert_message(mid("m-a2"), Some(tid("t-a")));
+    s.insert_message(mid("m-b1"), Some(tid("t-b")));
+    s.insert_message(mid("m-s1"), Some(tid("t-shared")));
+    s.insert_message(mid("m-orphan"), None);
+    s.insert_message(mid("m-lost"), Some(tid("t-gone")));
     s
 }
 
 struct Seen {
     status: StatusCode,
+    retry_after: Option<String>,
     body: String,
     rejection: Option<Rejection>,
     calls: usize,
@@ -72,6 +77,10 @@ async fn send<S: ThreadStore>(layer: ThreadGuardLayer<S>, req: Request<Full<Byte
     let res = svc.oneshot(req).await.unwrap();
     Seen {
         status: res.status(),
+        retry_after: res
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned()),
         rejection: res.extensions().get::<Rejection>().cloned(),
         body: res.into_body(),
         calls: calls.load(Ordering::SeqCst),
@@ -494,8 +503,8 @@ impl ThreadStore for BrokenStore {
 
     async fn message_threads(
         &self,
-        _m: &[String],
-    ) -> Result<HashMap<String, MessageThread>, StoreError> {
+        _m: &[MessageId],
+    ) -> Result<HashMap<MessageId, MessageThread>, StoreError> {
         Err(StoreError::Backend("down".into()))
     }
 }
@@ -512,6 +521,7 @@ async fn store_failure_is_503_with_a_safe_message() {
     .await;
     assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(message(&seen), "Thread store unavailable");
+    assert_eq!(seen.retry_after.as_deref(), Some("5"));
     assert_eq!(seen.calls, 0);
 }
 
@@ -529,6 +539,155 @@ async fn store_timeout_is_503() {
     )
     .await;
     assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(seen.retry_after.as_deref(), Some("5"));
+}
+
+/// Ids a database cannot hold are refused (400) before any lookup: behind a store that fails
+/// every lookup, a 503 would mean the id reached it. On PostgreSQL it once did, and NUL in
+/// `text` made the guard report an outage.
+#[tokio::test]
+async fn ids_a_database_cannot_hold_never_reach_the_store() {
+    let broken = || {
+        ThreadGuardLayer::new(BrokenStore { delay: None })
+            .mastra_memory_routes("/api")
+            .unwrap()
+    };
+    let long = "m".repeat(257);
+    let save = |id: &str| {
+        serde_json::json!({"messages": [{"id": id, "threadId": "t-a", "resourceId": "alice"}]})
+            .to_string()
+    };
+    let include = |id: &str| {
+        let list = serde_json::json!([{ "id": id }]).to_string();
+        let mut encoded = String::new();
+        crate::query::push_encoded(&mut encoded, &list);
+        format!("/api/memory/threads/t-a/messages?include={encoded}")
+    };
+    for id in ["m1\0", "\0", "m\u{1}", "m\u{7f}", "m\u{85}", long.as_str()] {
+        let delete = |ids: serde_json::Value| {
+            req(
+                Method::POST,
+                "/api/memory/messages/delete",
+                Some("alice"),
+                &serde_json::json!({ "messageIds": ids }).to_string(),
+            )
+        };
+        for request in [
+            req(
+                Method::POST,
+                "/api/memory/save-messages",
+                Some("alice"),
+                &save(id),
+            ),
+            delete(serde_json::json!(id)),
+            delete(serde_json::json!([id])),
+            delete(serde_json::json!(["m-a1", { "id": id }])),
+            delete(serde_json::json!({ "id": id })),
+        ] {
+            let seen = send(broken(), request).await;
+            assert_eq!(
+                (seen.status, message(&seen)),
+                (StatusCode::BAD_REQUEST, "Invalid message id"),
+                "{id:?}"
+            );
+            assert_eq!(seen.calls, 0);
+        }
+        // `?include=` checks the path thread first: the memory store, then the list.
+        let seen = send(mastra(), req(Method::GET, &include(id), Some("alice"), "")).await;
+        assert_eq!(
+            (seen.status, message(&seen)),
+            (StatusCode::BAD_REQUEST, "Invalid message id"),
+            "{id:?}"
+        );
+    }
+    // A thread id in a save-messages body is refused before the message lookup, too.
+    let body = r#"{"messages": [{"id": "m-a1", "threadId": "t\u0000", "resourceId": "alice"}]}"#;
+    let seen = send(
+        broken(),
+        req(
+            Method::POST,
+            "/api/memory/save-messages",
+            Some("alice"),
+            body,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (seen.status, message(&seen)),
+        (StatusCode::BAD_REQUEST, "Invalid thread id")
+    );
+}
+
+#[tokio::test]
+async fn a_value_the_store_refuses_is_400_never_an_outage() {
+    let rejection = Rejection::from(GuardError::Store(StoreError::InvalidInput(
+        "invalid byte sequence for encoding \"UTF8\": 0x00 (22021)".into(),
+    )));
+    assert_eq!(rejection.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(rejection.kind().grpc_code(), 3);
+    assert_eq!(rejection.kind().retry_after(), None);
+    assert_eq!(
+        rejection.message(),
+        "Invalid request: a value cannot be stored"
+    );
+    for outage in [StoreError::Backend("refused".into()), StoreError::Timeout] {
+        let rejection = Rejection::from(GuardError::Store(outage));
+        assert_eq!(rejection.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(rejection.kind().retry_after(), Some(Duration::from_secs(5)));
+    }
+
+    // Text PostgreSQL cannot hold is refused by every store, the in-memory one included, so
+    // the answer never depends on the backend; nothing is written.
+    let store = store();
+    let alice = rid("alice");
+    let at = "2026-01-01T00:00:00.000Z";
+    let refused = |result: Result<(), GuardError>| {
+        assert!(
+            matches!(&result, Err(GuardError::Store(e)) if e.is_invalid_input()),
+            "{result:?}"
+        );
+    };
+    refused(
+        store
+            .create_thread(&alice, &tid("t-nul"), &ThreadFields::titled("a\0b"), at)
+            .await
+            .map(drop),
+    );
+    assert!(store.thread(&tid("t-nul")).is_none());
+    refused(
+        store
+            .update_thread(&alice, &tid("t-a"), &ThreadFields::titled("\0"), at)
+            .await
+            .map(drop),
+    );
+    let message = |content: &str, role: &str| NewMessage {
+        id: mid("m-nul"),
+        thread: tid("t-a"),
+        role: role.into(),
+        kind: "v2".into(),
+        content: content.into(),
+        created_at: at.into(),
+    };
+    refused(
+        store
+            .save_messages(&alice, &[message("a\0", "user")], at)
+            .await,
+    );
+    refused(
+        store
+            .save_messages(&alice, &[message("ok", "u\0")], at)
+            .await,
+    );
+    assert!(store.message("m-nul").is_none());
+    // Other control characters are text like any other, stored as given.
+    store
+        .save_messages(&alice, &[message("line\nbreak\u{1}", "user")], at)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.message("m-nul").unwrap().content.as_deref(),
+        Some("line\nbreak\u{1}")
+    );
 }
 
 #[tokio::test]
@@ -994,7 +1153,7 @@ async fn handler_side_checks_match_the_layer() {
         Ok(ThreadPresence::Missing)
     );
     assert_eq!(
-        guard.check_messages(&rid("bob"), &["m-a1".into()]).await,
+        guard.check_messages(&rid("bob"), &[mid("m-a1")]).await,
         Err(GuardError::ForeignThread)
     );
     let hidden = ThreadGuard::new(store()).hide_foreign_threads();

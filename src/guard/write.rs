@@ -32,8 +32,8 @@
 use std::future::Future;
 
 use super::check::GuardError;
-use super::store::{ThreadOwner, ThreadStore};
-use crate::{ResourceId, ThreadId};
+use super::store::{StoreError, ThreadOwner, ThreadStore};
+use crate::{MessageId, ResourceId, ThreadId};
 
 /// The fields of a thread a caller sets when creating or updating it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub struct ThreadRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
     /// The message id, chosen by the client or the server.
-    pub id: String,
+    pub id: MessageId,
     /// The thread it goes into: the caller's, or created for the caller.
     pub thread: ThreadId,
     /// `user`, `assistant`, ...
@@ -92,7 +92,7 @@ pub struct NewMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRecord {
     /// The message id.
-    pub id: String,
+    pub id: MessageId,
     /// The thread it lives in, `None` for a message without a thread.
     pub thread: Option<ThreadId>,
     /// The resource the message was saved for.
@@ -113,6 +113,13 @@ pub struct MessageRecord {
 /// A shared thread (no owner) is never written through these methods: claiming or changing it
 /// is refused with [`GuardError::UnownedThread`], even where the guard lets everyone read it.
 /// Timestamps come from the caller (`at`, RFC 3339 text) so that every backend stores the same.
+///
+/// Text besides ids (titles, metadata, roles, content, timestamps) is stored as given, except
+/// U+0000: PostgreSQL's `text` cannot hold it, so that every store answers alike every write
+/// first refuses text containing it with [`GuardError::Store`]`(`[`StoreError::InvalidInput`]`)`
+/// (400) and writes nothing. A JSON document escapes NUL as `\u0000`, so JSON-valued fields
+/// hold it losslessly. A value the database itself refuses (a constraint, a column too narrow)
+/// is reported the same way: never as an outage.
 pub trait ThreadWrites: ThreadStore {
     /// Creates `thread` for `scope`, or — when it is already `scope`'s — replaces its title and
     /// metadata (Mastra's upsert). Returns the thread as stored.
@@ -185,7 +192,7 @@ pub trait ThreadWrites: ThreadStore {
     fn delete_messages(
         &self,
         scope: &ResourceId,
-        messages: &[String],
+        messages: &[MessageId],
     ) -> impl Future<Output = Result<u64, GuardError>> + Send;
 }
 
@@ -202,6 +209,40 @@ pub(crate) fn refusal(
         ThreadOwner::Unowned => Some(GuardError::UnownedThread),
         ThreadOwner::Missing => Some(missing),
     }
+}
+
+/// Refuses text PostgreSQL's `text` cannot hold, for every store alike; `what` names the field
+/// in the (log-only) detail.
+fn storable(what: &str, text: &str) -> Result<(), GuardError> {
+    if text.contains('\0') {
+        return Err(GuardError::Store(StoreError::InvalidInput(format!(
+            "{what} contains U+0000, which PostgreSQL text cannot hold"
+        ))));
+    }
+    Ok(())
+}
+
+/// Checks the text a thread write stores: title, metadata and the timestamp.
+pub(crate) fn storable_fields(fields: &ThreadFields, at: &str) -> Result<(), GuardError> {
+    if let Some(title) = &fields.title {
+        storable("title", title)?;
+    }
+    if let Some(metadata) = &fields.metadata {
+        storable("metadata", metadata)?;
+    }
+    storable("timestamp", at)
+}
+
+/// Checks the text a message write stores, for every message of the batch.
+pub(crate) fn storable_messages(messages: &[NewMessage], at: &str) -> Result<(), GuardError> {
+    storable("timestamp", at)?;
+    for message in messages {
+        storable("message role", &message.role)?;
+        storable("message type", &message.kind)?;
+        storable("message content", &message.content)?;
+        storable("message timestamp", &message.created_at)?;
+    }
+    Ok(())
 }
 
 /// The distinct messages of a batch, sorted by id, the last entry of an id winning.

@@ -28,13 +28,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::{Any, AnyPool, Transaction};
 
-use super::{MessageRow, Queries, SqlThreadStore, TableNames, owner_from};
+use super::{MessageRow, Queries, SqlThreadStore, TableNames, classify, owner_from};
 use crate::guard::check::GuardError;
 use crate::guard::store::{StoreError, ThreadOwner};
 use crate::guard::write::{
-    NewMessage, ThreadFields, ThreadRecord, ThreadWrites, last_per_id, refusal, target_threads,
+    NewMessage, ThreadFields, ThreadRecord, ThreadWrites, last_per_id, refusal, storable_fields,
+    storable_messages, target_threads,
 };
-use crate::{ResourceId, ThreadId};
+use crate::{MessageId, ResourceId, ThreadId};
 
 /// How often a PostgreSQL write is tried before a serialization failure becomes 503.
 pub(super) const MAX_ATTEMPTS: u32 = 8;
@@ -226,7 +227,11 @@ impl SqlThreadStore {
                     tokio::time::sleep(backoff(tried)).await;
                     tried += 1;
                 }
-                Err(Failure::Sql(err)) => return Err(store_error(format!("{what} failed: {err}"))),
+                // A value the database refused (a constraint, NUL in text) is the request's
+                // fault and answers 400; anything else is the backend's and answers 503.
+                Err(Failure::Sql(err)) => {
+                    return Err(GuardError::Store(classify(&format!("{what} failed"), &err)));
+                }
             }
         }
     }
@@ -400,7 +405,7 @@ impl SqlThreadStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if saved.is_none() {
-                return Err(self.refuse_message(tx, scope, &message.id).await);
+                return Err(self.refuse_message(tx, scope, message.id.as_str()).await);
             }
         }
         tx.commit().await?;
@@ -431,6 +436,7 @@ impl SqlThreadStore {
         if messages.is_empty() {
             return Ok(());
         }
+        storable_messages(messages, at)?;
         self.transaction("save_messages", |tx| {
             self.save_once(tx, scope, messages, at)
         })
@@ -440,12 +446,13 @@ impl SqlThreadStore {
     async fn delete_messages_of(
         &self,
         scope: &ResourceId,
-        messages: &[String],
+        messages: &[MessageId],
     ) -> Result<u64, GuardError> {
         if messages.is_empty() {
             return Ok(0);
         }
-        let ids = serde_json::to_string(messages)
+        let ids: Vec<&str> = messages.iter().map(MessageId::as_str).collect();
+        let ids = serde_json::to_string(&ids)
             .map_err(|err| store_error(format!("cannot encode message ids: {err}")))?;
         self.transaction("delete_messages", |tx| {
             self.delete_messages_once(tx, scope, &ids)
@@ -462,9 +469,13 @@ impl ThreadWrites for SqlThreadStore {
         fields: &ThreadFields,
         at: &str,
     ) -> impl Future<Output = Result<ThreadRecord, GuardError>> + Send {
-        self.transaction("create_thread", move |tx| {
-            self.create_once(tx, scope, thread, fields, at)
-        })
+        async move {
+            storable_fields(fields, at)?;
+            self.transaction("create_thread", move |tx| {
+                self.create_once(tx, scope, thread, fields, at)
+            })
+            .await
+        }
     }
 
     fn update_thread(
@@ -474,9 +485,13 @@ impl ThreadWrites for SqlThreadStore {
         fields: &ThreadFields,
         at: &str,
     ) -> impl Future<Output = Result<ThreadRecord, GuardError>> + Send {
-        self.transaction("update_thread", move |tx| {
-            self.update_once(tx, scope, thread, fields, at)
-        })
+        async move {
+            storable_fields(fields, at)?;
+            self.transaction("update_thread", move |tx| {
+                self.update_once(tx, scope, thread, fields, at)
+            })
+            .await
+        }
     }
 
     fn delete_thread(
@@ -501,7 +516,7 @@ impl ThreadWrites for SqlThreadStore {
     fn delete_messages(
         &self,
         scope: &ResourceId,
-        messages: &[String],
+        messages: &[MessageId],
     ) -> impl Future<Output = Result<u64, GuardError>> + Send {
         self.delete_messages_of(scope, messages)
     }
