@@ -18,6 +18,8 @@
 
 #[path = "../examples/memory_server/app.rs"]
 mod app;
+#[path = "common/backend.rs"]
+mod backend;
 mod common;
 
 use std::sync::Arc;
@@ -28,7 +30,6 @@ use serde_json::{Value, json};
 use sqlx::{AnyPool, Row};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tower_scope::guard::SqlThreadStore;
 
 /// Racing pairs per race (the acceptance asks for at least 200).
 const PAIRS: usize = 200;
@@ -37,68 +38,7 @@ const PARALLEL: usize = 8;
 
 // ---- the database and the server ----------------------------------------------------------
 
-enum Cleanup {
-    File(std::path::PathBuf),
-    PgSchema(AnyPool, String),
-}
-
-struct Db {
-    store: SqlThreadStore,
-    cleanup: Cleanup,
-}
-
-impl Db {
-    async fn sqlite() -> Self {
-        let path = std::env::temp_dir().join(format!("tower-scope-races-{}.db", app::random_id(8)));
-        let store = SqlThreadStore::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .expect("open sqlite file");
-        store.create_schema().await.unwrap();
-        Self {
-            store,
-            cleanup: Cleanup::File(path),
-        }
-    }
-
-    /// A schema of its own on the test cluster, reached through `search_path`.
-    async fn postgres() -> Self {
-        let url = std::env::var("TOWER_SCOPE_TEST_PG_URL").expect("TOWER_SCOPE_TEST_PG_URL");
-        let admin = SqlThreadStore::connect(&url).await.unwrap().pool().clone();
-        let schema = format!("tower_scope_races_{}", app::random_id(6));
-        sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let separator = if url.contains('?') { '&' } else { '?' };
-        let store = SqlThreadStore::connect(&format!(
-            "{url}{separator}options=-c%20search_path%3D{schema}"
-        ))
-        .await
-        .unwrap();
-        store.create_schema().await.unwrap();
-        Self {
-            store,
-            cleanup: Cleanup::PgSchema(admin, schema),
-        }
-    }
-
-    async fn finish(self) {
-        self.store.pool().close().await;
-        match self.cleanup {
-            Cleanup::File(path) => {
-                for suffix in ["", "-wal", "-shm", "-journal"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Cleanup::PgSchema(admin, schema) => {
-                let _ = sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-                    .execute(&admin)
-                    .await;
-                admin.close().await;
-            }
-        }
-    }
-}
+use backend::{Backend, Db};
 
 struct User {
     base: String,
@@ -216,16 +156,8 @@ impl Race {
 }
 
 async fn start(db: &Db) -> Arc<Race> {
-    let settings = app::Settings {
-        jwt_secret: String::from_utf8(common::SECRET.to_vec()).unwrap(),
-        issuer: None,
-        audience: None,
-        cors_origins: Vec::new(),
-    };
-    let router = app::app(db.store.clone(), &settings).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let secret = String::from_utf8(common::SECRET.to_vec()).unwrap();
+    let base = backend::serve(backend::router(db.store.clone(), &secret)).await;
     Arc::new(Race {
         pool: db.store.pool().clone(),
         alice: User::new(&base, "alice"),
@@ -454,7 +386,7 @@ macro_rules! races {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $race() {
-                    super::run_race(stringify!($race), super::Db::sqlite().await, super::$race)
+                    super::run_race(stringify!($race), super::Db::new(super::Backend::Sqlite).await, super::$race)
                         .await;
                 }
             )*
@@ -464,7 +396,7 @@ macro_rules! races {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 #[ignore = "needs PostgreSQL: set TOWER_SCOPE_TEST_PG_URL (run by .ci/run)"]
                 async fn $race() {
-                    super::run_race(stringify!($race), super::Db::postgres().await, super::$race)
+                    super::run_race(stringify!($race), super::Db::new(super::Backend::Postgres).await, super::$race)
                         .await;
                 }
             )*

@@ -3,6 +3,8 @@
 //!
 //! A `content-type: application/grpc` header once made the scope layer skip the added
 //! `?resourceId=`, and the listing handler then served every user's threads.
+//!
+//! Each test runs on SQLite (plain `cargo test`) and on PostgreSQL (`--ignored`, `.ci/run`).
 #![cfg(all(
     feature = "axum",
     feature = "sqlite",
@@ -14,16 +16,19 @@
 
 #[path = "../examples/memory_server/app.rs"]
 mod app;
+#[macro_use]
+#[path = "common/backend.rs"]
+mod backend;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use backend::Db;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use serde_json::{Value, json};
-use tower_scope::guard::SqlThreadStore;
 
 const SECRET: &str = "scoping-test-secret-0123456789abcdef";
 
@@ -58,19 +63,8 @@ fn token(sub: &str) -> String {
 }
 
 /// Serves the memory server's router with hyper-util's auto builder: HTTP/1.1 and h2c.
-async fn start() -> std::net::SocketAddr {
-    let path = std::env::temp_dir().join(format!("tower-scope-scoping-{}.db", app::random_id(8)));
-    let store = SqlThreadStore::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-        .await
-        .unwrap();
-    store.create_schema().await.unwrap();
-    let settings = app::Settings {
-        jwt_secret: SECRET.into(),
-        issuer: None,
-        audience: None,
-        cors_origins: Vec::new(),
-    };
-    let router = app::app(store, &settings).unwrap();
+async fn start(db: &Db) -> std::net::SocketAddr {
+    let router = backend::router(db.store.clone(), SECRET);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -162,9 +156,8 @@ async fn create(addr: std::net::SocketAddr, who: &str, title: &str) -> String {
     answer.json["id"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn the_listing_shows_only_the_callers_threads_whatever_the_content_type_or_protocol() {
-    let addr = start().await;
+async fn the_listing_shows_only_the_callers_threads_whatever_the_content_type_or_protocol(db: &Db) {
+    let addr = start(db).await;
     create(addr, "alice", "alice-diary").await;
     create(addr, "alice", "alice-notes").await;
     let bobs = create(addr, "bob", "bob-todo").await;
@@ -207,9 +200,10 @@ async fn the_listing_shows_only_the_callers_threads_whatever_the_content_type_or
     }
 }
 
-#[tokio::test]
-async fn a_refusal_is_the_same_decision_whatever_the_content_type_only_rendered_differently() {
-    let addr = start().await;
+async fn a_refusal_is_the_same_decision_whatever_the_content_type_only_rendered_differently(
+    db: &Db,
+) {
+    let addr = start(db).await;
     let alices = create(addr, "alice", "alice-diary").await;
     for protocol in [Protocol::Http1, Protocol::H2c] {
         for ct in CONTENT_TYPES {
@@ -259,9 +253,8 @@ async fn a_refusal_is_the_same_decision_whatever_the_content_type_only_rendered_
     assert_eq!(answer.json["title"], "alice-diary");
 }
 
-#[tokio::test]
-async fn memory_routes_the_server_does_not_serve_are_refused_by_the_guard_not_left_open() {
-    let addr = start().await;
+async fn memory_routes_the_server_does_not_serve_are_refused_by_the_guard_not_left_open(db: &Db) {
+    let addr = start(db).await;
     let bobs = create(addr, "bob", "bob-todo").await;
     for (method, path) in [
         (
@@ -289,3 +282,9 @@ async fn memory_routes_the_server_does_not_serve_are_refused_by_the_guard_not_le
         );
     }
 }
+
+on_both_backends!(
+    the_listing_shows_only_the_callers_threads_whatever_the_content_type_or_protocol,
+    a_refusal_is_the_same_decision_whatever_the_content_type_only_rendered_differently,
+    memory_routes_the_server_does_not_serve_are_refused_by_the_guard_not_left_open,
+);

@@ -438,6 +438,183 @@ async fn backend_failures_are_backend_errors(store: &SqlThreadStore) {
     assert!(!format!("{store:?}").contains("postgres://"));
 }
 
+fn is_postgres(store: &SqlThreadStore) -> bool {
+    store.pool().connect_options().database_url.scheme() == "postgres"
+}
+
+fn assert_invalid_input<T: std::fmt::Debug>(what: &str, result: Result<T, StoreError>) {
+    match result {
+        Err(StoreError::InvalidInput(_)) => {}
+        other => panic!("{what}: expected StoreError::InvalidInput, got {other:?}"),
+    }
+}
+
+/// Errors the request's values caused are `InvalidInput` (400), whatever the backend: the
+/// database's own errors, classified by SQLSTATE class (PostgreSQL) or result code (SQLite).
+async fn errors_the_input_caused_are_invalid_input(store: &SqlThreadStore) {
+    store.create_schema().await.unwrap();
+    let classify = |err: sqlx::Error| Err::<(), _>(StoreError::from(err));
+    let run = |sql: &'static str, value: &'static str| {
+        let pool = store.pool().clone();
+        async move { sqlx::query(sql).bind(value).execute(&pool).await.map(drop) }
+    };
+    // Integrity constraints (class 23, SQLITE_CONSTRAINT_*): unique, not null, check.
+    exec(
+        store.pool(),
+        r#"CREATE TABLE "strict_things" ("id" TEXT PRIMARY KEY, "label" TEXT NOT NULL CHECK (length("label") <= 4))"#,
+    )
+    .await;
+    exec(
+        store.pool(),
+        r#"INSERT INTO "strict_things" VALUES ('a', 'ok')"#,
+    )
+    .await;
+    for (what, sql, value) in [
+        (
+            "unique",
+            r#"INSERT INTO "strict_things" VALUES ($1, 'ok')"#,
+            "a",
+        ),
+        (
+            "check",
+            r#"INSERT INTO "strict_things" VALUES ('b', $1)"#,
+            "too long",
+        ),
+        (
+            "not null",
+            r#"INSERT INTO "strict_things" VALUES ($1, NULL)"#,
+            "c",
+        ),
+    ] {
+        assert_invalid_input(what, classify(run(sql, value).await.unwrap_err()));
+    }
+    if is_postgres(store) {
+        // Data exceptions (class 22): NUL in text (22021), the one that once answered 503;
+        // invalid text representation (22P02); value too long for its column (22001).
+        exec(store.pool(), r#"CREATE TABLE "narrow" ("v" VARCHAR(2))"#).await;
+        for (what, sql, value) in [
+            ("NUL in text", "SELECT $1::text", "m1\0"),
+            ("not an integer", "SELECT $1::text::integer", "x"),
+            ("too long", r#"INSERT INTO "narrow" VALUES ($1)"#, "abc"),
+        ] {
+            assert_invalid_input(what, classify(run(sql, value).await.unwrap_err()));
+        }
+    } else {
+        // SQLITE_MISMATCH: a non-integer for an INTEGER PRIMARY KEY.
+        exec(
+            store.pool(),
+            r#"CREATE TABLE "numbered" ("n" INTEGER PRIMARY KEY)"#,
+        )
+        .await;
+        let err = run(r#"INSERT INTO "numbered" VALUES ($1)"#, "x").await;
+        assert_invalid_input("mismatch", classify(err.unwrap_err()));
+    }
+
+    // The store's own writes, refused by a constraint the operator added: 400, nothing kept.
+    exec(
+        store.pool(),
+        r#"CREATE TABLE "checked_threads" ("id" TEXT PRIMARY KEY, "resourceId" TEXT,
+            "title" TEXT CHECK (length("title") <= 8), "metadata" TEXT, "createdAt" TEXT,
+            "updatedAt" TEXT)"#,
+    )
+    .await;
+    let checked = store
+        .clone()
+        .with_tables(TableNames::default().threads("checked_threads").unwrap());
+    let created = checked
+        .create_thread(
+            &resource("user:alice"),
+            &thread("t1"),
+            &ThreadFields::titled("far too long"),
+            &at(0),
+        )
+        .await;
+    match created {
+        Err(GuardError::Store(StoreError::InvalidInput(_))) => {}
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    assert_eq!(
+        checked.thread_owner(&thread("t1")).await.unwrap(),
+        ThreadOwner::Missing
+    );
+    // Text PostgreSQL cannot hold is refused before the database, on every backend alike.
+    let nul = store
+        .create_thread(
+            &resource("user:alice"),
+            &thread("t2"),
+            &ThreadFields::titled("a\0b"),
+            &at(0),
+        )
+        .await;
+    assert!(
+        matches!(&nul, Err(GuardError::Store(e)) if e.is_invalid_input()),
+        "{nul:?}"
+    );
+}
+
+/// The backend failing is `Backend` (503), never `InvalidInput`: a missing table, a closed
+/// pool, an exhausted pool, nothing listening.
+async fn outages_are_backend_errors(store: &SqlThreadStore) {
+    store.create_schema().await.unwrap();
+    let missing = TableNames::default().threads("no_such_table").unwrap();
+    assert_backend(
+        store
+            .clone()
+            .with_tables(missing)
+            .thread_owner(&thread("t1"))
+            .await,
+    );
+
+    // Exhausted: the only connection is held, acquiring times out (PoolTimedOut).
+    let url = store.pool().connect_options().database_url.to_string();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_millis(200))
+        .connect(&url)
+        .await
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    let exhausted = SqlThreadStore::from_pool(pool.clone());
+    let detail = assert_backend(exhausted.thread_owner(&thread("t1")).await);
+    assert!(detail.contains("timed out"), "{detail}");
+    let written = exhausted
+        .create_thread(
+            &resource("user:alice"),
+            &thread("t1"),
+            &ThreadFields::default(),
+            &at(0),
+        )
+        .await;
+    assert!(
+        matches!(&written, Err(GuardError::Store(StoreError::Backend(_)))),
+        "{written:?}"
+    );
+    drop(held);
+    pool.close().await;
+
+    // Nothing listens (PostgreSQL: connection refused; SQLite: the file cannot be opened).
+    let unreachable = if is_postgres(store) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("postgres://postgres@127.0.0.1:{port}/postgres")
+    } else {
+        let dir = std::env::temp_dir().join(unique("no_such_dir"));
+        format!("sqlite://{}/x.db?mode=ro", dir.display())
+    };
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(300))
+        .connect_lazy(&unreachable)
+        .unwrap();
+    assert_backend(
+        SqlThreadStore::from_pool(pool)
+            .thread_owner(&thread("t1"))
+            .await,
+    );
+}
+
 // ---- owner-conditional writes, each run on every store (memory included) ------------------
 
 /// How a scenario plants what no owner-conditional write can make: shared threads, orphans.
@@ -835,6 +1012,8 @@ on_every_backend!(
     invalid_stored_ids_fail_closed,
     rows_that_disagree_fail_closed,
     backend_failures_are_backend_errors,
+    errors_the_input_caused_are_invalid_input,
+    outages_are_backend_errors,
 );
 
 // ---- configuration and connection ---------------------------------------------------------

@@ -331,8 +331,11 @@ impl Routes {
 /// Decisions: owner is the caller → pass, with [`ThreadId`] inserted; another owner → 403
 /// (or 404 with [`hide_foreign_threads`](Self::hide_foreign_threads)); missing → 404 or pass,
 /// per route; unowned → 403 unless [`allow_unowned_threads`](Self::allow_unowned_threads); no
-/// `ResourceId` → 403; store error or timeout → 503. A `ThreadId` already set by a trusted
-/// earlier layer replaces the client's id, and the request is rewritten to it.
+/// `ResourceId` → 403; a thread or message id [`ThreadId`] / [`MessageId`] refuses (empty, over
+/// [`MAX_ID_LEN`](crate::extensions::MAX_ID_LEN) bytes, a control character such as NUL) → 400
+/// before any store lookup, alike on every backend; a value the store refuses → 400; store
+/// unreachable, failing or timed out → 503 with `Retry-After`. A `ThreadId` already set by a
+/// trusted earlier layer replaces the client's id, and the request is rewritten to it.
 pub struct ThreadGuardLayer<S> {
     guard: ThreadGuard<S>,
     routes: Routes,

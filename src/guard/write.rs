@@ -6,8 +6,8 @@
 //! users creating the same client-chosen thread id, one deleting a thread while the other
 //! recreates it). These writes close that gap: the owner check and the write are one atomic step,
 //! so the guard stays the fast first line and the store has the last word. Refusals are the
-//! guard's own [`GuardError`]s, so they render exactly as the guard's (403 / 404 / 503, gRPC
-//! 7 / 5 / 14).
+//! guard's own [`GuardError`]s, so they render exactly as the guard's (403 / 404 / 400 / 503,
+//! gRPC 7 / 5 / 3 / 14).
 //!
 //! ```
 //! use tower_scope::guard::{GuardError, MemoryThreadStore, ThreadFields, ThreadWrites};

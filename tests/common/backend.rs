@@ -155,6 +155,7 @@ pub async fn serve(router: axum::Router) -> String {
 /// `TOWER_SCOPE_TEST_PG_URL`, as `.ci/run` does). Client and server share the test's
 /// single-threaded runtime, as they did before the tests ran on both backends: a 5 MB upload the
 /// server refuses early (413) is then read back instead of racing the server's close.
+#[allow(unused_macros)] // the races define their own runner
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
         mod sqlite {

@@ -462,36 +462,32 @@ impl SqlThreadStore {
 }
 
 impl ThreadWrites for SqlThreadStore {
-    fn create_thread(
+    async fn create_thread(
         &self,
         scope: &ResourceId,
         thread: &ThreadId,
         fields: &ThreadFields,
         at: &str,
-    ) -> impl Future<Output = Result<ThreadRecord, GuardError>> + Send {
-        async move {
-            storable_fields(fields, at)?;
-            self.transaction("create_thread", move |tx| {
-                self.create_once(tx, scope, thread, fields, at)
-            })
-            .await
-        }
+    ) -> Result<ThreadRecord, GuardError> {
+        storable_fields(fields, at)?;
+        self.transaction("create_thread", move |tx| {
+            self.create_once(tx, scope, thread, fields, at)
+        })
+        .await
     }
 
-    fn update_thread(
+    async fn update_thread(
         &self,
         scope: &ResourceId,
         thread: &ThreadId,
         fields: &ThreadFields,
         at: &str,
-    ) -> impl Future<Output = Result<ThreadRecord, GuardError>> + Send {
-        async move {
-            storable_fields(fields, at)?;
-            self.transaction("update_thread", move |tx| {
-                self.update_once(tx, scope, thread, fields, at)
-            })
-            .await
-        }
+    ) -> Result<ThreadRecord, GuardError> {
+        storable_fields(fields, at)?;
+        self.transaction("update_thread", move |tx| {
+            self.update_once(tx, scope, thread, fields, at)
+        })
+        .await
     }
 
     fn delete_thread(
