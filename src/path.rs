@@ -72,10 +72,12 @@ impl PathPattern {
                         return Err(invalid("`*` is only allowed as the whole last segment"));
                     }
                     p if p.starts_with(':') || (p.starts_with('{') && p.ends_with('}')) => {
-                        let name = p
-                            .trim_start_matches(':')
-                            .trim_start_matches('{')
-                            .trim_end_matches('}');
+                        // Exactly one `:` prefix or one `{..}` pair: `::id`, `:{id` and `:id}`
+                        // are typos, not other spellings of `id`.
+                        let name = match p.strip_prefix(':') {
+                            Some(name) => name,
+                            None => &p[1..p.len() - 1],
+                        };
                         if name.is_empty() || name.contains(['{', '}', ':']) {
                             return Err(invalid("a parameter needs a name: `:id` or `{id}`"));
                         }
@@ -235,6 +237,16 @@ mod tests {
         assert!(!m("/health", "/health/x"));
         assert!(m("/", "/"));
         assert!(!m("/", "/x"));
+    }
+
+    #[test]
+    fn parameter_spellings_other_than_colon_or_braces_are_refused() {
+        // Found by fuzzing: these were silently read as a parameter called `id`.
+        for bad in ["/::id", "/:{id", "/:id}", "/:{id}", "/{:id}", "/{{id}}"] {
+            assert!(PathPattern::new(bad).is_err(), "{bad}");
+        }
+        assert!(PathPattern::new("/:id").unwrap().has_param("id"));
+        assert!(PathPattern::new("/{id}").unwrap().has_param("id"));
     }
 
     #[test]
