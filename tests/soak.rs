@@ -133,9 +133,11 @@ async fn worker(
             (
                 reqwest::Method::POST,
                 "/api/memory/save-messages".to_owned(),
-                Some(json!({"messages": [{"id": format!("{thread}-m"), "threadId": thread,
+                Some(
+                    json!({"messages": [{"id": format!("{thread}-m"), "threadId": thread,
                     "resourceId": USERS[user], "role": "user", "content": "hello",
-                    "type": "text", "createdAt": app::now_iso()}]})),
+                    "type": "text", "createdAt": app::now_iso()}]}),
+                ),
             ),
             (
                 reqwest::Method::GET,
@@ -191,12 +193,7 @@ async fn soak_memory_stays_flat() {
     let idp = MockIssuer::start().await.unwrap();
     let db = std::env::temp_dir().join(format!("tower-scope-soak-{}.db", app::random_id(8)));
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "soak_server_process",
-            "--nocapture",
-        ])
+        .args(["--ignored", "--exact", "soak_server_process", "--nocapture"])
         .env("TOWER_SCOPE_SOAK_CHILD", idp.issuer())
         .env("TOWER_SCOPE_SOAK_JWKS", idp.jwks_url())
         .env("TOWER_SCOPE_SOAK_DB", &db)
@@ -222,10 +219,7 @@ async fn soak_memory_stays_flat() {
     let base = format!("http://{addr}");
 
     let mint_all = |idp: &MockIssuer| -> Vec<String> {
-        USERS
-            .iter()
-            .map(|u| idp.mint(json!({"sub": u})))
-            .collect()
+        USERS.iter().map(|u| idp.mint(json!({"sub": u}))).collect()
     };
     let tokens = Arc::new(RwLock::new(mint_all(&idp)));
     let stop = Arc::new(AtomicBool::new(false));
@@ -278,7 +272,7 @@ async fn soak_memory_stays_flat() {
         if warm_rss.is_none() && elapsed >= warmup {
             warm_rss = Some(rss);
         }
-        if elapsed % 30 == 0 {
+        if elapsed.is_multiple_of(30) {
             println!(
                 "soak: t={elapsed:>4}s rss={rss} KiB requests={} unexpected={} jwks_fetches={}",
                 counts.requests.load(Ordering::Relaxed),
@@ -315,7 +309,10 @@ async fn soak_memory_stays_flat() {
         "every soak request answers 200; first ones: {:#?}",
         counts.samples.lock().unwrap()
     );
-    assert!(rotations > 0 || secs < rotate, "the key rotated during the run");
+    assert!(
+        rotations > 0 || secs < rotate,
+        "the key rotated during the run"
+    );
     assert!(
         growth < 10.0,
         "resident memory grew {growth:.1} % after warm-up"
