@@ -77,6 +77,9 @@ pub enum RejectionKind {
     BadRequest,
     /// The request body is larger than allowed: 413, gRPC 8.
     PayloadTooLarge,
+    /// The client did not send the request body in time (a trickling or stalled upload): 408,
+    /// gRPC 4 (deadline exceeded).
+    RequestTimeout,
     /// A backend the decision needs is down or too slow: 503 with `Retry-After`, gRPC 14.
     /// Never a pass.
     Unavailable,
@@ -93,6 +96,7 @@ impl RejectionKind {
             Self::InsufficientScope | Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -106,6 +110,7 @@ impl RejectionKind {
             Self::InsufficientScope | Self::Forbidden => 7,
             Self::NotFound => 5,
             Self::PayloadTooLarge => 8,
+            Self::RequestTimeout => 4,
             Self::Unavailable => 14,
             Self::Internal => 13,
         }
@@ -144,6 +149,7 @@ impl RejectionKind {
             Self::NotFound => "Not found",
             Self::BadRequest => "Bad request",
             Self::PayloadTooLarge => "Request body too large",
+            Self::RequestTimeout => "Request body not received in time",
             Self::Unavailable => "Service unavailable",
             Self::Internal => "Internal server error",
         }

@@ -84,14 +84,26 @@ pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigE
     if let Some(audience) = &settings.audience {
         auth = auth.audience(audience.clone());
     }
-    let auth = auth.build()?;
+    app_with_auth(store, auth.build()?, &settings.cors_origins)
+}
+
+/// The same stack with any authenticator yielding [`Claims`] (the soak test puts a JWKS
+/// authenticator with a token cache here).
+pub fn app_with_auth<A>(
+    store: SqlThreadStore,
+    auth: A,
+    cors_origins: &[String],
+) -> Result<Router, ConfigError>
+where
+    A: tower_scope::Authenticate<User = Claims>,
+{
     // No configured origins: any origin, no credentials; with origins: exactly those, with
     // credentials (Mastra's two defaults).
-    let cors = if settings.cors_origins.is_empty() {
+    let cors = if cors_origins.is_empty() {
         CorsLayer::mastra_defaults().build()?
     } else {
         CorsLayer::mastra_defaults_with_credentials()
-            .allow_origins(settings.cors_origins.iter().map(String::as_str))
+            .allow_origins(cors_origins.iter().map(String::as_str))
             .build()?
     };
     let log = LogLayer::new()

@@ -27,6 +27,9 @@ use crate::{ConfigError, MessageId, ResourceId, ThreadId, query};
 /// Mastra's default request body limit: 4.5 MB.
 pub const DEFAULT_MAX_BODY: usize = 4_718_592;
 
+/// How long the guard waits for a whole JSON body on routes that read it: 10 s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What to do when the named thread does not exist.
@@ -341,6 +344,7 @@ pub struct ThreadGuardLayer<S> {
     routes: Routes,
     coverage: Arc<Coverage>,
     max_body: usize,
+    body_timeout: Duration,
 }
 
 /// Which paths must match a route, and which thread ids every matched route checks too.
@@ -358,6 +362,7 @@ impl<S: Clone> Clone for ThreadGuardLayer<S> {
             routes: self.routes.clone(),
             coverage: Arc::clone(&self.coverage),
             max_body: self.max_body,
+            body_timeout: self.body_timeout,
         }
     }
 }
@@ -368,6 +373,7 @@ impl<S> fmt::Debug for ThreadGuardLayer<S> {
             .field("routes", &self.routes.0)
             .field("coverage", &self.coverage)
             .field("max_body", &self.max_body)
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
@@ -380,6 +386,7 @@ impl<S: ThreadStore> ThreadGuardLayer<S> {
             routes: Routes(Arc::new([])),
             coverage: Arc::new(Coverage::default()),
             max_body: DEFAULT_MAX_BODY,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 
@@ -563,6 +570,17 @@ impl<S: ThreadStore> ThreadGuardLayer<S> {
         self
     }
 
+    /// Sets how long the guard waits for the whole JSON body on routes that read it (default
+    /// [`DEFAULT_BODY_TIMEOUT`], 10 s), counted from the start of the read, not per chunk; a
+    /// client that has not sent it all by then gets 408 Request Timeout (gRPC 4, deadline
+    /// exceeded) and what was buffered is dropped, so a trickling upload cannot hold a task and
+    /// a buffer open. The store lookups that follow have their own [`timeout`](Self::timeout).
+    #[must_use]
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
     /// The ownership checks this layer makes, for handlers that need the same (gRPC).
     pub fn guard(&self) -> &ThreadGuard<S> {
         &self.guard
@@ -584,6 +602,7 @@ impl<S: Clone, Svc> Layer<Svc> for ThreadGuardLayer<S> {
             routes: self.routes.clone(),
             coverage: Arc::clone(&self.coverage),
             max_body: self.max_body,
+            body_timeout: self.body_timeout,
         }
     }
 }
@@ -595,6 +614,7 @@ pub struct ThreadGuardService<Svc, S> {
     routes: Routes,
     coverage: Arc<Coverage>,
     max_body: usize,
+    body_timeout: Duration,
 }
 
 impl<Svc: Clone, S: Clone> Clone for ThreadGuardService<Svc, S> {
@@ -605,6 +625,7 @@ impl<Svc: Clone, S: Clone> Clone for ThreadGuardService<Svc, S> {
             routes: self.routes.clone(),
             coverage: Arc::clone(&self.coverage),
             max_body: self.max_body,
+            body_timeout: self.body_timeout,
         }
     }
 }
@@ -687,7 +708,10 @@ where
             self.guard.clone(),
             Arc::clone(&route),
             input,
-            self.max_body,
+            BodyLimits {
+                max: self.max_body,
+                timeout: self.body_timeout,
+            },
         ));
         GateFuture::deciding(
             decision,
@@ -749,18 +773,33 @@ pub struct Admit {
     rewrite: Option<ThreadId>,
 }
 
-async fn read_body<B>(body: B, declared_len: Option<u64>, max: usize) -> Result<Bytes, Rejection>
+/// How much of a body the guard buffers, and for how long it waits for it.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimits {
+    max: usize,
+    timeout: Duration,
+}
+
+async fn read_body<B>(
+    body: B,
+    declared_len: Option<u64>,
+    limits: BodyLimits,
+) -> Result<Bytes, Rejection>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    if declared_len.is_some_and(|len| len > max as u64) {
+    if declared_len.is_some_and(|len| len > limits.max as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(_) => Err(invalid_body()),
+    // A deadline for the whole body, not per chunk: one byte a second would renew a per-read
+    // timeout forever (slowloris). Dropping the future drops the body and what it buffered.
+    let read = Limited::new(body, limits.max).collect();
+    match tokio::time::timeout(limits.timeout, read).await {
+        Err(_) => Err(Rejection::new(RejectionKind::RequestTimeout)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(_)) => Err(invalid_body()),
     }
 }
 
@@ -869,7 +908,7 @@ async fn decide<S, B>(
     guard: ThreadGuard<S>,
     route: Arc<GuardRoute>,
     input: Input<B>,
-    max: usize,
+    limits: BodyLimits,
 ) -> Result<Admit, Rejection>
 where
     S: ThreadStore,
@@ -886,7 +925,7 @@ where
     let extra_threads = input.extra_threads?;
     let (original, mut json) = match input.body {
         Some(body) => {
-            let bytes = read_body(body, input.declared_len, max).await?;
+            let bytes = read_body(body, input.declared_len, limits).await?;
             let json = parse_json(&bytes)?;
             (Some(bytes), json)
         }

@@ -50,12 +50,12 @@ mod write;
 
 pub use check::{DEFAULT_STORE_TIMEOUT, GuardError, ThreadGuard, ThreadPresence};
 pub use layer::{
-    Admit, DEFAULT_MAX_BODY, Decision, GuardGate, GuardRoute, ResponseFuture, ThreadGuardLayer,
-    ThreadGuardService,
+    Admit, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY, Decision, GuardGate, GuardRoute, ResponseFuture,
+    ThreadGuardLayer, ThreadGuardService,
 };
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
-pub use sql::{SqlThreadStore, TableNames};
+pub use sql::{DEFAULT_POOL_ACQUIRE_TIMEOUT, SqlThreadStore, TableNames};
 pub use store::{MemoryThreadStore, MessageThread, StoreError, ThreadOwner, ThreadStore};
 pub use write::{MessageRecord, NewMessage, ThreadFields, ThreadRecord, ThreadWrites};
 

@@ -15,6 +15,7 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
@@ -28,6 +29,12 @@ use write::{Backend, WriteQueries};
 
 /// The most ids bound in one query. SQLite before 3.32 allows 999 parameters, PostgreSQL 65535.
 const MAX_IDS_PER_QUERY: usize = 512;
+
+/// How long [`SqlThreadStore::connect`]'s pool waits for a connection before the query fails
+/// (503): 2 s, under the guard's [`DEFAULT_STORE_TIMEOUT`](super::DEFAULT_STORE_TIMEOUT) of 5 s.
+/// sqlx's own default is 30 s, and it keeps retrying a refused connection until then, so a
+/// handler query on a database that is down would otherwise hang for half a minute.
+pub const DEFAULT_POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The longest table or column name accepted: PostgreSQL's identifier limit (NAMEDATALEN - 1).
 const MAX_IDENTIFIER_LEN: usize = 63;
@@ -356,7 +363,11 @@ impl SqlThreadStore {
     /// This installs sqlx's default `Any` drivers (once per process). If your program installs
     /// its own set with `sqlx::any::install_drivers`, build the pool yourself and use
     /// [`from_pool`](Self::from_pool). An in-memory SQLite database lives in one connection, so
-    /// its pool is held at exactly one connection that is never recycled.
+    /// its pool is held at exactly one connection that is never recycled. The pool waits at
+    /// most [`DEFAULT_POOL_ACQUIRE_TIMEOUT`] (2 s) for a connection, so while the database is down or
+    /// every connection is stuck (a locked SQLite file) queries fail promptly with
+    /// [`StoreError::Backend`] (503) instead of waiting sqlx's default 30 s; a pool of your own
+    /// ([`from_pool`](Self::from_pool)) keeps the settings you gave it.
     ///
     /// # Errors
     ///
@@ -364,7 +375,7 @@ impl SqlThreadStore {
     /// detail never contains the URL's password.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let mut options = AnyPoolOptions::new();
+        let mut options = AnyPoolOptions::new().acquire_timeout(DEFAULT_POOL_ACQUIRE_TIMEOUT);
         if is_sqlite_memory(url) {
             // Each new connection to `sqlite::memory:` opens a new, empty database.
             options = options

@@ -1278,3 +1278,64 @@ async fn included_messages_and_threads_must_be_the_callers() {
     .await;
     assert_eq!(seen.status, StatusCode::BAD_REQUEST);
 }
+
+/// A request body that sends its first chunk and then never another (a stalled upload).
+struct Stalled(Option<Bytes>);
+
+impl From<Bytes> for Stalled {
+    fn from(bytes: Bytes) -> Self {
+        Self(Some(bytes))
+    }
+}
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        match self.0.take() {
+            Some(bytes) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+#[tokio::test]
+async fn stalled_body_is_refused_with_408_at_the_body_timeout() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let svc = mastra()
+        .body_timeout(Duration::from_millis(50))
+        .layer(service_fn(move |_req: Request<Stalled>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(Response::new(Full::<Bytes>::default())) }
+        }));
+    let mut r = Request::builder()
+        .method(Method::POST)
+        .uri("/api/memory/threads")
+        .body(Stalled(Some(Bytes::from_static(br#"{"title":"#))))
+        .unwrap();
+    r.extensions_mut().insert(rid("alice"));
+    let started = std::time::Instant::now();
+    let res = tokio::time::timeout(Duration::from_secs(5), svc.oneshot(r))
+        .await
+        .expect("the guard gives up on its own")
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    let why = res.extensions().get::<Rejection>().unwrap();
+    assert_eq!(why.kind(), crate::RejectionKind::RequestTimeout);
+    assert_eq!(why.message(), "Request body not received in time");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the handler never runs");
+}
+
+#[test]
+fn request_timeout_renders_408_and_grpc_deadline_exceeded() {
+    let kind = crate::RejectionKind::RequestTimeout;
+    assert_eq!(kind.status(), StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(kind.grpc_code(), 4);
+    assert!(!kind.has_challenge());
+}
