@@ -11,9 +11,8 @@ use tower_service::Service;
 
 use crate::reject::{Rejection, render};
 
-/// What a layer does with a decision. Public only because it appears in [`GateFuture`]'s
-/// bounds; it is not nameable outside the crate.
-pub trait Gate<ReqB> {
+/// What a layer does with a decision.
+pub(crate) trait Gate<ReqB> {
     /// The decision's output.
     type Outcome;
 
@@ -30,31 +29,30 @@ pub trait Gate<ReqB> {
 }
 
 pin_project! {
-    /// The response future of the deciding layers ([`BearerAuth`](crate::auth::BearerAuth),
-    /// [`ResourceScope`](crate::scope::ResourceScope)).
-    pub struct GateFuture<S, G, D, ReqB, ResB>
+    /// The state machine inside each deciding layer's own `ResponseFuture`.
+    pub(crate) struct GateFuture<S, G, D, ReqB>
     where
         S: Service<Request<ReqB>>,
     {
         #[pin]
-        state: State<S, D, ReqB, ResB>,
+        state: State<S, D, ReqB>,
         gate: Option<G>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, D, ReqB, ResB>
+    enum State<S, D, ReqB>
     where
         S: Service<Request<ReqB>>,
     {
         Deciding { #[pin] decision: D, request: Option<Request<ReqB>>, inner: Option<S> },
         Inner { #[pin] fut: S::Future },
-        Done { response: Option<Response<ResB>> },
+        Done { response: Option<S::Response> },
     }
 }
 
-impl<S, G, D, ReqB, ResB> GateFuture<S, G, D, ReqB, ResB>
+impl<S, G, D, ReqB> GateFuture<S, G, D, ReqB>
 where
     S: Service<Request<ReqB>>,
 {
@@ -79,7 +77,7 @@ where
     }
 
     /// The request was refused straight away.
-    pub(crate) fn done(response: Response<ResB>) -> Self {
+    pub(crate) fn done(response: S::Response) -> Self {
         Self {
             state: State::Done {
                 response: Some(response),
@@ -104,6 +102,52 @@ pub(crate) fn forward<S: Service<Request<B>>, B>(inner: &mut S, req: Request<B>)
     inner.call(req)
 }
 
+/// Declares a layer's response future: a named wrapper around [`GateFuture`], so the public
+/// type shows only the inner service, the layer's one configuration type and the body.
+macro_rules! response_future {
+    ($(#[$doc:meta])* $name:ident<$s:ident, [$($c:ident),*], $b:ident>
+        where [$($bounds:tt)*] => $gate:ty, $decision:ty) => {
+        pin_project_lite::pin_project! {
+            $(#[$doc])*
+            pub struct $name<$s, $($c,)* $b>
+            where
+                $s: tower_service::Service<http::Request<$b>>,
+                $($bounds)*
+            {
+                #[pin]
+                inner: $crate::gate::GateFuture<$s, $gate, $decision, $b>,
+            }
+        }
+
+        impl<$s, $($c,)* $b> $name<$s, $($c,)* $b>
+        where
+            $s: tower_service::Service<http::Request<$b>>,
+            $($bounds)*
+        {
+            pub(crate) fn new(inner: $crate::gate::GateFuture<$s, $gate, $decision, $b>) -> Self {
+                Self { inner }
+            }
+        }
+
+        impl<$s, $($c,)* $b, ResB> std::future::Future for $name<$s, $($c,)* $b>
+        where
+            $s: tower_service::Service<http::Request<$b>, Response = http::Response<ResB>>,
+            $($bounds)*
+            ResB: Default,
+        {
+            type Output = Result<http::Response<ResB>, $s::Error>;
+
+            fn poll(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Self::Output> {
+                self.project().inner.poll(cx)
+            }
+        }
+    };
+}
+pub(crate) use response_future;
+
 /// Swaps the readied service out for a fresh clone, so the ready one serves this request.
 pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
     let clone = inner.clone();
@@ -112,7 +156,7 @@ pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
 
 const POLLED_AFTER_DONE: &str = "GateFuture polled after completion";
 
-impl<S, G, D, ReqB, ResB> Future for GateFuture<S, G, D, ReqB, ResB>
+impl<S, G, D, ReqB, ResB> Future for GateFuture<S, G, D, ReqB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     G: Gate<ReqB>,

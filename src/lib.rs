@@ -67,6 +67,7 @@ mod digest;
 mod error;
 pub mod extensions;
 mod gate;
+mod http;
 #[cfg(feature = "guard")]
 pub mod guard;
 #[cfg(feature = "jwks")]
@@ -75,8 +76,9 @@ pub mod jwks;
 pub mod jwt;
 #[cfg(feature = "log")]
 pub mod log;
+pub mod mastra;
 pub mod path;
-mod query;
+use crate::http::query;
 pub mod reject;
 pub mod scope;
 pub mod when;
@@ -91,7 +93,6 @@ pub use auth::{
 pub use cors::CorsLayer;
 pub use error::ConfigError;
 pub use extensions::{AuthState, Authenticated, InvalidId, MessageId, ResourceId, ThreadId};
-pub use gate::GateFuture;
 #[cfg(feature = "guard")]
 pub use guard::{ThreadGuardLayer, ThreadStore};
 #[cfg(feature = "log")]

@@ -124,8 +124,14 @@ impl PathPattern {
             .any(|s| matches!(s, Segment::Param(n) if **n == *name))
     }
 
+    /// The raw (still percent-encoded) value of parameter `name` in `path`, when `path`
+    /// matches; the last segment so named wins.
+    pub fn param<'a>(&self, path: &'a str, name: &str) -> Option<&'a str> {
+        self.param_span(path, name).map(|span| &path[span])
+    }
+
     /// The byte range of parameter `name` in `path`, when `path` matches.
-    pub fn param_span(&self, path: &str, name: &str) -> Option<std::ops::Range<usize>> {
+    pub(crate) fn param_span(&self, path: &str, name: &str) -> Option<std::ops::Range<usize>> {
         let mut span = None;
         let matched = self.walk(path, |param, range| {
             if param == name {
@@ -202,6 +208,12 @@ impl PathSet {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// Whether a route for `route` serves a request with `request`: axum (and most routers)
+/// answer `HEAD` with the `GET` handler, so a `GET` rule covers `HEAD` too.
+pub(crate) fn method_matches(route: &http::Method, request: &http::Method) -> bool {
+    route == request || (request == http::Method::HEAD && route == http::Method::GET)
 }
 
 #[cfg(test)]

@@ -396,11 +396,27 @@ impl<S> Layer<S> for JsonErrorLayer {
     }
 }
 
-/// The service made by [`JsonErrorLayer`].
+/// The service made by [`JsonErrorLayer`], and by a layer after its `json_errors()`.
 #[derive(Debug, Clone)]
 pub struct JsonErrors<S> {
     inner: S,
 }
+
+impl<S> JsonErrors<S> {
+    pub(crate) fn new(inner: S) -> Self {
+        Self { inner }
+    }
+}
+
+/// A layer's refusals are head-only: status, `WWW-Authenticate` or gRPC trailers, no body
+/// (the default of every deciding layer; RFC 6750 puts the error in the challenge).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeadOnly;
+
+/// A layer's refusals carry a JSON `{"error": "..."}` body: the layer's service is wrapped
+/// in [`JsonErrors`] (set by each layer's `json_errors()`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JsonBody;
 
 impl<S, ReqB, ResB> Service<http::Request<ReqB>> for JsonErrors<S>
 where

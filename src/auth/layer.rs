@@ -7,14 +7,14 @@ use std::task::{Context, Poll};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response};
-use tower_layer::{Layer, Stack};
+use tower_layer::Layer;
 use tower_service::Service;
 
 use super::extract::{ExtractConfig, Source, extract};
 use super::{AuthError, Authenticate, Token};
-use crate::gate::{Gate, GateFuture, forward, take_ready};
+use crate::gate::{Gate, GateFuture, forward, response_future, take_ready};
 use crate::path::{PathPattern, PathSet};
-use crate::reject::{JsonErrorLayer, Rejection, RejectionKind, render};
+use crate::reject::{HeadOnly, JsonBody, JsonErrors, Rejection, RejectionKind, render};
 use crate::{AuthState, Authenticated, ConfigError};
 
 /// The default maximum token length: 8 KiB, far above real JWTs, far below header limits.
@@ -49,13 +49,17 @@ struct Config {
 /// characters outside `b64token`, a token over the length limit) give 400 `invalid_request`.
 /// On success the user is inserted as [`Authenticated<A::User>`](Authenticated) and the
 /// `Authorization` header is marked sensitive.
+///
+/// The second type parameter says how refusals are written: [`HeadOnly`] (the default) or,
+/// after [`json_errors`](Self::json_errors), [`JsonBody`].
 #[derive(Clone)]
-pub struct BearerAuthLayer<A> {
+pub struct BearerAuthLayer<A, E = HeadOnly> {
     authenticator: A,
     config: Arc<Config>,
+    _errors: E,
 }
 
-impl<A> std::fmt::Debug for BearerAuthLayer<A> {
+impl<A, E> std::fmt::Debug for BearerAuthLayer<A, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BearerAuthLayer")
             .field("config", &self.config)
@@ -95,6 +99,7 @@ impl<A: Authenticate> BearerAuthLayer<A> {
     /// Requires a valid bearer token on every request, checked by `authenticator`.
     pub fn new(authenticator: A) -> Self {
         Self {
+            _errors: HeadOnly,
             authenticator,
             config: Arc::new(Config {
                 realm: Some(Arc::from("api")),
@@ -109,7 +114,9 @@ impl<A: Authenticate> BearerAuthLayer<A> {
             }),
         }
     }
+}
 
+impl<A: Authenticate, E> BearerAuthLayer<A, E> {
     fn config_mut(&mut self) -> &mut Config {
         Arc::make_mut(&mut self.config)
     }
@@ -188,9 +195,14 @@ impl<A: Authenticate> BearerAuthLayer<A> {
         self
     }
 
-    /// Renders this layer's rejections as JSON `{"error": "..."}` bodies.
-    pub fn json_errors(self) -> Stack<Self, JsonErrorLayer> {
-        Stack::new(self, JsonErrorLayer)
+    /// Renders this layer's rejections as JSON `{"error": "..."}` bodies (Mastra's shape); the
+    /// other settings can come before or after it.
+    pub fn json_errors(self) -> BearerAuthLayer<A, JsonBody> {
+        BearerAuthLayer {
+            authenticator: self.authenticator,
+            config: self.config,
+            _errors: JsonBody,
+        }
     }
 
     /// The authenticator, to share with code that authenticates outside the layer.
@@ -227,7 +239,7 @@ impl<A: Authenticate> BearerAuthLayer<A> {
     }
 }
 
-impl<S, A: Clone> Layer<S> for BearerAuthLayer<A> {
+impl<S, A: Clone> Layer<S> for BearerAuthLayer<A, HeadOnly> {
     type Service = BearerAuth<S, A>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -236,6 +248,18 @@ impl<S, A: Clone> Layer<S> for BearerAuthLayer<A> {
             authenticator: self.authenticator.clone(),
             config: Arc::clone(&self.config),
         }
+    }
+}
+
+impl<S, A: Clone> Layer<S> for BearerAuthLayer<A, JsonBody> {
+    type Service = JsonErrors<BearerAuth<S, A>>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JsonErrors::new(BearerAuth {
+            inner,
+            authenticator: self.authenticator.clone(),
+            config: Arc::clone(&self.config),
+        })
     }
 }
 
@@ -272,7 +296,7 @@ where
 {
     type Response = Response<ResB>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, A, ReqB, ResB>;
+    type Future = ResponseFuture<S, A, ReqB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -281,7 +305,7 @@ where
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let config = &self.config;
         if !config.public.is_empty() && config.public.matches(req.uri().path()) {
-            return pass_unauthenticated::<S, A, ReqB, ResB>(
+            return pass_unauthenticated::<S, A, ReqB>(
                 &mut self.inner,
                 req,
                 AuthState::PublicPath,
@@ -289,7 +313,7 @@ where
         }
         // The opt-in preflight pass: a client-chosen header decides here, so it is off by default.
         if config.bypass_preflight && is_preflight(&req) {
-            return pass_unauthenticated::<S, A, ReqB, ResB>(
+            return pass_unauthenticated::<S, A, ReqB>(
                 &mut self.inner,
                 req,
                 AuthState::Preflight,
@@ -301,7 +325,7 @@ where
                 found.source == Source::Query,
             ),
             Ok(None) if config.optional => {
-                return pass_unauthenticated::<S, A, ReqB, ResB>(
+                return pass_unauthenticated::<S, A, ReqB>(
                     &mut self.inner,
                     req,
                     AuthState::Anonymous,
@@ -309,43 +333,63 @@ where
             }
             Ok(None) => {
                 let rejection = Rejection::new(RejectionKind::MissingCredentials);
-                return GateFuture::done(render(rejection, req.headers(), config.realm.as_deref()));
+                return refuse(&req, rejection, config);
             }
-            Err(rejection) => {
-                return GateFuture::done(render(rejection, req.headers(), config.realm.as_deref()));
-            }
+            Err(rejection) => return refuse(&req, rejection, config),
         };
         let gate = AuthGate {
             config: Arc::clone(config),
             private,
             _user: PhantomData,
         };
-        GateFuture::deciding(decision, req, take_ready(&mut self.inner), gate)
+        ResponseFuture::new(GateFuture::deciding(
+            decision,
+            req,
+            take_ready(&mut self.inner),
+            gate,
+        ))
     }
 }
 
+fn refuse<S, A, ReqB, ResB>(
+    req: &Request<ReqB>,
+    rejection: Rejection,
+    config: &Config,
+) -> ResponseFuture<S, A, ReqB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    A: Authenticate,
+    ResB: Default,
+{
+    let response = render(rejection, req.headers(), config.realm.as_deref());
+    ResponseFuture::new(GateFuture::done(response))
+}
+
 /// Passes a request on without a user, saying why in its [`AuthState`].
-fn pass_unauthenticated<S, A, ReqB, ResB>(
+fn pass_unauthenticated<S, A, ReqB>(
     inner: &mut S,
     mut req: Request<ReqB>,
     state: AuthState,
-) -> ResponseFuture<S, A, ReqB, ResB>
+) -> ResponseFuture<S, A, ReqB>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S: Service<Request<ReqB>>,
     A: Authenticate,
 {
     // A client-sent `AuthState` cannot exist (extensions are server-side), but an earlier
     // layer's must not survive into a decision this layer made.
     req.extensions_mut().insert(state);
-    GateFuture::pass(forward(inner, req), None)
+    ResponseFuture::new(GateFuture::pass(forward(inner, req), None))
 }
 
-/// The response future of [`BearerAuth`].
-pub type ResponseFuture<S, A, ReqB, ResB> =
-    GateFuture<S, AuthGate<<A as Authenticate>::User>, <A as Authenticate>::Future, ReqB, ResB>;
+response_future! {
+    /// The response future of [`BearerAuth`]: the inner service `S`, the authenticator `A`,
+    /// the request body `B`.
+    ResponseFuture<S, [A], B> where [A: Authenticate,]
+        => AuthGate<<A as Authenticate>::User>, <A as Authenticate>::Future
+}
 
 /// How [`BearerAuth`] applies an authentication outcome.
-pub struct AuthGate<U> {
+pub(crate) struct AuthGate<U> {
     config: Arc<Config>,
     private: bool,
     _user: PhantomData<fn() -> U>,

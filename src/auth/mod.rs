@@ -50,7 +50,7 @@ use pin_project_lite::pin_project;
 
 #[cfg(feature = "cors")]
 pub(crate) use layer::is_preflight;
-pub use layer::{AuthGate, BearerAuth, BearerAuthLayer, DEFAULT_MAX_TOKEN_LEN, ResponseFuture};
+pub use layer::{BearerAuth, BearerAuthLayer, DEFAULT_MAX_TOKEN_LEN, ResponseFuture};
 pub use static_tokens::StaticTokens;
 
 use crate::Authenticated;

@@ -107,7 +107,7 @@ struct Policy {
 /// Ownership checks over a [`ThreadStore`]; cheap to clone.
 ///
 /// ```
-/// use tower_scope::guard::{GuardError, MemoryThreadStore, ThreadGuard};
+/// use tower_scope::guard::{GuardError, MemoryThreadStore, OwnershipCheck};
 /// use tower_scope::{ResourceId, ThreadId};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -116,19 +116,19 @@ struct Policy {
 /// let thread = ThreadId::new("t1").unwrap();
 /// store.insert_thread(thread.clone(), Some(alice.clone()));
 ///
-/// let guard = ThreadGuard::new(store);
+/// let guard = OwnershipCheck::new(store);
 /// assert!(guard.check_thread(&alice, &thread).await.is_ok());
 /// let bob = ResourceId::new("bob").unwrap();
 /// assert_eq!(guard.check_thread(&bob, &thread).await, Err(GuardError::ForeignThread));
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct ThreadGuard<S> {
+pub struct OwnershipCheck<S> {
     store: S,
     policy: Arc<Policy>,
 }
 
-impl<S: ThreadStore> ThreadGuard<S> {
+impl<S: ThreadStore> OwnershipCheck<S> {
     /// Checks ownership against `store`: foreign threads are 403, unowned threads denied.
     pub fn new(store: S) -> Self {
         Self {

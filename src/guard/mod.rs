@@ -4,21 +4,21 @@
 //! guarded route it finds the thread id (path, query, header or JSON body) or the message ids,
 //! asks a [`ThreadStore`] who owns them, and refuses anything that is not the caller's before
 //! the handler runs. Handlers that see ids a layer cannot (inside gRPC messages) call the same
-//! checks through [`ThreadGuard`].
+//! checks through [`OwnershipCheck`].
 //!
 //! ```
 //! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::Full;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_scope::guard::{MemoryThreadStore, ThreadGuardLayer};
+//! use tower_scope::guard::MemoryThreadStore;
 //! use tower_scope::{ResourceId, ThreadId};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let store = MemoryThreadStore::new();
 //! store.insert_thread(ThreadId::new("t-alice").unwrap(), Some(ResourceId::new("alice").unwrap()));
 //! let svc = ServiceBuilder::new()
-//!     .layer(ThreadGuardLayer::new(store).mastra_memory_routes("/api").unwrap())
+//!     .layer(tower_scope::mastra::memory_guard(store, "/api").unwrap())
 //!     .service(service_fn(|_req: Request<Full<Bytes>>| async {
 //!         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
 //!     }));
@@ -42,17 +42,20 @@
 //! transaction. Handlers that create, upsert or delete by client-chosen ids use them.
 
 mod check;
+mod decide;
 mod layer;
+mod route;
+mod service;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 mod store;
 mod write;
 
-pub use check::{DEFAULT_STORE_TIMEOUT, GuardError, ThreadGuard, ThreadPresence};
-pub use layer::{
-    Admit, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY, Decision, GuardGate, GuardRoute, ResponseFuture,
-    ThreadGuardLayer, ThreadGuardService,
-};
+pub use crate::http::body::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY};
+pub use check::{DEFAULT_STORE_TIMEOUT, GuardError, OwnershipCheck, ThreadPresence};
+pub use layer::ThreadGuardLayer;
+pub use route::GuardRoute;
+pub use service::{ResponseFuture, ThreadGuard};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use sql::{DEFAULT_POOL_ACQUIRE_TIMEOUT, SqlThreadStore, TableNames};

@@ -1,0 +1,360 @@
+//! One guarded request's decision: read the ids (path, query, header, JSON body), ask the
+//! store, and say what to admit.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::Request;
+use http::header::HeaderValue;
+use http_body::Body;
+
+use super::check::{GuardError, OwnershipCheck, ThreadPresence};
+use super::route::{GuardRoute, Missing, invalid_message, invalid_thread, message_id};
+use super::store::ThreadStore;
+use crate::http::body::{BodyLimits, BoxError, Buffered, Pending, invalid_body};
+use crate::http::json::{Doc, Edits, FieldPath, JsonError, Node};
+use crate::query::{self, PairEdit};
+use crate::reject::{Rejection, RejectionKind};
+use crate::{MessageId, ResourceId, ThreadId};
+
+/// The pending decision of one guarded request (store I/O, maybe body buffering). Boxed:
+/// the store's futures cannot be named, and the request waits on the network anyway.
+pub(crate) type Decision = Pin<Box<dyn Future<Output = Result<Admit, Rejection>> + Send>>;
+
+pub(crate) struct Input<B> {
+    pub(crate) scope: Option<ResourceId>,
+    pub(crate) trusted: Option<ThreadId>,
+    pub(crate) client_thread: Result<Option<ThreadId>, Rejection>,
+    pub(crate) extra_threads: Result<Vec<ThreadId>, Rejection>,
+    /// The raw `include`-style query value: given twice is an error, not UTF-8 is `None`.
+    pub(crate) include: Option<Result<Option<Option<String>>, Rejection>>,
+    pub(crate) path_message: Option<Option<String>>,
+    pub(crate) body: Option<Pending<B>>,
+}
+
+/// What the guard admits: the checked thread, the body to pass on, a trusted id to rewrite.
+pub(crate) struct Admit {
+    pub(crate) thread: Option<ThreadId>,
+    pub(crate) body: Option<Buffered>,
+    pub(crate) rewrite: Option<ThreadId>,
+}
+
+fn json(error: JsonError) -> Rejection {
+    match error {
+        JsonError::Duplicate(_) => Rejection::with_message(RejectionKind::BadRequest, error.to_string()),
+        _ => invalid_body(),
+    }
+}
+
+/// The one value at `path`; a path that fans out to two is ambiguous.
+fn one<'a>(doc: &Doc<'a>, path: Option<&FieldPath>) -> Result<Option<Node<'a>>, Rejection> {
+    let Some(path) = path else { return Ok(None) };
+    let mut found = doc.find(path).map_err(json)?.into_iter();
+    let first = found.next();
+    if found.next().is_some() {
+        return Err(Rejection::with_message(
+            RejectionKind::BadRequest,
+            format!("More than one {}", path.as_str()),
+        ));
+    }
+    Ok(first.filter(|node| !node.is_null()))
+}
+
+/// A thread id in a body: a string, or an object with a string `id` (`memory.thread`);
+/// returns the id and the node holding the string (for a trusted rewrite).
+fn thread_node<'a>(doc: &Doc<'a>, node: Node<'a>) -> Result<(ThreadId, Node<'a>), Rejection> {
+    let node = match node.object(doc.text()) {
+        Some(object) => object.get("id").map_err(json)?.ok_or_else(invalid_thread)?,
+        None => node,
+    };
+    let id = node.as_str().ok_or_else(invalid_thread)?;
+    Ok((ThreadId::new(id).map_err(|_| invalid_thread())?, node))
+}
+
+/// `messageIds` as Mastra accepts it: a string, `{id}`, or a list of either; every id valid.
+fn message_ids(doc: &Doc<'_>, node: Option<Node<'_>>) -> Result<Vec<MessageId>, Rejection> {
+    let bad = || {
+        Rejection::with_message(
+            RejectionKind::BadRequest,
+            "messageIds must be ids or objects with an id",
+        )
+    };
+    let single = |node: Node<'_>| -> Result<MessageId, Rejection> {
+        let node = match node.object(doc.text()) {
+            Some(object) => object.get("id").map_err(json)?.ok_or_else(bad)?,
+            None => node,
+        };
+        message_id(&node.as_str().ok_or_else(bad)?)
+    };
+    let Some(node) = node else {
+        return Err(Rejection::with_message(
+            RejectionKind::BadRequest,
+            "messageIds is required",
+        ));
+    };
+    match node.array(doc.text()) {
+        Some(items) => items.into_iter().map(single).collect(),
+        None => Ok(vec![single(node)?]),
+    }
+}
+
+/// A save-messages body's message ids (to be the caller's if they exist) and threads (the
+/// caller's or missing).
+fn saved_messages(
+    doc: &Doc<'_>,
+    node: Option<Node<'_>>,
+) -> Result<(Vec<MessageId>, Vec<ThreadId>), Rejection> {
+    let Some(items) = node.and_then(|n| n.array(doc.text())) else {
+        return Err(Rejection::with_message(
+            RejectionKind::BadRequest,
+            "messages must be an array",
+        ));
+    };
+    let mut ids = Vec::new();
+    let mut threads: Vec<ThreadId> = Vec::new();
+    let mut invalid = 0;
+    for item in &items {
+        let Some(object) = item.object(doc.text()) else {
+            invalid += 1;
+            continue;
+        };
+        match object.get("threadId").map_err(json)?.and_then(|n| n.as_str()) {
+            Some(thread) if !thread.is_empty() => {
+                let thread = ThreadId::new(thread).map_err(|_| invalid_thread())?;
+                if !threads.contains(&thread) {
+                    threads.push(thread);
+                }
+            }
+            _ => invalid += 1,
+        }
+        // Saving is an upsert by id: an existing message id must already be the caller's.
+        match object.get("id").map_err(json)? {
+            None => {}
+            Some(node) if node.is_null() => {}
+            Some(node) => match node.as_str() {
+                Some(id) => ids.push(message_id(&id)?),
+                None => {
+                    return Err(Rejection::with_message(
+                        RejectionKind::BadRequest,
+                        "Message ids must be strings",
+                    ));
+                }
+            },
+        }
+    }
+    if invalid > 0 {
+        return Err(Rejection::with_message(
+            RejectionKind::BadRequest,
+            crate::mastra::messages::invalid_saved_messages(invalid),
+        ));
+    }
+    Ok((ids, threads))
+}
+
+fn not_scoped_body() -> Rejection {
+    Rejection::with_message(
+        RejectionKind::Forbidden,
+        "Access denied: the request body was not scoped to a resource (no scope body rule ran for this route)",
+    )
+}
+
+pub(crate) async fn decide<T, B>(
+    check: OwnershipCheck<T>,
+    route: Arc<GuardRoute>,
+    input: Input<B>,
+    limits: BodyLimits,
+) -> Result<Admit, Rejection>
+where
+    T: ThreadStore,
+    B: Body<Data = bytes::Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let scope = input.scope.ok_or(GuardError::NotScoped)?;
+    if let Some(message) = &route.deny {
+        return Err(Rejection::with_message(
+            RejectionKind::Forbidden,
+            message.to_string(),
+        ));
+    }
+    let extra_threads = input.extra_threads?;
+    let client_thread = input.client_thread?;
+    let buffered = match input.body {
+        Some(pending) => Some(pending.bytes(limits).await?),
+        None => None,
+    };
+    if route.scoped_body && !buffered.as_ref().is_some_and(|b| b.scoped) {
+        return Err(not_scoped_body());
+    }
+    let bytes = buffered.as_ref().map(|b| b.bytes.clone()).unwrap_or_default();
+    let doc = Doc::parse(&bytes).map_err(json)?;
+
+    // Every id the body names is read (and validated) before the first store lookup.
+    let body_thread = match one(&doc, route.thread_body.as_ref())? {
+        Some(node) => Some(thread_node(&doc, node)?),
+        None => None,
+    };
+    let new_thread = match one(&doc, route.new_thread_body.as_ref())? {
+        Some(node) => Some(thread_node(&doc, node)?.0),
+        None => None,
+    };
+    let body_messages = match &route.messages_body {
+        Some(path) => Some(message_ids(&doc, one(&doc, Some(path))?)?),
+        None => None,
+    };
+    let saved = match &route.save_messages {
+        Some(path) => Some(saved_messages(&doc, one(&doc, Some(path))?)?),
+        None => None,
+    };
+    let included = match input.include {
+        Some(include) => match include? {
+            Some(raw) => Some(included(raw.as_deref())?),
+            None => None,
+        },
+        None => None,
+    };
+    let path_message = match input.path_message {
+        Some(id) => Some(message_id(&id.ok_or_else(invalid_message)?)?),
+        None => None,
+    };
+
+    // A trusted id wins over anything the client sent (Mastra's MASTRA_THREAD_ID_KEY).
+    let thread = match (&input.trusted, client_thread) {
+        (Some(trusted), _) => Some(trusted.clone()),
+        (None, Some(client)) => Some(client),
+        (None, None) => body_thread.as_ref().map(|(id, _)| id.clone()),
+    };
+    let mut admitted = None;
+    if route.checks_thread() {
+        match &thread {
+            Some(id) => match check.check_thread_or_missing(&scope, id).await? {
+                ThreadPresence::Exists => admitted = Some(id.clone()),
+                ThreadPresence::Missing if route.missing == Missing::Allow => {
+                    admitted = Some(id.clone())
+                }
+                ThreadPresence::Missing => return Err(GuardError::ThreadNotFound.into()),
+            },
+            None if route.missing == Missing::Allow => {}
+            None => {
+                return Err(Rejection::with_message(
+                    RejectionKind::BadRequest,
+                    "No threadId found",
+                ));
+            }
+        }
+    }
+    // Thread ids the handler might also read (`?threadId=`): checked like the route's own.
+    let missing_passes = route.missing == Missing::Allow || !route.checks_thread();
+    for id in extra_threads
+        .iter()
+        .filter(|id| thread.as_ref() != Some(*id))
+    {
+        if check.check_thread_or_missing(&scope, id).await? == ThreadPresence::Missing
+            && !missing_passes
+        {
+            return Err(GuardError::ThreadNotFound.into());
+        }
+    }
+    if let Some(id) = &new_thread {
+        check.check_thread_or_missing(&scope, id).await?;
+    }
+    if let Some((messages, threads)) = &included {
+        check.check_messages(&scope, messages).await?;
+        check.check_threads_or_missing(&scope, threads).await?;
+    }
+    if let Some(id) = path_message {
+        check.check_messages(&scope, &[id]).await?;
+    }
+    if let Some(ids) = &body_messages {
+        check.check_messages(&scope, ids).await?;
+    }
+    if let Some((ids, threads)) = &saved {
+        check.check_messages(&scope, ids).await?;
+        check.check_threads_or_missing(&scope, threads).await?;
+    }
+
+    // The only body edit the guard makes: the trusted thread id replaces the client's. All
+    // other bytes go on as the client (or the scope layer) sent them.
+    let mut body = buffered;
+    if let (Some(trusted), Some((_, node))) = (&input.trusted, &body_thread) {
+        let mut edits = Edits::new(&doc);
+        edits.replace(*node, trusted.as_str());
+        if let (Some(edited), Some(body)) = (edits.finish(), body.as_mut()) {
+            body.bytes = edited;
+        }
+    }
+    Ok(Admit {
+        thread: admitted,
+        body,
+        rewrite: input.trusted,
+    })
+}
+
+/// The message and thread ids of Mastra's `include` list: `[{"id": "..", "threadId": ".."}]`.
+fn included(raw: Option<&str>) -> Result<(Vec<MessageId>, Vec<ThreadId>), Rejection> {
+    let bad = || Rejection::with_message(RejectionKind::BadRequest, "Invalid query parameters");
+    let doc = Doc::parse(raw.ok_or_else(bad)?.as_bytes()).map_err(|_| bad())?;
+    let items = doc
+        .root()
+        .and_then(|root| root.array(doc.text()))
+        .ok_or_else(bad)?;
+    let mut messages = Vec::with_capacity(items.len());
+    let mut threads = Vec::new();
+    for item in items {
+        let object = item.object(doc.text()).ok_or_else(bad)?;
+        match object.get("id").map_err(json)?.and_then(|n| n.as_str()) {
+            Some(id) if !id.is_empty() => messages.push(message_id(&id)?),
+            _ => return Err(bad()),
+        }
+        match object.get("threadId").map_err(json)? {
+            None => {}
+            Some(node) if node.is_null() => {}
+            Some(node) => match node.as_str() {
+                Some(id) => threads.push(ThreadId::new(id).map_err(|_| invalid_thread())?),
+                None => return Err(bad()),
+            },
+        }
+    }
+    Ok((messages, threads))
+}
+
+/// Makes the request name the trusted thread wherever the client could have named one.
+pub(crate) fn rewrite_thread<B>(
+    route: &GuardRoute,
+    req: &mut Request<B>,
+    trusted: &ThreadId,
+) -> Result<(), Rejection> {
+    let path = req.uri().path();
+    let mut new_path = None;
+    if let Some(param) = &route.thread_path
+        && let Some(span) = route.pattern.param_span(path, param)
+    {
+        let mut rebuilt = String::with_capacity(path.len() + trusted.len());
+        rebuilt.push_str(&path[..span.start]);
+        query::push_encoded(&mut rebuilt, trusted);
+        rebuilt.push_str(&path[span.end..]);
+        new_path = Some(rebuilt);
+    }
+    let new_query = match &route.thread_query {
+        Some(name) => query::rewrite(
+            req.uri().query(),
+            |key, _| {
+                if key == &**name {
+                    PairEdit::Set(trusted.as_str())
+                } else {
+                    PairEdit::Keep
+                }
+            },
+            None,
+        ),
+        None => None,
+    };
+    query::set_uri(req, new_path, new_query)?;
+    if let Some(name) = &route.thread_header
+        && req.headers().contains_key(name)
+    {
+        let value = HeaderValue::from_bytes(trusted.as_bytes()).map_err(|_| invalid_thread())?;
+        req.headers_mut().insert(name.clone(), value);
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! `ThreadGuard`: the service, its gate and its response future.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::check::OwnershipCheck;
+use super::decide::{Admit, Decision, Input, decide, rewrite_thread};
+use super::layer::{Coverage, ThreadGuardLayer};
+use super::route::{GuardRoute, Routes, single};
+use super::store::ThreadStore;
+use crate::gate::{Gate, GateFuture, forward, note, response_future, take_ready};
+use crate::http::body::{self as request_body, BodyLimits, BoxError};
+use crate::reject::{Rejection, RejectionKind, render};
+use crate::{ResourceId, ThreadId, query};
+
+/// The service made by [`ThreadGuardLayer`]: the inner service `S` over the store `T`.
+pub struct ThreadGuard<S, T> {
+    inner: S,
+    check: OwnershipCheck<T>,
+    routes: Routes,
+    coverage: Arc<Coverage>,
+    limits: BodyLimits,
+}
+
+impl<S, T: Clone> ThreadGuard<S, T> {
+    pub(crate) fn new<E>(inner: S, layer: &ThreadGuardLayer<T, E>) -> Self {
+        Self {
+            inner,
+            check: layer.check.clone(),
+            routes: layer.routes.clone(),
+            coverage: Arc::clone(&layer.coverage),
+            limits: layer.limits,
+        }
+    }
+}
+
+impl<S: Clone, T: Clone> Clone for ThreadGuard<S, T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            check: self.check.clone(),
+            routes: self.routes.clone(),
+            coverage: Arc::clone(&self.coverage),
+            limits: self.limits,
+        }
+    }
+}
+
+impl<S: fmt::Debug, T> fmt::Debug for ThreadGuard<S, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadGuard")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+response_future! {
+    /// The response future of [`ThreadGuard`]: the inner service `S`, the request body `B`.
+    ResponseFuture<S, [], B> where [] => GuardGate<B>, Decision
+}
+
+fn not_covered() -> Rejection {
+    Rejection::with_message(
+        RejectionKind::Forbidden,
+        "Access denied: this route is not covered by the thread guard",
+    )
+}
+
+impl<S, T, ReqB, ResB> Service<Request<ReqB>> for ThreadGuard<S, T>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    T: ThreadStore,
+    ReqB: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
+    ResB: Default,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let Some(route) = self.routes.find(req.method(), req.uri().path()) else {
+            if !self.coverage.covered.is_empty() && self.coverage.covered.matches(req.uri().path())
+            {
+                note(&req);
+                return ResponseFuture::new(GateFuture::done(render(
+                    not_covered(),
+                    req.headers(),
+                    None,
+                )));
+            }
+            return ResponseFuture::new(GateFuture::pass(forward(&mut self.inner, req), None));
+        };
+        let extra_threads = self.coverage.threads_in_request(&req);
+        // A covered route that checks nothing (Mastra's listing) needs no store and no body.
+        if route.checks_nothing()
+            && req.extensions().get::<ResourceId>().is_some()
+            && extra_threads.as_ref().is_ok_and(Vec::is_empty)
+        {
+            return ResponseFuture::new(GateFuture::pass(forward(&mut self.inner, req), None));
+        }
+        let route = Arc::clone(route);
+        let input = Input {
+            scope: req.extensions().get::<ResourceId>().cloned(),
+            trusted: req.extensions().get::<ThreadId>().cloned(),
+            client_thread: route.thread_in_request(&req),
+            extra_threads,
+            include: include_query(&route, &req),
+            path_message: route
+                .messages_path
+                .as_ref()
+                .and_then(|p| route.path_value(req.uri().path(), p))
+                .map(|raw| query::decode_segment(raw).map(Cow::into_owned)),
+            body: route.needs_body().then(|| request_body::take(&mut req)),
+        };
+        let decision: Decision = Box::pin(decide(
+            self.check.clone(),
+            Arc::clone(&route),
+            input,
+            self.limits,
+        ));
+        ResponseFuture::new(GateFuture::deciding(
+            decision,
+            req,
+            take_ready(&mut self.inner),
+            GuardGate {
+                route,
+                restore: request_body::put_back::<ReqB>,
+            },
+        ))
+    }
+}
+
+/// The raw `include`-style query value: given twice is an error, not UTF-8 is `None`.
+fn include_query<B>(
+    route: &GuardRoute,
+    req: &Request<B>,
+) -> Option<Result<Option<Option<String>>, Rejection>> {
+    let name = route.include_query.as_ref()?;
+    let q = req.uri().query()?;
+    Some(
+        single(query::pairs(q).filter(|p| p.key == **name).map(|p| p.value))
+            .map(|v| v.map(|raw| query::decode(raw).map(Cow::into_owned))),
+    )
+}
+
+/// How [`ThreadGuard`] applies an admitted decision to the request.
+pub(crate) struct GuardGate<B> {
+    route: Arc<GuardRoute>,
+    restore: fn(&mut Request<B>, request_body::Buffered),
+}
+
+impl<B> Gate<B> for GuardGate<B> {
+    type Outcome = Result<Admit, Rejection>;
+
+    fn admit(&self, outcome: Self::Outcome, req: &mut Request<B>) -> Result<(), Rejection> {
+        let admit = outcome?;
+        if let Some(body) = admit.body {
+            (self.restore)(req, body);
+        }
+        if let Some(trusted) = &admit.rewrite {
+            rewrite_thread(&self.route, req, trusted)?;
+        }
+        if let Some(thread) = admit.thread {
+            req.extensions_mut().insert(thread);
+        }
+        Ok(())
+    }
+}
