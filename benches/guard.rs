@@ -43,8 +43,7 @@ fn guarded<St: ThreadStore>(
     store: St,
 ) -> impl Service<Request<Full<Bytes>>, Response = Response<String>, Error = Infallible, Future: Send>
 + Clone {
-    ThreadGuardLayer::new(store)
-        .mastra_memory_routes("/api")
+    tower_scope::mastra::memory_guard(store, "/api")
         .unwrap()
         .layer(service_fn(handler))
 }

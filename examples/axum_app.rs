@@ -49,7 +49,7 @@ pub fn app(store: MemoryThreadStore) -> Router {
         .route(
             GuardRoute::new(axum::http::Method::GET, "/api/threads/{id}")
                 .expect("valid")
-                .thread_from_path("id"),
+                .thread_from_path("id").unwrap(),
         )
         .expect("valid route");
     Router::new()

@@ -1,5 +1,5 @@
 //! tower-scope in front of a plain hyper `service_fn`, served with hyper-util's
-//! `TowerToHyperService`; the thread check runs in the handler with `ThreadGuard`.
+//! `TowerToHyperService`; the thread check runs in the handler with `OwnershipCheck`.
 //!
 //! ```text
 //! cargo run --example hyper_plain --features guard
@@ -16,11 +16,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tower::ServiceBuilder;
-use tower_scope::guard::{MemoryThreadStore, ThreadGuard};
+use tower_scope::guard::{MemoryThreadStore, OwnershipCheck};
 use tower_scope::{Authenticated, Rejection, ResourceId, ResourceScopeLayer, ThreadId};
 
 async fn handle(
-    guard: ThreadGuard<MemoryThreadStore>,
+    guard: OwnershipCheck<MemoryThreadStore>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let text = |s: String| Response::new(Full::new(Bytes::from(s)));
@@ -55,7 +55,7 @@ async fn handle(
 
 /// Serves on `listener` until the process ends: one `tower::Service` stack per connection.
 pub async fn serve(listener: tokio::net::TcpListener, store: MemoryThreadStore) {
-    let guard = ThreadGuard::new(store);
+    let guard = OwnershipCheck::new(store);
     let svc = ServiceBuilder::new()
         .layer(demo::auth_layer())
         .layer(ResourceScopeLayer::new(demo::resource_of))

@@ -10,13 +10,13 @@ pub mod demo;
 
 use demo::Claims;
 use tower::ServiceBuilder;
-use tower_scope::guard::{GuardError, MemoryThreadStore, ThreadGuard};
+use tower_scope::guard::{GuardError, MemoryThreadStore, OwnershipCheck};
 use tower_scope::{Authenticated, Rejection, ResourceId, ResourceScopeLayer, ThreadId};
 use warp::Filter;
 use warp::http::StatusCode;
 
 fn routes(
-    guard: ThreadGuard<MemoryThreadStore>,
+    guard: OwnershipCheck<MemoryThreadStore>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     let whoami = warp::path!("api" / "whoami")
         .and(warp::ext::get::<Authenticated<Claims>>())
@@ -54,7 +54,7 @@ pub async fn serve(listener: tokio::net::TcpListener, store: MemoryThreadStore) 
     let svc = ServiceBuilder::new()
         .layer(demo::auth_layer())
         .layer(ResourceScopeLayer::new(demo::resource_of))
-        .service(warp::service(routes(ThreadGuard::new(store))));
+        .service(warp::service(routes(OwnershipCheck::new(store))));
     demo::serve_connections(listener, svc).await;
 }
 

@@ -111,8 +111,7 @@ fn routes() -> Router {
 fn app(router: Router) -> Router {
     router
         .layer(
-            ThreadGuardLayer::new(store())
-                .mastra_memory_routes("/api")
+            tower_scope::mastra::memory_guard(store(), "/api")
                 .unwrap(),
         )
         .layer(ResourceScopeLayer::new(|u: &String| Some(u.clone())))
@@ -707,8 +706,7 @@ async fn no_header_stands_in_for_authentication() {
 async fn guard_refuses_anonymous_unscoped_requests() {
     let app = routes()
         .layer(
-            ThreadGuardLayer::new(store())
-                .mastra_memory_routes("/api")
+            tower_scope::mastra::memory_guard(store(), "/api")
                 .unwrap(),
         )
         .layer(ResourceScopeLayer::new(|u: &String| Some(u.clone())))

@@ -126,7 +126,7 @@ where
         // One body limit for the guard and axum's extractors: Mastra's 4.5 MB.
         .layer(DefaultBodyLimit::max(DEFAULT_MAX_BODY))
         // Last `.layer()` is outermost.
-        .layer(ThreadGuardLayer::new(store).mastra_memory_routes("/api")?)
+        .layer(tower_scope::mastra::memory_guard(store, "/api")?)
         .layer(ResourceScopeLayer::new(resource_of))
         .layer(BearerAuthLayer::new(auth).public_path("/health")?)
         .layer(cors) // outside auth: preflights never meet auth, and 401s carry CORS headers

@@ -1,6 +1,6 @@
 //! tower-scope in front of a tonic gRPC server: `Server::builder().layer(..)` runs auth and
 //! scope for every call (the standard health service included), and the handler checks the
-//! thread id that lives inside the protobuf message with `ThreadGuard`. Clients get
+//! thread id that lives inside the protobuf message with `OwnershipCheck`. Clients get
 //! `Unauthenticated`, `PermissionDenied`, `NotFound` or `Unavailable` with a message.
 //!
 //! Browsers reach the same service through gRPC-web (tonic-web), with the `grpc_web()` CORS
@@ -30,12 +30,12 @@ use memory::{GetThreadRequest, Thread, WhoAmIRequest, WhoAmIResponse};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
-use tower_scope::guard::{ThreadGuard, ThreadStore};
+use tower_scope::guard::{OwnershipCheck, ThreadStore};
 use tower_scope::{Authenticated, CorsLayer, ResourceId, ResourceScopeLayer, ThreadId};
 
 /// The service: reads what the layers inserted, checks thread ids itself.
 pub struct MemoryService<S> {
-    guard: ThreadGuard<S>,
+    guard: OwnershipCheck<S>,
 }
 
 fn scope<T>(request: &Request<T>) -> Result<ResourceId, Status> {
@@ -99,7 +99,7 @@ pub async fn serve<S: ThreadStore>(listener: tokio::net::TcpListener, store: S) 
         .layer(ResourceScopeLayer::new(demo::resource_of))
         .add_service(health)
         .add_service(ThreadsServer::new(MemoryService {
-            guard: ThreadGuard::new(store),
+            guard: OwnershipCheck::new(store),
         }))
         .serve_with_incoming(TcpIncoming::from(listener))
         .await

@@ -119,8 +119,11 @@ fn saved_messages(
             invalid += 1;
             continue;
         };
+        // Both must be there (Mastra's rule); which resource is named is the scope layer's
+        // to check.
+        let resource = object.get("resourceId").map_err(json)?.and_then(|n| n.as_str());
         match object.get("threadId").map_err(json)?.and_then(|n| n.as_str()) {
-            Some(thread) if !thread.is_empty() => {
+            Some(thread) if !thread.is_empty() && resource.is_some_and(|r| !r.is_empty()) => {
                 let thread = ThreadId::new(thread).map_err(|_| invalid_thread())?;
                 if !threads.contains(&thread) {
                     threads.push(thread);

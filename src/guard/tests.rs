@@ -54,11 +54,12 @@ struct Seen {
 }
 
 /// Sends `req` through the guard to an echo handler reporting what it saw:
-/// `thread=<ThreadId or -> uri=<uri> body=<body>`.
+/// `thread=<ThreadId or -> uri=<uri> body=<body>`. A request that carries a `ResourceId`
+/// passes the scope layer's Mastra body rules first, as in a real stack.
 async fn send<S: ThreadStore>(layer: ThreadGuardLayer<S>, req: Request<Full<Bytes>>) -> Seen {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
-    let svc = layer.layer(service_fn(move |req: Request<Full<Bytes>>| {
+    let handler = service_fn(move |req: Request<Full<Bytes>>| {
         counter.fetch_add(1, Ordering::SeqCst);
         async move {
             let thread = req
@@ -73,8 +74,15 @@ async fn send<S: ThreadStore>(layer: ThreadGuardLayer<S>, req: Request<Full<Byte
             );
             Ok::<_, Infallible>(Response::new(text))
         }
-    }));
-    let res = svc.oneshot(req).await.unwrap();
+    });
+    let res = if req.extensions().get::<ResourceId>().is_some() {
+        let scope = crate::ResourceScopeLayer::new(|_: &()| None::<String>)
+            .without_added_param()
+            .body_rules(crate::mastra::memory_body_rules("/api").unwrap());
+        scope.layer(layer.layer(handler)).oneshot(req).await.unwrap()
+    } else {
+        layer.layer(handler).oneshot(req).await.unwrap()
+    };
     Seen {
         status: res.status(),
         retry_after: res
@@ -101,9 +109,7 @@ fn req(method: Method, uri: &str, who: Option<&str>, body: &str) -> Request<Full
 }
 
 fn mastra() -> ThreadGuardLayer<MemoryThreadStore> {
-    ThreadGuardLayer::new(store())
-        .mastra_memory_routes("/api")
-        .unwrap()
+    crate::mastra::memory_guard(store(), "/api").unwrap()
 }
 
 fn message(seen: &Seen) -> &str {
@@ -511,8 +517,7 @@ impl ThreadStore for BrokenStore {
 
 #[tokio::test]
 async fn store_failure_is_503_with_a_safe_message() {
-    let layer = ThreadGuardLayer::new(BrokenStore { delay: None })
-        .mastra_memory_routes("/api")
+    let layer = crate::mastra::memory_guard(BrokenStore { delay: None }, "/api")
         .unwrap();
     let seen = send(
         layer,
@@ -527,10 +532,9 @@ async fn store_failure_is_503_with_a_safe_message() {
 
 #[tokio::test]
 async fn store_timeout_is_503() {
-    let layer = ThreadGuardLayer::new(BrokenStore {
+    let layer = crate::mastra::memory_guard(BrokenStore {
         delay: Some(Duration::from_secs(5)),
-    })
-    .mastra_memory_routes("/api")
+    }, "/api")
     .unwrap()
     .timeout(Duration::from_millis(20));
     let seen = send(
@@ -548,8 +552,7 @@ async fn store_timeout_is_503() {
 #[tokio::test]
 async fn ids_a_database_cannot_hold_never_reach_the_store() {
     let broken = || {
-        ThreadGuardLayer::new(BrokenStore { delay: None })
-            .mastra_memory_routes("/api")
+        crate::mastra::memory_guard(BrokenStore { delay: None }, "/api")
             .unwrap()
     };
     let long = "m".repeat(257);
@@ -719,11 +722,10 @@ async fn thread_id_from_query_header_and_body() {
             .route(
                 GuardRoute::new(Method::POST, "/chat")
                     .unwrap()
-                    .thread_from_query("threadId")
-                    .thread_from_header("x-thread-id")
-                    .thread_from_body("threadId"),
+                    .thread_from_query("threadId").unwrap()
+                    .thread_from_header("x-thread-id").unwrap()
+                    .thread_from_body("threadId").unwrap(),
             )
-            .unwrap()
     };
     let seen = send(
         layer(),
@@ -757,9 +759,10 @@ async fn thread_id_from_query_header_and_body() {
     )
     .await;
     assert_eq!(seen.status, StatusCode::OK);
+    // The handler reads the client's bytes, key order included.
     assert_eq!(
         seen.body,
-        r#"thread=t-a uri=/chat body={"text":"hi","threadId":"t-a"}"#
+        r#"thread=t-a uri=/chat body={"threadId":"t-a","text":"hi"}"#
     );
     let seen = send(layer(), req(Method::POST, "/chat", Some("alice"), "{}")).await;
     assert_eq!(seen.status, StatusCode::BAD_REQUEST);
@@ -834,18 +837,30 @@ async fn rename_cannot_reassign_the_thread() {
 
 #[tokio::test]
 async fn handler_gets_the_json_the_guard_decided_on() {
-    // Duplicate keys: serde keeps the last; a first-key-wins parser must not see another id.
-    let layer = ThreadGuardLayer::new(store())
-        .route(
+    // Duplicate keys on the path to an id: serde keeps the last, a first-key-wins parser the
+    // first, so no reading is safe. Refused before the handler, however the key is spelled.
+    let layer = || {
+        ThreadGuardLayer::new(store()).route(
             GuardRoute::new(Method::POST, "/chat")
                 .unwrap()
-                .thread_from_body("threadId"),
+                .thread_from_body("threadId")
+                .unwrap(),
         )
-        .unwrap();
-    let body = r#"{"threadId":"t-b","threadId":"t-a"}"#;
-    let seen = send(layer, req(Method::POST, "/chat", Some("alice"), body)).await;
+    };
+    for body in [
+        r#"{"threadId":"t-b","threadId":"t-a"}"#,
+        r#"{"threadId":"t-a","thread\u0049d":"t-b"}"#,
+    ] {
+        let seen = send(layer(), req(Method::POST, "/chat", Some("alice"), body)).await;
+        assert_eq!(seen.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(message(&seen), r#"Duplicate key "threadId" in request body"#);
+        assert_eq!(seen.calls, 0);
+    }
+    // Duplicates elsewhere, big numbers and spacing reach the handler byte for byte.
+    let body = r#"{ "n": 123456789012345678901234567890, "x":1, "x":2.50, "threadId" :"t-a" }"#;
+    let seen = send(layer(), req(Method::POST, "/chat", Some("alice"), body)).await;
     assert_eq!(seen.status, StatusCode::OK);
-    assert_eq!(seen.body, r#"thread=t-a uri=/chat body={"threadId":"t-a"}"#);
+    assert_eq!(seen.body, format!("thread=t-a uri=/chat body={body}"));
 }
 
 #[tokio::test]
@@ -866,10 +881,9 @@ async fn repeated_thread_ids_in_query_or_header_are_ambiguous() {
             .route(
                 GuardRoute::new(Method::GET, "/chat")
                     .unwrap()
-                    .thread_from_query("threadId")
-                    .thread_from_header("x-thread-id"),
+                    .thread_from_query("threadId").unwrap()
+                    .thread_from_header("x-thread-id").unwrap(),
             )
-            .unwrap()
     };
     let seen = send(
         layer(),
@@ -972,9 +986,8 @@ async fn message_in_path_must_be_owned() {
             .route(
                 GuardRoute::new(Method::DELETE, "/messages/{id}")
                     .unwrap()
-                    .messages_from_path("id"),
+                    .messages_from_path("id").unwrap(),
             )
-            .unwrap()
     };
     assert_eq!(
         send(
@@ -1061,10 +1074,20 @@ async fn oversized_and_malformed_bodies_are_refused_before_the_handler() {
     let mut r = req(Method::POST, "/api/memory/threads", Some("alice"), &big);
     r.headers_mut().remove(http::header::CONTENT_LENGTH);
     assert_eq!(send(layer(), r).await.status, StatusCode::PAYLOAD_TOO_LARGE);
-    let mut r = req(Method::POST, "/api/memory/threads", Some("alice"), "");
+    // A declared length over the limit is refused before reading, on a route whose body the
+    // guard reads itself (the scope layer has read Mastra's bodies, under its own limit).
+    let chat = ThreadGuardLayer::new(store())
+        .route(
+            GuardRoute::new(Method::POST, "/chat")
+                .unwrap()
+                .thread_from_body("threadId")
+                .unwrap(),
+        )
+        .max_body_bytes(64);
+    let mut r = req(Method::POST, "/chat", Some("alice"), "");
     r.headers_mut()
         .insert(http::header::CONTENT_LENGTH, "100000".parse().unwrap());
-    assert_eq!(send(layer(), r).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(send(chat, r).await.status, StatusCode::PAYLOAD_TOO_LARGE);
     let seen = send(
         layer(),
         req(
@@ -1092,9 +1115,8 @@ async fn grpc_requests_get_guard_codes_in_trailers() {
             .route(
                 GuardRoute::new(Method::POST, "/memory.Threads/Get")
                     .unwrap()
-                    .thread_from_header("x-thread-id"),
+                    .thread_from_header("x-thread-id").unwrap(),
             )
-            .unwrap()
     };
     let grpc = |thread: &str| {
         let mut r = req(Method::POST, "/memory.Threads/Get", Some("alice"), "");
@@ -1123,20 +1145,22 @@ async fn grpc_requests_get_guard_codes_in_trailers() {
 
 #[test]
 fn routes_naming_unknown_parameters_are_config_errors() {
-    let route = GuardRoute::new(Method::GET, "/threads/{id}")
-        .unwrap()
-        .thread_from_path("threadId");
-    assert!(ThreadGuardLayer::new(store()).route(route).is_err());
-    let route = GuardRoute::new(Method::GET, "/t")
-        .unwrap()
-        .thread_from_header("bad header");
-    assert!(ThreadGuardLayer::new(store()).route(route).is_err());
+    // Refused by the setter that names the parameter, before any layer is built.
+    let route = GuardRoute::new(Method::GET, "/threads/{id}").unwrap();
+    assert!(route.clone().thread_from_path("threadId").is_err());
+    assert!(route.clone().messages_from_path("threadId").is_err());
+    assert!(route.clone().thread_from_path("id").is_ok());
+    let route = GuardRoute::new(Method::GET, "/t").unwrap();
+    assert!(route.clone().thread_from_header("bad header").is_err());
+    assert!(route.clone().thread_from_query("").is_err());
+    assert!(route.clone().thread_from_body("a..b").is_err());
+    assert!(route.clone().messages_from_body("").is_err());
     assert!(GuardRoute::new(Method::GET, "threads").is_err());
 }
 
 #[tokio::test]
 async fn handler_side_checks_match_the_layer() {
-    let guard = ThreadGuard::new(store());
+    let guard = OwnershipCheck::new(store());
     assert_eq!(guard.check_thread(&rid("alice"), &tid("t-a")).await, Ok(()));
     assert_eq!(
         guard.check_thread(&rid("alice"), &tid("t-b")).await,
@@ -1156,7 +1180,7 @@ async fn handler_side_checks_match_the_layer() {
         guard.check_messages(&rid("bob"), &[mid("m-a1")]).await,
         Err(GuardError::ForeignThread)
     );
-    let hidden = ThreadGuard::new(store()).hide_foreign_threads();
+    let hidden = OwnershipCheck::new(store()).hide_foreign_threads();
     assert_eq!(
         hidden.check_thread(&rid("alice"), &tid("t-b")).await,
         Err(GuardError::ThreadNotFound)
@@ -1252,7 +1276,8 @@ async fn included_messages_and_threads_must_be_the_callers() {
             r#"[{"id":"m-a1"},{"id":"m-b1","withPreviousMessages":2}]"#,
             StatusCode::FORBIDDEN,
         ),
-        (r#"[{"id":"m-a1","id":"m-b1"}]"#, StatusCode::FORBIDDEN),
+        // A key given twice could name either message: refused before any lookup.
+        (r#"[{"id":"m-a1","id":"m-b1"}]"#, StatusCode::BAD_REQUEST),
         (r#"{"id":"m-b1"}"#, StatusCode::BAD_REQUEST),
         (r#"[{"threadId":"t-b"}]"#, StatusCode::BAD_REQUEST),
         ("not json", StatusCode::BAD_REQUEST),

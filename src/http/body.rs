@@ -76,6 +76,8 @@ where
     /// The whole body: 413 over `limits.max` (declared or read), 408 after `limits.timeout`.
     pub(crate) async fn bytes(self, limits: BodyLimits) -> Result<Buffered, Rejection> {
         let (body, declared_len) = match self {
+            // Read upstream under that layer's limit; this layer's own limit still holds.
+            Pending::Ready(buffered) if buffered.bytes.len() > limits.max => return Err(too_large()),
             Pending::Ready(buffered) => return Ok(buffered),
             Pending::Read { body, declared_len } => (body, declared_len),
         };

@@ -246,17 +246,6 @@ impl<'a> Doc<'a> {
     }
 }
 
-impl Doc<'_> {
-    /// How many values the field at `path` should be found in: 1 for a top-level field (the
-    /// document, even empty), else every value at the parent path, objects or not.
-    pub(crate) fn parent_count(&self, path: &FieldPath) -> Result<usize, JsonError> {
-        match path.parent() {
-            None => Ok(1),
-            Some(parent) => Ok(self.find(&parent)?.len()),
-        }
-    }
-}
-
 /// A path to a field: `resourceId`, `memory.resource`, `messages[].resourceId`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FieldPath {

@@ -607,7 +607,7 @@ fn debug_output_hides_the_user_accessor() {
 #[cfg(feature = "guard")]
 #[test]
 fn guard_and_scope_refusals_name_the_user_and_resource_without_a_capture_layer() {
-    use crate::guard::{MemoryThreadStore, ThreadGuardLayer};
+    use crate::guard::MemoryThreadStore;
     let store = MemoryThreadStore::new();
     store.insert_thread(
         ThreadId::new("t-alice").unwrap(),
@@ -624,8 +624,7 @@ fn guard_and_scope_refusals_name_the_user_and_resource_without_a_capture_layer()
             (u != "nobody").then(|| u.clone())
         }))
         .layer(
-            ThreadGuardLayer::new(store)
-                .mastra_memory_routes("/api")
+            crate::mastra::memory_guard(store, "/api")
                 .unwrap(),
         )
         .service(service_fn(|_req: Request<Full<Bytes>>| async {

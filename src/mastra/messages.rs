@@ -11,3 +11,7 @@ pub(crate) fn invalid_saved_messages(count: usize) -> String {
         "All messages must have threadId and resourceId fields. Found {count} invalid message(s)."
     )
 }
+
+/// Mastra's 403 for a save-messages batch naming another resource.
+pub(crate) const SAVE_FOREIGN_RESOURCE: &str =
+    "Access denied: cannot save messages for a different resource";

@@ -43,7 +43,8 @@ pub fn memory_body_rules(prefix: &str) -> Result<Vec<BodyRule>, ConfigError> {
         )?);
         rules.push(
             BodyRule::new(Method::POST, &format!("{m}/save-messages"))?
-                .require("messages[].resourceId")?,
+                .require("messages[].resourceId")?
+                .refusal(super::messages::SAVE_FOREIGN_RESOURCE),
         );
     }
     Ok(rules)

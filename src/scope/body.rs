@@ -9,7 +9,7 @@ use http::Method;
 
 use super::layer::{Mismatch, NoBodyRules, ResourceScopeLayer};
 use crate::http::body::BodyLimits;
-use crate::http::json::{Doc, Edits, FieldPath, JsonError, Node};
+use crate::http::json::{Doc, Edits, FieldPath, JsonError};
 use crate::path::PathPattern;
 use crate::reject::{Rejection, RejectionKind};
 use crate::path::method_matches;
@@ -36,6 +36,7 @@ pub struct BodyRule {
     pattern: PathPattern,
     force: Vec<FieldPath>,
     require: Vec<FieldPath>,
+    refusal: Option<Box<str>>,
 }
 
 impl fmt::Debug for BodyRule {
@@ -65,6 +66,7 @@ impl BodyRule {
             pattern: PathPattern::new(template)?,
             force: Vec::new(),
             require: Vec::new(),
+            refusal: None,
         })
     }
 
@@ -82,9 +84,9 @@ impl BodyRule {
         Ok(self)
     }
 
-    /// The field at `path` must already be the caller's resource id: missing, empty or not a
-    /// string is 400, another id is 403 (Mastra refuses a save-messages batch naming another
-    /// resource this way).
+    /// The field at `path`, where present, must already be the caller's resource id: any other
+    /// value is 403 (Mastra refuses a save-messages batch naming another resource this way).
+    /// Whether it must be present is the handler's to say: missing, `null` or `""` pass.
     ///
     /// # Errors
     ///
@@ -92,6 +94,14 @@ impl BodyRule {
     pub fn require(mut self, path: &str) -> Result<Self, ConfigError> {
         self.require.push(FieldPath::parse(path)?);
         Ok(self)
+    }
+
+    /// The message of this rule's 403 (default "Access denied: cannot access a different
+    /// resource").
+    #[must_use]
+    pub fn refusal(mut self, message: &str) -> Self {
+        self.refusal = Some(message.into());
+        self
     }
 
     fn matches(&self, method: &Method, path: &str) -> bool {
@@ -107,11 +117,11 @@ impl BodyRule {
     ) -> Result<Option<Bytes>, Rejection> {
         let doc = Doc::parse(bytes).map_err(invalid)?;
         for path in &self.require {
-            for node in required(&doc, path)? {
+            for node in doc.find(path).map_err(invalid)? {
                 match node.as_str() {
-                    Some(value) if value == id.as_str() => {}
-                    Some(value) if !value.is_empty() => return Err(mismatch_rejection()),
-                    _ => return Err(missing(path)),
+                    _ if node.is_null() => {}
+                    Some(value) if value.is_empty() || value == id.as_str() => {}
+                    _ => return Err(self.mismatch()),
                 }
             }
         }
@@ -124,7 +134,7 @@ impl BodyRule {
                     .iter()
                     .any(|node| node.as_str().as_deref() != Some(id.as_str()))
             {
-                return Err(mismatch_rejection());
+                return Err(self.mismatch());
             }
             edits.force(path, id).map_err(invalid)?;
         }
@@ -132,28 +142,17 @@ impl BodyRule {
     }
 }
 
-/// The values at `path`, one per parent object: a parent without the field is a 400.
-fn required<'a>(doc: &Doc<'a>, path: &FieldPath) -> Result<Vec<Node<'a>>, Rejection> {
-    let found = doc.find(path).map_err(invalid)?;
-    if found.len() < doc.parent_count(path).map_err(invalid)? {
-        return Err(missing(path));
-    }
-    Ok(found)
-}
-
 fn invalid(error: JsonError) -> Rejection {
     Rejection::with_message(RejectionKind::BadRequest, error.to_string())
 }
 
-fn missing(path: &FieldPath) -> Rejection {
-    Rejection::with_message(
-        RejectionKind::BadRequest,
-        format!("{} is required", path.as_str()),
-    )
-}
-
-fn mismatch_rejection() -> Rejection {
-    super::service::mismatch()
+impl BodyRule {
+    fn mismatch(&self) -> Rejection {
+        match &self.refusal {
+            Some(message) => Rejection::with_message(RejectionKind::Forbidden, message.to_string()),
+            None => super::service::mismatch(),
+        }
+    }
 }
 
 /// The body rules of a [`ResourceScopeLayer`], and how much of a body it buffers.

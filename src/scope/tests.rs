@@ -9,6 +9,8 @@ use http::{Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 use super::*;
+use crate::reject::RejectionKind;
+use crate::{AuthState, Authenticated, ResourceId};
 
 #[derive(Clone)]
 struct User {

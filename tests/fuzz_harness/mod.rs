@@ -721,8 +721,7 @@ pub fn guard_json(data: &[u8]) {
     let handler_store = store.clone();
     let ran = Arc::new(Mutex::new(false));
     let ran_in_handler = Arc::clone(&ran);
-    let svc = ThreadGuardLayer::new(store)
-        .mastra_memory_routes("/api")
+    let svc = tower_scope::mastra::memory_guard(store, "/api")
         .unwrap()
         .layer(service_fn(move |req: Request<Body>| {
             let store = handler_store.clone();
@@ -958,8 +957,7 @@ pub fn guard_route(data: &[u8]) {
     let method = METHODS[usize::from(selector) % METHODS.len()].clone();
     let store = store();
     let record: Record = Arc::default();
-    let svc = ThreadGuardLayer::new(store.clone())
-        .mastra_memory_routes("/api")
+    let svc = tower_scope::mastra::memory_guard(store.clone(), "/api")
         .unwrap()
         .layer(axum_router(&record));
     let mut req = Request::builder()
