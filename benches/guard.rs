@@ -9,7 +9,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Method, Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt, service_fn};
-use tower_scope::guard::{MemoryThreadStore, SqlThreadStore, ThreadGuardLayer, ThreadStore};
+use tower_scope::guard::{MemoryThreadStore, SqlThreadStore, ThreadStore};
 use tower_scope::{MessageId, ResourceId, ThreadId};
 
 async fn handler(_req: Request<Full<Bytes>>) -> Result<Response<String>, Infallible> {

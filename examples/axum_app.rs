@@ -45,13 +45,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ThreadIdExt {
 /// The app: everything under `/api/*` is authenticated and scoped (`when_path`), the thread
 /// route is guarded per route; `/health` is public.
 pub fn app(store: MemoryThreadStore) -> Router {
-    let guard = ThreadGuardLayer::new(store)
-        .route(
-            GuardRoute::new(axum::http::Method::GET, "/api/threads/{id}")
-                .expect("valid")
-                .thread_from_path("id").unwrap(),
-        )
+    let route = GuardRoute::new(axum::http::Method::GET, "/api/threads/{id}")
+        .and_then(|route| route.thread_from_path("id"))
         .expect("valid route");
+    let guard = ThreadGuardLayer::new(store).route(route);
     Router::new()
         .route("/api/threads/{id}", get(thread))
         // route_layer: only matched routes; unknown paths stay 404.

@@ -32,7 +32,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_scope::guard::{MemoryThreadStore, ThreadGuardLayer};
+use tower_scope::guard::MemoryThreadStore;
 use tower_scope::{
     BearerAuthLayer, CorsLayer, JsonErrorLayer, LogLayer, MessageId, ResourceId,
     ResourceScopeLayer, StaticTokens, ThreadId,
@@ -114,7 +114,10 @@ fn app(router: Router) -> Router {
             tower_scope::mastra::memory_guard(store(), "/api")
                 .unwrap(),
         )
-        .layer(ResourceScopeLayer::new(|u: &String| Some(u.clone())))
+        .layer(
+            ResourceScopeLayer::new(|u: &String| Some(u.clone()))
+                .body_rules(tower_scope::mastra::memory_body_rules("/api").unwrap()),
+        )
         .layer(
             BearerAuthLayer::new(tokens())
                 .public_path("/health")
@@ -709,7 +712,10 @@ async fn guard_refuses_anonymous_unscoped_requests() {
             tower_scope::mastra::memory_guard(store(), "/api")
                 .unwrap(),
         )
-        .layer(ResourceScopeLayer::new(|u: &String| Some(u.clone())))
+        .layer(
+            ResourceScopeLayer::new(|u: &String| Some(u.clone()))
+                .body_rules(tower_scope::mastra::memory_body_rules("/api").unwrap()),
+        )
         .layer(BearerAuthLayer::new(tokens()).optional());
     for uri in [
         "/api/memory/threads",

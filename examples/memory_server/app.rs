@@ -34,7 +34,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tower_scope::guard::{
     DEFAULT_MAX_BODY, GuardError, NewMessage, SqlThreadStore, StoreError, ThreadFields,
-    ThreadGuardLayer, ThreadRecord, ThreadWrites,
+    ThreadRecord, ThreadWrites,
 };
 use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtKey};
 use tower_scope::{
@@ -123,11 +123,16 @@ where
         .route("/api/memory/save-messages", post(save_messages))
         .route("/api/memory/messages/delete", post(delete_messages))
         .with_state(store.clone())
-        // One body limit for the guard and axum's extractors: Mastra's 4.5 MB.
+        // One body limit for scope, the guard and axum's extractors: Mastra's 4.5 MB.
         .layer(DefaultBodyLimit::max(DEFAULT_MAX_BODY))
         // Last `.layer()` is outermost.
         .layer(tower_scope::mastra::memory_guard(store, "/api")?)
-        .layer(ResourceScopeLayer::new(resource_of))
+        // Scope forces the caller's id into the query and into the JSON bodies that name a
+        // resource (thread creation's `resourceId` …), editing only that field.
+        .layer(
+            ResourceScopeLayer::new(resource_of)
+                .body_rules(tower_scope::mastra::memory_body_rules("/api")?),
+        )
         .layer(BearerAuthLayer::new(auth).public_path("/health")?)
         .layer(cors) // outside auth: preflights never meet auth, and 401s carry CORS headers
         .layer(log) // logs every answer, names user and resource on refusals too, turns panics into 500s

@@ -29,7 +29,7 @@ use tower_scope::guard::MemoryThreadStore;
 use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtKey};
 use tower_scope::{
     AuthErrorKind, Authenticated, BearerAuthLayer, ConfigError, CorsLayer, PathPattern, Rejection,
-    RejectionKind, ResourceId, ResourceScopeLayer, StaticTokens, ThreadGuardLayer, ThreadId,
+    RejectionKind, ResourceId, ResourceScopeLayer, StaticTokens, ThreadId,
 };
 
 /// One harness: arbitrary bytes in, a panic when a property fails.
@@ -711,6 +711,18 @@ const JSON_ROUTES: [&str; 4] = [
     "/api/memory/save-messages",
 ];
 
+/// The scope layer as the memory server has it, for requests that already carry the caller's
+/// `ResourceId`: it forces `resourceId` in Mastra's bodies, which the guard expects.
+fn scope_bodies() -> ResourceScopeLayer<
+    tower_scope::scope::SyncResolver<fn(&()) -> Option<String>, ()>,
+    tower_scope::scope::BodyRules,
+> {
+    let never: fn(&()) -> Option<String> = |_| None;
+    ResourceScopeLayer::new(never)
+        .without_added_param()
+        .body_rules(tower_scope::mastra::memory_body_rules("/api").unwrap())
+}
+
 /// Input: a route selector byte, then the JSON body.
 pub fn guard_json(data: &[u8]) {
     let Some((&selector, body)) = data.split_first() else {
@@ -721,9 +733,10 @@ pub fn guard_json(data: &[u8]) {
     let handler_store = store.clone();
     let ran = Arc::new(Mutex::new(false));
     let ran_in_handler = Arc::clone(&ran);
-    let svc = tower_scope::mastra::memory_guard(store, "/api")
-        .unwrap()
-        .layer(service_fn(move |req: Request<Body>| {
+    let svc = scope_bodies().layer(
+        tower_scope::mastra::memory_guard(store, "/api")
+            .unwrap()
+            .layer(service_fn(move |req: Request<Body>| {
             let store = handler_store.clone();
             let ran = Arc::clone(&ran_in_handler);
             async move {
@@ -733,7 +746,8 @@ pub fn guard_json(data: &[u8]) {
                 *ran.lock().unwrap() = true;
                 Ok::<_, Infallible>(Response::new(Body::empty()))
             }
-        }));
+        })),
+    );
     let mut req = Request::post(JSON_ROUTES[route])
         .header(CONTENT_TYPE, "application/json")
         .body(Body::from(Bytes::copy_from_slice(body)))
@@ -957,9 +971,11 @@ pub fn guard_route(data: &[u8]) {
     let method = METHODS[usize::from(selector) % METHODS.len()].clone();
     let store = store();
     let record: Record = Arc::default();
-    let svc = tower_scope::mastra::memory_guard(store.clone(), "/api")
-        .unwrap()
-        .layer(axum_router(&record));
+    let svc = scope_bodies().layer(
+        tower_scope::mastra::memory_guard(store.clone(), "/api")
+            .unwrap()
+            .layer(axum_router(&record)),
+    );
     let mut req = Request::builder()
         .method(method.clone())
         .uri(uri)
