@@ -67,9 +67,9 @@ mod digest;
 mod error;
 pub mod extensions;
 mod gate;
-mod http;
 #[cfg(feature = "guard")]
 pub mod guard;
+mod http;
 #[cfg(feature = "jwks")]
 pub mod jwks;
 #[cfg(feature = "jwt")]

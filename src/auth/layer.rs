@@ -305,19 +305,11 @@ where
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let config = &self.config;
         if !config.public.is_empty() && config.public.matches(req.uri().path()) {
-            return pass_unauthenticated::<S, A, ReqB>(
-                &mut self.inner,
-                req,
-                AuthState::PublicPath,
-            );
+            return pass_unauthenticated::<S, A, ReqB>(&mut self.inner, req, AuthState::PublicPath);
         }
         // The opt-in preflight pass: a client-chosen header decides here, so it is off by default.
         if config.bypass_preflight && is_preflight(&req) {
-            return pass_unauthenticated::<S, A, ReqB>(
-                &mut self.inner,
-                req,
-                AuthState::Preflight,
-            );
+            return pass_unauthenticated::<S, A, ReqB>(&mut self.inner, req, AuthState::Preflight);
         }
         let (decision, private) = match extract(req.headers(), req.uri().query(), &config.extract) {
             Ok(Some(found)) => (

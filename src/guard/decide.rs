@@ -42,7 +42,9 @@ pub(crate) struct Admit {
 
 fn json(error: JsonError) -> Rejection {
     match error {
-        JsonError::Duplicate(_) => Rejection::with_message(RejectionKind::BadRequest, error.to_string()),
+        JsonError::Duplicate(_) => {
+            Rejection::with_message(RejectionKind::BadRequest, error.to_string())
+        }
         _ => invalid_body(),
     }
 }
@@ -121,8 +123,15 @@ fn saved_messages(
         };
         // Both must be there (Mastra's rule); which resource is named is the scope layer's
         // to check.
-        let resource = object.get("resourceId").map_err(json)?.and_then(|n| n.as_str());
-        match object.get("threadId").map_err(json)?.and_then(|n| n.as_str()) {
+        let resource = object
+            .get("resourceId")
+            .map_err(json)?
+            .and_then(|n| n.as_str());
+        match object
+            .get("threadId")
+            .map_err(json)?
+            .and_then(|n| n.as_str())
+        {
             Some(thread) if !thread.is_empty() && resource.is_some_and(|r| !r.is_empty()) => {
                 let thread = ThreadId::new(thread).map_err(|_| invalid_thread())?;
                 if !threads.contains(&thread) {
@@ -189,7 +198,10 @@ where
     if route.scoped_body && !buffered.as_ref().is_some_and(|b| b.scoped) {
         return Err(not_scoped_body());
     }
-    let bytes = buffered.as_ref().map(|b| b.bytes.clone()).unwrap_or_default();
+    let bytes = buffered
+        .as_ref()
+        .map(|b| b.bytes.clone())
+        .unwrap_or_default();
     let doc = Doc::parse(&bytes).map_err(json)?;
 
     // Every id the body names is read (and validated) before the first store lookup.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use http::{Method, Request};
 
+use crate::http::json::FieldPath;
 use crate::path::{PathPattern, method_matches};
 use crate::reject::{Rejection, RejectionKind};
-use crate::http::json::FieldPath;
 use crate::{ConfigError, MessageId, ThreadId, query};
 
 /// What to do when the named thread does not exist.
@@ -18,7 +18,6 @@ pub(crate) enum Missing {
     NotFound,
     Allow,
 }
-
 
 /// One guarded route: a method, a path template, and where its thread or message ids are.
 ///
@@ -322,4 +321,3 @@ impl Routes {
             .find(|r| method_matches(&r.method, method) && r.pattern.matches(path))
     }
 }
-

@@ -79,7 +79,11 @@ async fn send<S: ThreadStore>(layer: ThreadGuardLayer<S>, req: Request<Full<Byte
         let scope = crate::ResourceScopeLayer::new(|_: &()| None::<String>)
             .without_added_param()
             .body_rules(crate::mastra::memory_body_rules("/api").unwrap());
-        scope.layer(layer.layer(handler)).oneshot(req).await.unwrap()
+        scope
+            .layer(layer.layer(handler))
+            .oneshot(req)
+            .await
+            .unwrap()
     } else {
         layer.layer(handler).oneshot(req).await.unwrap()
     };
@@ -517,8 +521,7 @@ impl ThreadStore for BrokenStore {
 
 #[tokio::test]
 async fn store_failure_is_503_with_a_safe_message() {
-    let layer = crate::mastra::memory_guard(BrokenStore { delay: None }, "/api")
-        .unwrap();
+    let layer = crate::mastra::memory_guard(BrokenStore { delay: None }, "/api").unwrap();
     let seen = send(
         layer,
         req(Method::GET, "/api/memory/threads/t-a", Some("alice"), ""),
@@ -532,9 +535,12 @@ async fn store_failure_is_503_with_a_safe_message() {
 
 #[tokio::test]
 async fn store_timeout_is_503() {
-    let layer = crate::mastra::memory_guard(BrokenStore {
-        delay: Some(Duration::from_secs(5)),
-    }, "/api")
+    let layer = crate::mastra::memory_guard(
+        BrokenStore {
+            delay: Some(Duration::from_secs(5)),
+        },
+        "/api",
+    )
     .unwrap()
     .timeout(Duration::from_millis(20));
     let seen = send(
@@ -551,10 +557,7 @@ async fn store_timeout_is_503() {
 /// `text` made the guard report an outage.
 #[tokio::test]
 async fn ids_a_database_cannot_hold_never_reach_the_store() {
-    let broken = || {
-        crate::mastra::memory_guard(BrokenStore { delay: None }, "/api")
-            .unwrap()
-    };
+    let broken = || crate::mastra::memory_guard(BrokenStore { delay: None }, "/api").unwrap();
     let long = "m".repeat(257);
     let save = |id: &str| {
         serde_json::json!({"messages": [{"id": id, "threadId": "t-a", "resourceId": "alice"}]})
@@ -718,14 +721,16 @@ async fn trusted_thread_id_overrides_the_client_and_is_rewritten_into_the_reques
 #[tokio::test]
 async fn thread_id_from_query_header_and_body() {
     let layer = || {
-        ThreadGuardLayer::new(store())
-            .route(
-                GuardRoute::new(Method::POST, "/chat")
-                    .unwrap()
-                    .thread_from_query("threadId").unwrap()
-                    .thread_from_header("x-thread-id").unwrap()
-                    .thread_from_body("threadId").unwrap(),
-            )
+        ThreadGuardLayer::new(store()).route(
+            GuardRoute::new(Method::POST, "/chat")
+                .unwrap()
+                .thread_from_query("threadId")
+                .unwrap()
+                .thread_from_header("x-thread-id")
+                .unwrap()
+                .thread_from_body("threadId")
+                .unwrap(),
+        )
     };
     let seen = send(
         layer(),
@@ -853,7 +858,10 @@ async fn handler_gets_the_json_the_guard_decided_on() {
     ] {
         let seen = send(layer(), req(Method::POST, "/chat", Some("alice"), body)).await;
         assert_eq!(seen.status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(message(&seen), r#"Duplicate key "threadId" in request body"#);
+        assert_eq!(
+            message(&seen),
+            r#"Duplicate key "threadId" in request body"#
+        );
         assert_eq!(seen.calls, 0);
     }
     // Duplicates elsewhere, big numbers and spacing reach the handler byte for byte.
@@ -877,13 +885,14 @@ async fn head_requests_are_guarded_like_get() {
 #[tokio::test]
 async fn repeated_thread_ids_in_query_or_header_are_ambiguous() {
     let layer = || {
-        ThreadGuardLayer::new(store())
-            .route(
-                GuardRoute::new(Method::GET, "/chat")
-                    .unwrap()
-                    .thread_from_query("threadId").unwrap()
-                    .thread_from_header("x-thread-id").unwrap(),
-            )
+        ThreadGuardLayer::new(store()).route(
+            GuardRoute::new(Method::GET, "/chat")
+                .unwrap()
+                .thread_from_query("threadId")
+                .unwrap()
+                .thread_from_header("x-thread-id")
+                .unwrap(),
+        )
     };
     let seen = send(
         layer(),
@@ -982,12 +991,12 @@ async fn delete_messages_requires_every_message_to_be_owned() {
 #[tokio::test]
 async fn message_in_path_must_be_owned() {
     let layer = || {
-        ThreadGuardLayer::new(store())
-            .route(
-                GuardRoute::new(Method::DELETE, "/messages/{id}")
-                    .unwrap()
-                    .messages_from_path("id").unwrap(),
-            )
+        ThreadGuardLayer::new(store()).route(
+            GuardRoute::new(Method::DELETE, "/messages/{id}")
+                .unwrap()
+                .messages_from_path("id")
+                .unwrap(),
+        )
     };
     assert_eq!(
         send(
@@ -1111,12 +1120,12 @@ async fn oversized_and_malformed_bodies_are_refused_before_the_handler() {
 #[tokio::test]
 async fn grpc_requests_get_guard_codes_in_trailers() {
     let layer = || {
-        ThreadGuardLayer::new(store())
-            .route(
-                GuardRoute::new(Method::POST, "/memory.Threads/Get")
-                    .unwrap()
-                    .thread_from_header("x-thread-id").unwrap(),
-            )
+        ThreadGuardLayer::new(store()).route(
+            GuardRoute::new(Method::POST, "/memory.Threads/Get")
+                .unwrap()
+                .thread_from_header("x-thread-id")
+                .unwrap(),
+        )
     };
     let grpc = |thread: &str| {
         let mut r = req(Method::POST, "/memory.Threads/Get", Some("alice"), "");

@@ -77,7 +77,9 @@ where
     pub(crate) async fn bytes(self, limits: BodyLimits) -> Result<Buffered, Rejection> {
         let (body, declared_len) = match self {
             // Read upstream under that layer's limit; this layer's own limit still holds.
-            Pending::Ready(buffered) if buffered.bytes.len() > limits.max => return Err(too_large()),
+            Pending::Ready(buffered) if buffered.bytes.len() > limits.max => {
+                return Err(too_large());
+            }
             Pending::Ready(buffered) => return Ok(buffered),
             Pending::Read { body, declared_len } => (body, declared_len),
         };

@@ -278,7 +278,9 @@ impl FieldPath {
                 None => (part, false),
             };
             if key.is_empty() || key.contains(['[', ']']) {
-                return Err(bad("use non-empty keys separated by `.`, `[]` after a list"));
+                return Err(bad(
+                    "use non-empty keys separated by `.`, `[]` after a list",
+                ));
             }
             segments.push(Segment::Key(key.into()));
             if each {
@@ -340,8 +342,10 @@ impl<'a> Edits<'a> {
             None => match self.doc.root() {
                 Some(root) => vec![root],
                 None => {
-                    self.splices
-                        .push((0..self.doc.text().len(), member(path.field(), value, true, "{", "}")));
+                    self.splices.push((
+                        0..self.doc.text().len(),
+                        member(path.field(), value, true, "{", "}"),
+                    ));
                     return Ok(());
                 }
             },
@@ -350,13 +354,16 @@ impl<'a> Edits<'a> {
             if parent.is_null() {
                 continue;
             }
-            let object = parent.object(self.doc.text()).ok_or(JsonError::NotAnObject)?;
+            let object = parent
+                .object(self.doc.text())
+                .ok_or(JsonError::NotAnObject)?;
             match object.get(path.field())? {
                 Some(node) if node.as_str().as_deref() == Some(value) => {}
                 Some(node) => self.splices.push((node.span(), encode(value))),
                 None => {
                     let (at, empty) = object.append_at();
-                    self.splices.push((at..at, member(path.field(), value, empty, "", "")));
+                    self.splices
+                        .push((at..at, member(path.field(), value, empty, "", "")));
                 }
             }
         }
@@ -551,7 +558,11 @@ mod tests {
             .map(|n| n.as_str().map(Cow::into_owned))
             .collect();
         assert_eq!(ids, vec![Some("ab".to_owned()), None]);
-        assert!(doc.find(&FieldPath::parse("n.x").unwrap()).unwrap().is_empty());
+        assert!(
+            doc.find(&FieldPath::parse("n.x").unwrap())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

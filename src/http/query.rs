@@ -183,10 +183,7 @@ pub(crate) fn set_uri<B>(
 }
 
 /// Replaces a request's path and query, keeping scheme and authority.
-fn set_path_and_query<B>(
-    req: &mut Request<B>,
-    path_and_query: String,
-) -> Result<(), Rejection> {
+fn set_path_and_query<B>(req: &mut Request<B>, path_and_query: String) -> Result<(), Rejection> {
     let bad = |_| Rejection::new(RejectionKind::BadRequest);
     let path_and_query = PathAndQuery::try_from(path_and_query).map_err(bad)?;
     // Scheme and authority are kept, so only the path-and-query can make this fail.

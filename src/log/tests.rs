@@ -623,10 +623,7 @@ fn guard_and_scope_refusals_name_the_user_and_resource_without_a_capture_layer()
         .layer(ResourceScopeLayer::new(|u: &String| {
             (u != "nobody").then(|| u.clone())
         }))
-        .layer(
-            crate::mastra::memory_guard(store, "/api")
-                .unwrap(),
-        )
+        .layer(crate::mastra::memory_guard(store, "/api").unwrap())
         .service(service_fn(|_req: Request<Full<Bytes>>| async {
             Ok::<_, Infallible>(Response::new(String::new()))
         }));

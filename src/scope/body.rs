@@ -11,8 +11,8 @@ use super::layer::{Mismatch, NoBodyRules, ResourceScopeLayer};
 use crate::http::body::BodyLimits;
 use crate::http::json::{Doc, Edits, FieldPath, JsonError};
 use crate::path::PathPattern;
-use crate::reject::{Rejection, RejectionKind};
 use crate::path::method_matches;
+use crate::reject::{Rejection, RejectionKind};
 use crate::{ConfigError, ResourceId};
 
 /// One route whose JSON body names resources: the fields forced to the caller's id, and the
@@ -44,10 +44,17 @@ impl fmt::Debug for BodyRule {
         f.debug_struct("BodyRule")
             .field("method", &self.method)
             .field("pattern", &self.pattern)
-            .field("force", &self.force.iter().map(FieldPath::as_str).collect::<Vec<_>>())
+            .field(
+                "force",
+                &self.force.iter().map(FieldPath::as_str).collect::<Vec<_>>(),
+            )
             .field(
                 "require",
-                &self.require.iter().map(FieldPath::as_str).collect::<Vec<_>>(),
+                &self
+                    .require
+                    .iter()
+                    .map(FieldPath::as_str)
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }

@@ -103,9 +103,9 @@ mod layer;
 mod service;
 
 #[cfg(feature = "json-body")]
-pub use body::{BodyRule, BodyRules};
-#[cfg(feature = "json-body")]
 pub use crate::http::body::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY};
+#[cfg(feature = "json-body")]
+pub use body::{BodyRule, BodyRules};
 pub use layer::{NoBodyRules, ResourceScopeLayer};
 pub use service::{ResourceScope, ResponseFuture};
 

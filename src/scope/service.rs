@@ -183,7 +183,10 @@ impl<S, R: ResolveResource, K> ResourceScope<S, R, K> {
                 match apply_scope(&mut req, &id, &self.config) {
                     Ok(()) => {
                         let gate = self.gate();
-                        ResponseFuture::new(GateFuture::pass(forward(&mut self.inner, req), Some(gate)))
+                        ResponseFuture::new(GateFuture::pass(
+                            forward(&mut self.inner, req),
+                            Some(gate),
+                        ))
                     }
                     Err(rejection) => refuse(&req, rejection),
                 }
@@ -270,7 +273,12 @@ where
                 Err(known) => known,
                 Ok(fut) => match fut.await? {
                     Some(id) => id,
-                    None => return Ok(Scoped { id: None, body: None }),
+                    None => {
+                        return Ok(Scoped {
+                            id: None,
+                            body: None,
+                        });
+                    }
                 },
             };
             let mut body = pending.bytes(limits).await?;
@@ -403,7 +411,8 @@ fn anonymous_scope<B>(req: &Request<B>, config: &Config) -> Option<ResourceId> {
 fn apply_scope<B>(req: &mut Request<B>, id: &ResourceId, config: &Config) -> Result<(), Rejection> {
     for name in &config.headers {
         let values = req.headers().get_all(name);
-        if config.mismatch == Mismatch::Reject && values.iter().any(|v| v.as_bytes() != id.as_bytes())
+        if config.mismatch == Mismatch::Reject
+            && values.iter().any(|v| v.as_bytes() != id.as_bytes())
         {
             return Err(mismatch());
         }
@@ -422,7 +431,8 @@ fn apply_scope<B>(req: &mut Request<B>, id: &ResourceId, config: &Config) -> Res
     if config.mismatch == Mismatch::Reject
         && let Some(q) = req.uri().query()
         && query::pairs(q).any(|pair| {
-            is_param(&pair.key).is_some() && query::decode(pair.value).as_deref() != Some(id.as_str())
+            is_param(&pair.key).is_some()
+                && query::decode(pair.value).as_deref() != Some(id.as_str())
         })
     {
         return Err(mismatch());

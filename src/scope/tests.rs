@@ -452,3 +452,329 @@ fn anonymous_scope_needs_a_prefix() {
             .is_err()
     );
 }
+
+/// JSON body rules: only forced fields change, everything else arrives as the client sent it.
+#[cfg(feature = "json-body")]
+mod body_rules {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use http::Method;
+    use http_body::{Body, Frame};
+    use http_body_util::{BodyExt, Full};
+
+    use super::*;
+    use crate::scope::BodyRule;
+
+    fn rule(path: &str) -> BodyRule {
+        BodyRule::new(Method::POST, "/threads")
+            .unwrap()
+            .force(path)
+            .unwrap()
+    }
+
+    fn post(body: &str) -> Request<Full<Bytes>> {
+        let mut req = Request::post("/threads")
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap();
+        req.extensions_mut().insert(alice());
+        req.extensions_mut().insert(AuthState::verified::<User>());
+        req
+    }
+
+    /// Sends `req` to a handler that answers with the body it read; counts handler calls.
+    async fn send<L>(layer: L, req: Request<Full<Bytes>>) -> (StatusCode, String, usize)
+    where
+        L: Layer<
+            tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<String>, Infallible>,
+        >,
+        L::Service: Service<Request<Full<Bytes>>, Response = Response<String>, Error = Infallible>,
+    {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let handler =
+            tower::util::BoxCloneSyncService::new(service_fn(move |req: Request<Full<Bytes>>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let length = req.headers().get("content-length").cloned();
+                    let bytes = req.into_body().collect().await.unwrap().to_bytes();
+                    if let Some(length) = length {
+                        assert_eq!(length.to_str().unwrap(), bytes.len().to_string());
+                    }
+                    Ok::<_, Infallible>(Response::new(String::from_utf8(bytes.to_vec()).unwrap()))
+                }
+            }));
+        let res = layer.layer(handler).oneshot(req).await.unwrap();
+        let status = res.status();
+        (status, res.into_body(), calls.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_forced_field_is_the_only_change_to_the_body() {
+        let layer = ResourceScopeLayer::new(mapper).body_rule(rule("resourceId"));
+        let body = "{\n  \"big\": 123456789012345678901234567890, \"f\": 0.30000000000000004,\n  \"z\": -0, \"e\": 1E+2, \"u\": \"\\u00e9\", \"resourceId\": \"bob\", \"k\": {\"b\":1,\"a\":2}\n}";
+        let (status, seen, _) = send(layer.clone(), post(body)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(seen, body.replace("\"bob\"", "\"alice\""));
+        // Absent: appended as the last member; already the caller's: the bytes are untouched.
+        let (_, seen, _) = send(layer.clone(), post(r#"{"title":"x"}"#)).await;
+        assert_eq!(seen, r#"{"title":"x","resourceId":"alice"}"#);
+        let exact = r#"{"resourceId" : "al\u0069ce"}"#;
+        let (_, seen, _) = send(layer.clone(), post(exact)).await;
+        assert_eq!(seen, exact);
+        let (_, seen, _) = send(layer, post("")).await;
+        assert_eq!(seen, r#"{"resourceId":"alice"}"#);
+    }
+
+    #[tokio::test]
+    async fn nested_agent_memory_resource_is_forced_only_where_memory_is_given() {
+        let layer = ResourceScopeLayer::new(mapper).body_rule(rule("memory.resource"));
+        let (_, seen, _) = send(
+            layer.clone(),
+            post(r#"{"messages":[1],"memory":{"thread":"t1","resource":"bob"}}"#),
+        )
+        .await;
+        assert_eq!(
+            seen,
+            r#"{"messages":[1],"memory":{"thread":"t1","resource":"alice"}}"#
+        );
+        let (_, seen, _) = send(layer.clone(), post(r#"{"memory":{"thread":{"id":"t1"}}}"#)).await;
+        assert_eq!(
+            seen,
+            r#"{"memory":{"thread":{"id":"t1"},"resource":"alice"}}"#
+        );
+        // No memory: Mastra uses none, so there is nothing to scope and nothing changes.
+        let (_, seen, _) = send(layer, post(r#"{"messages":[]}"#)).await;
+        assert_eq!(seen, r#"{"messages":[]}"#);
+    }
+
+    #[tokio::test]
+    async fn duplicate_or_malformed_bodies_are_refused_before_the_handler() {
+        let layer = ResourceScopeLayer::new(mapper).body_rule(rule("memory.resource"));
+        for body in [
+            r#"{"memory":{"resource":"alice","resource":"bob"}}"#,
+            r#"{"memory":{"resource":"alice"},"memory":{"resource":"bob"}}"#,
+            r#"{"memory":{"resource":"bob","reso\u0075rce":"alice"}}"#,
+            r#"{"memory":"#,
+            r#"{"memory":"t1"}"#,
+            "\u{feff}{}",
+        ] {
+            let (status, _, calls) = send(layer.clone(), post(body)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(calls, 0, "{body}");
+        }
+        // A duplicate away from the forced path is the handler's business: passed on as sent.
+        let body = r#"{"title":"a","title":"b","memory":{"resource":"alice"}}"#;
+        let (status, seen, _) = send(layer, post(body)).await;
+        assert_eq!((status, seen.as_str()), (StatusCode::OK, body));
+    }
+
+    #[tokio::test]
+    async fn reject_mismatch_refuses_a_body_naming_another_resource() {
+        let layer = ResourceScopeLayer::new(mapper)
+            .reject_mismatch()
+            .body_rule(rule("resourceId"));
+        let (status, _, calls) = send(layer.clone(), post(r#"{"resourceId":"bob"}"#)).await;
+        assert_eq!((status, calls), (StatusCode::FORBIDDEN, 0));
+        let (status, seen, _) = send(layer, post(r#"{"resourceId":"alice"}"#)).await;
+        assert_eq!(
+            (status, seen.as_str()),
+            (StatusCode::OK, r#"{"resourceId":"alice"}"#)
+        );
+    }
+
+    #[tokio::test]
+    async fn required_fields_must_name_the_caller_where_present() {
+        let layer = ResourceScopeLayer::new(mapper).body_rule(
+            BodyRule::new(Method::POST, "/threads")
+                .unwrap()
+                .require("messages[].resourceId")
+                .unwrap()
+                .refusal("not yours"),
+        );
+        for (body, status) in [
+            (
+                r#"{"messages":[{"resourceId":"alice"},{"resourceId":"bob"}]}"#,
+                StatusCode::FORBIDDEN,
+            ),
+            (r#"{"messages":[{"resourceId":7}]}"#, StatusCode::FORBIDDEN),
+            (
+                r#"{"messages":[{"resourceId":"alice"},{"x":1},{"resourceId":null}]}"#,
+                StatusCode::OK,
+            ),
+            (
+                r#"{"messages":[{"resourceId":"alice","resourceId":"bob"}]}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+        ] {
+            let (got, seen, calls) = send(layer.clone(), post(body)).await;
+            assert_eq!(got, status, "{body}");
+            assert_eq!(calls, usize::from(status == StatusCode::OK), "{body}");
+            if status == StatusCode::OK {
+                assert_eq!(seen, body, "required fields are checked, never edited");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn routes_without_rules_and_unscoped_requests() {
+        let layer = ResourceScopeLayer::new(mapper).body_rule(rule("resourceId"));
+        // Another route: the body is not read or touched.
+        let mut req = post(r#"{"resourceId":"bob"}"#);
+        *req.uri_mut() = "/other".parse().unwrap();
+        let (status, seen, _) = send(layer.clone(), req).await;
+        assert_eq!(
+            (status, seen.as_str()),
+            (StatusCode::OK, r#"{"resourceId":"bob"}"#)
+        );
+        // A public path cannot be served unscoped on a route whose body names a resource.
+        let mut req = Request::post("/threads")
+            .body(Full::new(Bytes::from_static(br#"{"resourceId":"bob"}"#)))
+            .unwrap();
+        req.extensions_mut().insert(AuthState::PublicPath);
+        let (status, _, calls) = send(layer, req).await;
+        assert_eq!((status, calls), (StatusCode::FORBIDDEN, 0));
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_413_and_json_errors_composes_anywhere() {
+        let layer = ResourceScopeLayer::new(mapper)
+            .json_errors()
+            .body_rule(rule("resourceId"))
+            .max_body_bytes(16)
+            .reject_mismatch();
+        let svc = layer.layer(service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+        let res = svc
+            .oneshot(post(r#"{"title":"far too long for sixteen"}"#))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], br#"{"error":"Request body too large"}"#);
+    }
+
+    /// A client body that counts how often it is polled; the bodies the layers rebuild from
+    /// bytes do not count.
+    struct Counted {
+        data: Option<Bytes>,
+        polls: Option<Arc<AtomicUsize>>,
+    }
+
+    impl From<Bytes> for Counted {
+        fn from(bytes: Bytes) -> Self {
+            Self {
+                data: Some(bytes),
+                polls: None,
+            }
+        }
+    }
+
+    impl Body for Counted {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            if let Some(polls) = &self.polls {
+                polls.fetch_add(1, Ordering::SeqCst);
+            }
+            Poll::Ready(self.data.take().map(|d| Ok(Frame::data(d))))
+        }
+    }
+
+    #[tokio::test]
+    async fn scope_and_guard_read_one_body_once() {
+        use crate::guard::{GuardRoute, MemoryThreadStore, ThreadGuardLayer};
+        let store = MemoryThreadStore::new();
+        store.insert_thread(
+            crate::ThreadId::new("t-b").unwrap(),
+            Some(ResourceId::new("bob").unwrap()),
+        );
+        let guard = ThreadGuardLayer::new(store).route(
+            GuardRoute::new(Method::POST, "/threads")
+                .unwrap()
+                .thread_from_body("threadId")
+                .unwrap()
+                .allow_missing_thread()
+                .expect_scoped_body(),
+        );
+        let stack = tower::ServiceBuilder::new()
+            .layer(ResourceScopeLayer::new(mapper).body_rule(rule("resourceId")))
+            .layer(guard)
+            .service(service_fn(|req: Request<Counted>| async move {
+                let bytes = req.into_body().collect().await.unwrap().to_bytes();
+                Ok::<_, Infallible>(Response::new(String::from_utf8(bytes.to_vec()).unwrap()))
+            }));
+        let polls = Arc::new(AtomicUsize::new(0));
+        let request = |body: &'static [u8]| {
+            let mut req = Request::post("/threads")
+                .body(Counted {
+                    data: Some(Bytes::from_static(body)),
+                    polls: Some(Arc::clone(&polls)),
+                })
+                .unwrap();
+            req.extensions_mut().insert(alice());
+            req
+        };
+        let res = stack
+            .clone()
+            .oneshot(request(br#"{"threadId":"t-new"}"#))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            res.into_body(),
+            r#"{"threadId":"t-new","resourceId":"alice"}"#
+        );
+        // One data frame and the end: the client's body was read by one layer, once.
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+        let res = stack
+            .oneshot(request(br#"{"threadId":"t-b"}"#))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn the_guard_refuses_a_body_route_the_scope_layer_did_not_scope() {
+        use crate::guard::MemoryThreadStore;
+        // The Mastra guard behind a scope layer without the Mastra body rules: thread creation
+        // would otherwise keep a client-chosen `resourceId`.
+        let stack = tower::ServiceBuilder::new()
+            .layer(ResourceScopeLayer::new(mapper))
+            .layer(crate::mastra::memory_guard(MemoryThreadStore::new(), "/api").unwrap())
+            .service(service_fn(|_req: Request<Full<Bytes>>| async {
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }));
+        let mut req = post(r#"{"resourceId":"bob"}"#);
+        *req.uri_mut() = "/api/memory/threads".parse().unwrap();
+        let res = stack.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert!(
+            res.extensions()
+                .get::<Rejection>()
+                .unwrap()
+                .message()
+                .contains("not scoped"),
+        );
+    }
+}
+
+/// Without body rules the layer needs nothing of the body: not `From<Bytes>`, not even `Body`.
+#[tokio::test]
+async fn without_body_rules_any_body_type_works() {
+    struct Opaque;
+    let svc =
+        ResourceScopeLayer::new(mapper).layer(service_fn(|req: Request<Opaque>| async move {
+            let _ = req.body();
+            Ok::<_, Infallible>(Response::new(req.uri().to_string()))
+        }));
+    let mut req = Request::get("/t").body(Opaque).unwrap();
+    req.extensions_mut().insert(alice());
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.into_body(), "/t?resourceId=alice");
+}

@@ -737,16 +737,16 @@ pub fn guard_json(data: &[u8]) {
         tower_scope::mastra::memory_guard(store, "/api")
             .unwrap()
             .layer(service_fn(move |req: Request<Body>| {
-            let store = handler_store.clone();
-            let ran = Arc::clone(&ran_in_handler);
-            async move {
-                let guard_thread = req.extensions().get::<ThreadId>().map(|t| t.to_string());
-                let bytes = req.into_body().collect().await.unwrap().to_bytes();
-                check_json_handler(route, &store, guard_thread.as_deref(), &bytes);
-                *ran.lock().unwrap() = true;
-                Ok::<_, Infallible>(Response::new(Body::empty()))
-            }
-        })),
+                let store = handler_store.clone();
+                let ran = Arc::clone(&ran_in_handler);
+                async move {
+                    let guard_thread = req.extensions().get::<ThreadId>().map(|t| t.to_string());
+                    let bytes = req.into_body().collect().await.unwrap().to_bytes();
+                    check_json_handler(route, &store, guard_thread.as_deref(), &bytes);
+                    *ran.lock().unwrap() = true;
+                    Ok::<_, Infallible>(Response::new(Body::empty()))
+                }
+            })),
     );
     let mut req = Request::post(JSON_ROUTES[route])
         .header(CONTENT_TYPE, "application/json")
