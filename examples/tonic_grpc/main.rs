@@ -86,9 +86,7 @@ pub async fn serve<S: ThreadStore>(listener: tokio::net::TcpListener, store: S) 
         .set_serving::<ThreadsServer<MemoryService<S>>>()
         .await;
     let origins = std::env::var("CORS_ORIGINS").unwrap_or_else(|_| "http://localhost:3000".into());
-    let cors = CorsLayer::grpc_web()
-        .allow_origins(origins.split(',').map(str::trim).filter(|o| !o.is_empty()))
-        .build()
+    let cors = CorsLayer::grpc_web(origins.split(',').map(str::trim).filter(|o| !o.is_empty()))
         .expect("CORS_ORIGINS must be origins like https://app.example.com");
     Server::builder()
         .accept_http1(true)
