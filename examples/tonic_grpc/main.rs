@@ -3,7 +3,7 @@
 //! thread id that lives inside the protobuf message with `ThreadGuard`. Clients get
 //! `Unauthenticated`, `PermissionDenied`, `NotFound` or `Unavailable` with a message.
 //!
-//! Browsers reach the same service through gRPC-web (tonic-web), with the `grpc_web()` CORS
+//! Browsers reach the same service through gRPC-web (tonic-web), with the `grpc_web(origins)` CORS
 //! preset, in the order CORS -> grpc-web -> auth: CORS answers preflights before grpc-web
 //! (which refuses plain HTTP/1.1) and auth see them, and decorates auth's answers.
 //!

@@ -369,7 +369,7 @@ async fn strict_mode_rejection_is_grpc_shaped_for_grpc_web_calls() {
 }
 
 #[tokio::test]
-async fn mastra_defaults_match_mastras_server() {
+async fn mastra_cors_matches_mastras_server() {
     let (svc, _) = stack(crate::mastra::cors());
     let res = send(svc.clone(), preflight("https://studio.test")).await;
     assert_eq!(header(&res, "access-control-allow-origin"), Some("*"));
@@ -393,7 +393,7 @@ async fn mastra_defaults_match_mastras_server() {
 }
 
 #[tokio::test]
-async fn mastra_defaults_with_credentials_echo_listed_origins_with_credentials() {
+async fn mastra_cors_with_credentials_echoes_listed_origins_with_credentials() {
     let layer = crate::mastra::cors_with_credentials(["https://studio.test"])
         .unwrap()
         .allow_headers(["x-tenant"])
@@ -570,7 +570,7 @@ fn debug_output_hides_the_predicate() {
 // ---------- Credentials never go to an origin nobody chose ----------
 
 #[test]
-fn mastra_defaults_with_credentials_alone_is_a_config_error() {
+fn mastra_reflecting_any_origin_with_credentials_is_a_config_error() {
     // Mirrored origin + credentials: every website could read answers made with the user's
     // cookies or token, the same mistake as `*` with credentials that browsers refuse.
     let err = crate::mastra::cors()
