@@ -91,14 +91,17 @@ fn cors(c: &mut Criterion) {
     let bare = ServiceBuilder::new().service(service_fn(handler));
     let ours = ServiceBuilder::new()
         .layer(
-            CorsLayer::builder()
+            CorsLayer::new()
                 .allow_origins([APP])
+                .unwrap()
                 .allow_methods(["GET", "POST"])
+                .unwrap()
                 .allow_headers(["authorization", "content-type"])
+                .unwrap()
                 .expose_headers(["x-request-id"])
+                .unwrap()
                 .max_age(Duration::from_secs(600))
                 .allow_credentials(true)
-                .build()
                 .unwrap(),
         )
         .service(service_fn(handler));

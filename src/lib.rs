@@ -9,7 +9,7 @@
 //!    and overrides any scope the client tried to supply.
 //!
 //! Every layer works on `http::Request<B>` / `http::Response<B>` and hands its results to the
-//! inner service through [`http::Extensions`], so one stack serves axum, tonic, warp and plain
+//! inner service through [`http::Extensions`](::http::Extensions), so one stack serves axum, tonic, warp and plain
 //! hyper alike. Rejections are typed ([`Rejection`]) and rendered in one place: RFC 6750
 //! challenges for HTTP, trailers-only answers for gRPC, and opt-in JSON bodies.
 //!
@@ -28,6 +28,18 @@
 //! it verified a user); [`ResourceScopeLayer`] reads them and refuses a request no
 //! authentication layer saw; the guard reads [`ResourceId`]; `LogLayer` reads all of them, on
 //! refusals too. A trusted custom layer can set the same values.
+//!
+//! ## Builder style
+//!
+//! Layers are made with `XLayer::new(..)` and adjusted with setters. A setter whose input can
+//! be wrong returns `Result<Self, ConfigError>` and checks it at once, together with what is
+//! already set (the setter that completes a bad combination, such as credentials with any
+//! origin, reports it); every other setter returns `Self`. There is no `build()` step, so a
+//! layer value is always a valid configuration. Authenticators are the exception:
+//! [`JwtAuthenticator`](crate::jwt::JwtAuthenticator) and
+//! [`JwksAuthenticator`](crate::jwks::JwksAuthenticator) use `builder()` … `build()`, because
+//! whether they can work depends on the combination of keys, algorithms and crypto backend,
+//! known only once everything is given.
 //!
 //! ## Example
 //!

@@ -210,12 +210,6 @@ impl PathSet {
     }
 }
 
-/// Whether a route for `route` serves a request with `request`: axum (and most routers)
-/// answer `HEAD` with the `GET` handler, so a `GET` rule covers `HEAD` too.
-pub(crate) fn method_matches(route: &http::Method, request: &http::Method) -> bool {
-    route == request || (request == http::Method::HEAD && route == http::Method::GET)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,9 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::http::protocol::{GRPC_MESSAGE, GRPC_STATUS, is_grpc};
+use crate::mastra::messages;
+
 /// The `Retry-After` of every 503: 5 seconds.
 ///
 /// Long enough that clients do not hammer a database that is failing over or a pool that is
@@ -141,14 +144,14 @@ impl RejectionKind {
 
     fn default_message(self) -> &'static str {
         match self {
-            Self::MissingCredentials => "Authentication required",
+            Self::MissingCredentials => messages::AUTHENTICATION_REQUIRED,
             Self::InvalidRequest => "Malformed credentials",
-            Self::InvalidToken => "Invalid or expired token",
+            Self::InvalidToken => messages::INVALID_OR_EXPIRED_TOKEN,
             Self::InsufficientScope => "Insufficient scope",
-            Self::Forbidden => "Access denied",
+            Self::Forbidden => messages::ACCESS_DENIED,
             Self::NotFound => "Not found",
             Self::BadRequest => "Bad request",
-            Self::PayloadTooLarge => "Request body too large",
+            Self::PayloadTooLarge => messages::REQUEST_BODY_TOO_LARGE,
             Self::RequestTimeout => "Request body not received in time",
             Self::Unavailable => "Service unavailable",
             Self::Internal => "Internal server error",
@@ -276,16 +279,8 @@ pub(crate) fn render_internal<B: Default>(grpc: Option<HeaderValue>) -> Response
     render(Rejection::new(RejectionKind::Internal), &headers, None)
 }
 
-/// Whether a request's content type makes it a gRPC (or grpc-web) call: for rendering only,
-/// never for a decision (the client chooses it).
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
-}
-
 /// `grpc-message` is percent-encoded: everything outside printable ASCII, and `%` itself.
-const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
+const GRPC_MESSAGE_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
 
 /// RFC 6750 §3: `error_description` and `scope` use `%x20-21 / %x23-5B / %x5D-7E` only.
 fn push_quoted_safe(out: &mut String, value: &str) {
@@ -349,12 +344,12 @@ pub(crate) fn render<B: Default>(
             headers.insert(header::CONTENT_TYPE, ct.clone());
         }
         headers.insert(
-            "grpc-status",
+            GRPC_STATUS,
             HeaderValue::from(u16::from(rejection.kind.grpc_code())),
         );
-        let message = utf8_percent_encode(&rejection.message, GRPC_MESSAGE).to_string();
+        let message = utf8_percent_encode(&rejection.message, GRPC_MESSAGE_ESCAPES).to_string();
         if let Ok(value) = HeaderValue::try_from(message) {
-            headers.insert("grpc-message", value);
+            headers.insert(GRPC_MESSAGE, value);
         }
     } else {
         *response.status_mut() = rejection.kind.status();
@@ -511,7 +506,7 @@ pin_project! {
 
 impl<B> ErrorBody<B> {
     /// Wraps an inner body.
-    pub fn inner(body: B) -> Self {
+    pub(crate) fn inner(body: B) -> Self {
         Self {
             kind: BodyKind::Inner { body },
         }

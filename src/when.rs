@@ -34,6 +34,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::ConfigError;
+use crate::http::protocol::method_matches;
 use crate::path::PathPattern;
 
 /// Applies `layer` only to requests whose path matches `pattern`.
@@ -60,10 +61,11 @@ struct Filter {
 impl Filter {
     fn matches<B>(&self, req: &Request<B>) -> bool {
         // HEAD is served by GET handlers in most routers, so a GET filter covers it too.
-        let method = req.method();
         let method_ok = self.methods.is_empty()
-            || self.methods.contains(method)
-            || (method == Method::HEAD && self.methods.contains(&Method::GET));
+            || self
+                .methods
+                .iter()
+                .any(|route| method_matches(route, req.method()));
         method_ok && self.pattern.matches(req.uri().path())
     }
 }

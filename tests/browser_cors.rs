@@ -110,11 +110,12 @@ async fn browser_reads_the_200_and_the_401_and_is_refused_from_another_origin() 
     let (page_listener, page_origin) = bind().await;
     let (other_listener, other_origin) = bind().await;
 
-    let cors = CorsLayer::builder()
+    let cors = CorsLayer::new()
         .allow_origins([page_origin.as_str()])
+        .unwrap()
         .allow_methods(["GET"])
+        .unwrap()
         .allow_headers(["authorization"])
-        .build()
         .unwrap();
     let auth = BearerAuthLayer::new(StaticTokens::new().token(TOKEN, String::from("alice")));
     // axum: the last `.layer()` is the outermost, so CORS wraps auth.

@@ -35,7 +35,7 @@ use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_scope::guard::MemoryThreadStore;
 use tower_scope::{
     BearerAuthLayer, CorsLayer, JsonErrorLayer, LogLayer, MessageId, ResourceId,
-    ResourceScopeLayer, StaticTokens, ThreadId,
+    ResourceScopeLayer, StaticTokens, ThreadId, mastra,
 };
 
 const ALICE: &str = "alice-api-key-0123456789abcdef0123";
@@ -412,9 +412,7 @@ async fn panic_during_body_streaming_is_logged_as_a_panic() {
 /// as the mirrored origin that `build()` now refuses.
 #[test]
 fn cors_wildcard_over_a_tld_with_credentials_is_refused() {
-    let built = CorsLayer::mastra_defaults_with_credentials()
-        .allow_origins(["https://*.com"])
-        .build();
+    let built = mastra::cors_with_credentials(["https://*.com"]);
     assert!(
         built.is_err(),
         "https://*.com with credentials was accepted"
@@ -782,36 +780,28 @@ async fn handler_panic_is_a_500_without_its_message() {
 #[test]
 fn cors_reflected_origin_with_credentials_is_refused() {
     assert!(
-        CorsLayer::mastra_defaults_with_credentials()
-            .build()
-            .is_err()
-    );
-    assert!(
-        CorsLayer::builder()
+        mastra::cors()
             .mirror_origin()
+            .unwrap()
             .allow_credentials(true)
-            .build()
             .is_err()
     );
     assert!(
-        CorsLayer::builder()
-            .allow_credentials(true)
+        CorsLayer::new()
             .mirror_origin()
-            .build()
+            .unwrap()
+            .allow_credentials(true)
             .is_err()
     );
     assert!(
-        CorsLayer::mastra_defaults_with_credentials()
-            .allow_origins(["null"])
-            .build()
+        CorsLayer::new()
+            .allow_credentials(true)
+            .unwrap()
+            .mirror_origin()
             .is_err()
     );
-    assert!(
-        CorsLayer::mastra_defaults_with_credentials()
-            .allow_origins(Vec::<String>::new())
-            .build()
-            .is_err()
-    );
+    assert!(mastra::cors_with_credentials(["null"]).is_err());
+    assert!(mastra::cors_with_credentials(Vec::<String>::new()).is_err());
 }
 
 fn hs256(payload: &str) -> String {

@@ -38,8 +38,8 @@ use tower_scope::guard::{
 };
 use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtKey};
 use tower_scope::{
-    BearerAuthLayer, ConfigError, CorsLayer, JsonErrorLayer, LogLayer, MessageId, Rejection,
-    RejectionKind, ResourceId, ResourceScopeLayer, ThreadId,
+    BearerAuthLayer, ConfigError, JsonErrorLayer, LogLayer, MessageId, Rejection, RejectionKind,
+    ResourceId, ResourceScopeLayer, ThreadId, mastra,
 };
 
 /// The claims the server accepts: `sub`, and an optional `org_id` for org-scoped resources.
@@ -100,11 +100,9 @@ where
     // No configured origins: any origin, no credentials; with origins: exactly those, with
     // credentials (Mastra's two defaults).
     let cors = if cors_origins.is_empty() {
-        CorsLayer::mastra_defaults().build()?
+        mastra::cors()
     } else {
-        CorsLayer::mastra_defaults_with_credentials()
-            .allow_origins(cors_origins.iter().map(String::as_str))
-            .build()?
+        mastra::cors_with_credentials(cors_origins.iter().map(String::as_str))?
     };
     let log = LogLayer::new()
         .exclude_path("/health")?

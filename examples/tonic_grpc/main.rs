@@ -3,7 +3,7 @@
 //! thread id that lives inside the protobuf message with `OwnershipCheck`. Clients get
 //! `Unauthenticated`, `PermissionDenied`, `NotFound` or `Unavailable` with a message.
 //!
-//! Browsers reach the same service through gRPC-web (tonic-web), with the `grpc_web()` CORS
+//! Browsers reach the same service through gRPC-web (tonic-web), with the `grpc_web(origins)` CORS
 //! preset, in the order CORS -> grpc-web -> auth: CORS answers preflights before grpc-web
 //! (which refuses plain HTTP/1.1) and auth see them, and decorates auth's answers.
 //!
@@ -86,9 +86,7 @@ pub async fn serve<S: ThreadStore>(listener: tokio::net::TcpListener, store: S) 
         .set_serving::<ThreadsServer<MemoryService<S>>>()
         .await;
     let origins = std::env::var("CORS_ORIGINS").unwrap_or_else(|_| "http://localhost:3000".into());
-    let cors = CorsLayer::grpc_web()
-        .allow_origins(origins.split(',').map(str::trim).filter(|o| !o.is_empty()))
-        .build()
+    let cors = CorsLayer::grpc_web(origins.split(',').map(str::trim).filter(|o| !o.is_empty()))
         .expect("CORS_ORIGINS must be origins like https://app.example.com");
     Server::builder()
         .accept_http1(true)

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::extract::{ExtractConfig, Source, extract};
 use super::{AuthError, Authenticate, Token};
 use crate::gate::{Gate, GateFuture, forward, response_future, take_ready};
+use crate::http::names;
+use crate::http::protocol::is_preflight;
 use crate::path::{PathPattern, PathSet};
 use crate::reject::{HeadOnly, JsonBody, JsonErrors, Rejection, RejectionKind, render};
 use crate::{AuthState, Authenticated, ConfigError};
@@ -81,7 +83,8 @@ fn header_safe(setting: &'static str, value: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn name_safe(setting: &'static str, value: &str) -> Result<(), ConfigError> {
+/// Query parameter names: unreserved characters only (RFC 3986 §2.3), so no encoding is needed.
+fn query_name_safe(setting: &'static str, value: &str) -> Result<(), ConfigError> {
     if value.is_empty()
         || !value
             .bytes()
@@ -162,10 +165,10 @@ impl<A: Authenticate, E> BearerAuthLayer<A, E> {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidValue`] when `name` is not a plain cookie name.
+    /// [`ConfigError::InvalidValue`] when `name` is not a cookie name (an RFC 6265 token).
     pub fn token_from_cookie(mut self, name: &str) -> Result<Self, ConfigError> {
-        name_safe("cookie name", name)?;
-        self.config_mut().extract.cookie = Some(name.into());
+        let name = names::cookie_name("cookie name", name)?;
+        self.config_mut().extract.cookie = Some(name);
         Ok(self)
     }
 
@@ -177,7 +180,7 @@ impl<A: Authenticate, E> BearerAuthLayer<A, E> {
     ///
     /// [`ConfigError::InvalidValue`] when `name` is not a plain parameter name.
     pub fn token_from_query(mut self, name: &str) -> Result<Self, ConfigError> {
-        name_safe("query parameter", name)?;
+        query_name_safe("query parameter", name)?;
         self.config_mut().extract.query = Some(name.into());
         Ok(self)
     }
@@ -277,15 +280,6 @@ impl<S: std::fmt::Debug, A> std::fmt::Debug for BearerAuth<S, A> {
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
-}
-
-/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method` (Fetch §3.2.2).
-pub(crate) fn is_preflight<B>(req: &Request<B>) -> bool {
-    req.method() == Method::OPTIONS
-        && req.headers().contains_key(header::ORIGIN)
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 impl<S, A, ReqB, ResB> Service<Request<ReqB>> for BearerAuth<S, A>

@@ -43,17 +43,14 @@ mod static_tokens;
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
-
-#[cfg(feature = "cors")]
-pub(crate) use layer::is_preflight;
 pub use layer::{BearerAuth, BearerAuthLayer, DEFAULT_MAX_TOKEN_LEN, ResponseFuture};
 pub use static_tokens::StaticTokens;
 
+use closure::ClosureFuture;
+
 use crate::Authenticated;
+use crate::mastra::messages;
 use crate::reject::{Rejection, RejectionKind};
 
 /// A bearer token borrowed from the request. Its `Debug` output never shows the secret.
@@ -131,35 +128,55 @@ where
     type Future = ClosureFuture<Fut>;
 
     fn authenticate(&self, token: Token<'_>) -> ClosureFuture<Fut> {
-        ClosureFuture {
-            inner: self(token.to_owned_token()),
+        ClosureFuture::new(self(token.to_owned_token()))
+    }
+}
+
+mod closure {
+    //! The future of closure authenticators: `pub` so the blanket impl may name it, inside a
+    //! private module so users cannot (they write `<F as Authenticate>::Future`), which keeps
+    //! it free to change.
+
+    use std::fmt;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use pin_project_lite::pin_project;
+
+    use super::AuthError;
+    use crate::Authenticated;
+
+    pin_project! {
+        /// The future of an async-closure authenticator: the closure's future, its user wrapped
+        /// in [`Authenticated`].
+        pub struct ClosureFuture<F> {
+            #[pin]
+            inner: F,
         }
     }
-}
 
-pin_project! {
-    /// The future of an async-closure authenticator: the closure's future, its user wrapped in
-    /// [`Authenticated`].
-    pub struct ClosureFuture<F> {
-        #[pin]
-        inner: F,
+    impl<F> ClosureFuture<F> {
+        pub(super) fn new(inner: F) -> Self {
+            Self { inner }
+        }
     }
-}
 
-impl<F, U> Future for ClosureFuture<F>
-where
-    F: Future<Output = Result<U, AuthError>>,
-{
-    type Output = Result<Authenticated<U>, AuthError>;
+    impl<F, U> Future for ClosureFuture<F>
+    where
+        F: Future<Output = Result<U, AuthError>>,
+    {
+        type Output = Result<Authenticated<U>, AuthError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx).map_ok(Authenticated::new)
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            self.project().inner.poll(cx).map_ok(Authenticated::new)
+        }
     }
-}
 
-impl<F> fmt::Debug for ClosureFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClosureFuture")
+    impl<F> fmt::Debug for ClosureFuture<F> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("ClosureFuture")
+        }
     }
 }
 
@@ -188,12 +205,15 @@ pub enum AuthErrorKind {
 impl AuthError {
     /// 401 `invalid_token` with the default message.
     pub fn invalid_token() -> Self {
-        Self::new(AuthErrorKind::InvalidToken, "Invalid or expired token")
+        Self::new(
+            AuthErrorKind::InvalidToken,
+            messages::INVALID_OR_EXPIRED_TOKEN,
+        )
     }
 
     /// 403 with the default message.
     pub fn forbidden() -> Self {
-        Self::new(AuthErrorKind::Forbidden, "Access denied")
+        Self::new(AuthErrorKind::Forbidden, messages::ACCESS_DENIED)
     }
 
     /// 403 `insufficient_scope` naming the scope the request needs.

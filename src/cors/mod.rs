@@ -7,16 +7,18 @@
 //!   layers produce, so a browser script reads the 401 instead of a network error. Put the
 //!   layer *outside* auth.
 //! - `Vary` is appended to (never overwritten), and only names what the answer depends on.
-//! - The policy is validated once, at [`CorsBuilder::build`], and its header values are built
-//!   then: a bad origin, `*` inside a list, or credentials with `*` is a [`ConfigError`](crate::ConfigError), never a
-//!   panic at request time.
+//! - The policy is checked by each setter, at once, and its header values are built then: a bad
+//!   origin, `*` inside a list, or credentials with `*` is a [`ConfigError`](crate::ConfigError)
+//!   from the setter that completes the mistake, never a panic at request time.
 //! - **Credentials only go to origins you named.** Credentials with a mirrored origin (what
-//!   [`CorsLayer::mastra_defaults_with_credentials`] starts from) or with `null` are refused
-//!   at build, like `*`: any website could read answers made with the user's session. A list
-//!   or a predicate restricts the origins; the explicit
-//!   [`allow_any_origin_with_credentials_dangerously`](CorsBuilder::allow_any_origin_with_credentials_dangerously)
+//!   Mastra does when auth is configured) or with `null` are refused, like `*`: any website could read
+//!   answers made with the user's session. A list ([`mastra::cors_with_credentials`](crate::mastra::cors_with_credentials)
+//!   takes one) or a predicate restricts the origins; the explicit
+//!   [`allow_any_origin_with_credentials_dangerously`](CorsLayer::allow_any_origin_with_credentials_dangerously)
 //!   keeps the unrestricted behaviour for those who mean it.
-//! - [Strict mode](CorsBuilder::reject_disallowed_origins) refuses state-changing requests from
+//! - A policy no origin setter touched ([`CorsLayer::new`] alone) allows no cross-origin
+//!   request at all: it fails closed.
+//! - [Strict mode](CorsLayer::reject_disallowed_origins) refuses state-changing requests from
 //!   other origins with 403 before the handler runs.
 //!
 //! Per-path policies compose with [`when_path`](crate::when_path).
@@ -27,12 +29,11 @@
 //! use tower_scope::{BearerAuthLayer, CorsLayer, StaticTokens};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_scope::ConfigError> {
-//! let cors = CorsLayer::builder()
-//!     .allow_origins(["https://app.example.com", "https://*.preview.example.com"])
-//!     .allow_methods(["GET", "POST"])
-//!     .allow_headers(["authorization", "content-type"])
-//!     .allow_credentials(true)
-//!     .build()?;
+//! let cors = CorsLayer::new()
+//!     .allow_origins(["https://app.example.com", "https://*.preview.example.com"])?
+//!     .allow_methods(["GET", "POST"])?
+//!     .allow_headers(["authorization", "content-type"])?
+//!     .allow_credentials(true)?;
 //! let tokens = StaticTokens::new().token("a-long-random-api-key-0123456789", "alice");
 //! let svc = ServiceBuilder::new()
 //!     .layer(cors) // outside auth
@@ -74,5 +75,6 @@ mod service;
 #[cfg(test)]
 mod tests;
 
-pub use layer::{CorsBuilder, CorsLayer};
+pub use layer::CorsLayer;
+pub(crate) use layer::Preset;
 pub use service::{Cors, ResponseFuture};

@@ -1,4 +1,4 @@
-//! Allowed-origin rules: exact origins and wildcard subdomains, parsed and checked at build.
+//! Allowed-origin rules: exact origins and wildcard subdomains, parsed and checked when configured.
 
 use crate::ConfigError;
 

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::layer::Config;
-use crate::auth::is_preflight;
+use crate::http::protocol::is_preflight;
 use crate::reject::{Rejection, RejectionKind, render};
 
 /// The service made by [`CorsLayer`](super::CorsLayer).

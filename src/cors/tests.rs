@@ -44,14 +44,19 @@ fn stack(
     (svc, calls)
 }
 
-fn app_policy() -> CorsBuilder {
-    CorsLayer::builder()
+fn app_policy() -> CorsLayer {
+    CorsLayer::new()
         .allow_origins([APP])
+        .unwrap()
         .allow_methods(["GET", "POST", "DELETE"])
+        .unwrap()
         .allow_headers(["Authorization", "Content-Type"])
+        .unwrap()
         .expose_headers(["X-Request-Id"])
+        .unwrap()
         .max_age(Duration::from_secs(600))
         .allow_credentials(true)
+        .unwrap()
 }
 
 fn preflight(origin: &str) -> http::request::Builder {
@@ -91,7 +96,7 @@ fn vary(res: &Response<String>) -> Vec<&str> {
 
 #[tokio::test]
 async fn preflight_is_answered_with_204_without_calling_the_inner_service() {
-    let (svc, calls) = stack(app_policy().build().unwrap());
+    let (svc, calls) = stack(app_policy());
     let res = send(
         svc,
         preflight(APP).header(header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization"),
@@ -119,7 +124,7 @@ async fn preflight_is_answered_with_204_without_calling_the_inner_service() {
 
 #[tokio::test]
 async fn options_without_a_preflight_header_passes_through() {
-    let (svc, calls) = stack(app_policy().build().unwrap());
+    let (svc, calls) = stack(app_policy());
     let req = Request::builder()
         .method(Method::OPTIONS)
         .uri("/api/threads")
@@ -138,7 +143,7 @@ async fn options_without_a_preflight_header_passes_through() {
 
 #[tokio::test]
 async fn actual_response_gets_origin_credentials_and_exposed_headers() {
-    let (svc, _) = stack(app_policy().build().unwrap());
+    let (svc, _) = stack(app_policy());
     let res = send(svc, get(Some(APP))).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(header(&res, "access-control-allow-origin"), Some(APP));
@@ -158,7 +163,7 @@ async fn actual_response_gets_origin_credentials_and_exposed_headers() {
 
 #[tokio::test]
 async fn error_responses_from_inner_services_carry_cors_headers() {
-    let (svc, _) = stack(app_policy().build().unwrap());
+    let (svc, _) = stack(app_policy());
     for status in ["403", "404", "500", "503"] {
         let res = send(svc.clone(), get(Some(APP)).header("x-status", status)).await;
         assert_eq!(res.status().as_str(), status);
@@ -175,7 +180,7 @@ async fn auth_401_carries_cors_headers_and_preflight_skips_auth() {
     let tokens = StaticTokens::new().token("k-0123456789abcdef0123456789abcdef", "alice");
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = ServiceBuilder::new()
-        .layer(app_policy().build().unwrap())
+        .layer(app_policy())
         .layer(BearerAuthLayer::new(tokens))
         .service(echo(Arc::clone(&calls)));
     let res = send(svc.clone(), get(Some(APP))).await;
@@ -189,14 +194,14 @@ async fn auth_401_carries_cors_headers_and_preflight_skips_auth() {
 
 #[tokio::test]
 async fn vary_is_appended_to_the_inner_services_vary() {
-    let (svc, _) = stack(app_policy().build().unwrap());
+    let (svc, _) = stack(app_policy());
     let res = send(svc, get(Some(APP)).header("x-vary", "1")).await;
     assert_eq!(vary(&res), ["accept-encoding", "origin"]);
 }
 
 #[tokio::test]
 async fn request_without_origin_gets_vary_origin_only() {
-    let (svc, _) = stack(app_policy().build().unwrap());
+    let (svc, _) = stack(app_policy());
     let res = send(svc, get(None)).await;
     assert_eq!(header(&res, "access-control-allow-origin"), None);
     assert_eq!(header(&res, "access-control-allow-credentials"), None);
@@ -206,7 +211,7 @@ async fn request_without_origin_gets_vary_origin_only() {
 
 #[tokio::test]
 async fn any_origin_sends_star_and_no_vary() {
-    let (svc, _) = stack(CorsLayer::builder().allow_origins(["*"]).build().unwrap());
+    let (svc, _) = stack(CorsLayer::new().allow_origins(["*"]).unwrap());
     let res = send(svc.clone(), get(Some("https://anyone.test"))).await;
     assert_eq!(header(&res, "access-control-allow-origin"), Some("*"));
     assert!(vary(&res).is_empty());
@@ -217,7 +222,7 @@ async fn any_origin_sends_star_and_no_vary() {
 
 #[tokio::test]
 async fn disallowed_origin_gets_no_cors_headers_but_still_reaches_the_handler() {
-    let (svc, calls) = stack(app_policy().build().unwrap());
+    let (svc, calls) = stack(app_policy());
     let res = send(svc.clone(), get(Some("https://evil.test"))).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(header(&res, "access-control-allow-origin"), None);
@@ -232,9 +237,8 @@ async fn disallowed_origin_gets_no_cors_headers_but_still_reaches_the_handler() 
 
 #[tokio::test]
 async fn wildcard_subdomain_origin_is_echoed_only_for_matching_hosts() {
-    let layer = CorsLayer::builder()
+    let layer = CorsLayer::new()
         .allow_origins(["https://*.example.com"])
-        .build()
         .unwrap();
     let (svc, _) = stack(layer);
     let ok = send(svc.clone(), get(Some("https://pr-1.example.com"))).await;
@@ -255,10 +259,10 @@ async fn wildcard_subdomain_origin_is_echoed_only_for_matching_hosts() {
 
 #[tokio::test]
 async fn predicate_decides_origins_the_list_does_not_name() {
-    let layer = CorsLayer::builder()
+    let layer = CorsLayer::new()
         .allow_origins([APP])
+        .unwrap()
         .allow_origin_predicate(|o| o.starts_with("http://localhost:"))
-        .build()
         .unwrap();
     let (svc, _) = stack(layer);
     for (origin, allowed) in [
@@ -277,11 +281,7 @@ async fn predicate_decides_origins_the_list_does_not_name() {
 
 #[tokio::test]
 async fn mirror_origin_and_headers_echo_the_request_and_vary_on_them() {
-    let layer = CorsLayer::builder()
-        .mirror_origin()
-        .mirror_headers()
-        .build()
-        .unwrap();
+    let layer = CorsLayer::new().mirror_origin().unwrap().mirror_headers();
     let (svc, _) = stack(layer);
     let res = send(
         svc,
@@ -301,7 +301,7 @@ async fn mirror_origin_and_headers_echo_the_request_and_vary_on_them() {
 
 #[tokio::test]
 async fn private_network_preflight_gets_consent_only_when_asked_and_enabled() {
-    let (svc, _) = stack(app_policy().allow_private_network(true).build().unwrap());
+    let (svc, _) = stack(app_policy().allow_private_network(true));
     let res = send(
         svc.clone(),
         preflight(APP).header("access-control-request-private-network", "true"),
@@ -317,7 +317,7 @@ async fn private_network_preflight_gets_consent_only_when_asked_and_enabled() {
     );
     let res = send(svc, preflight(APP)).await;
     assert_eq!(header(&res, "access-control-allow-private-network"), None);
-    let (off, _) = stack(app_policy().build().unwrap());
+    let (off, _) = stack(app_policy());
     let res = send(
         off,
         preflight(APP).header("access-control-request-private-network", "true"),
@@ -328,12 +328,7 @@ async fn private_network_preflight_gets_consent_only_when_asked_and_enabled() {
 
 #[tokio::test]
 async fn strict_mode_rejects_state_changing_requests_from_disallowed_origins() {
-    let (svc, calls) = stack(
-        app_policy()
-            .reject_disallowed_origins(true)
-            .build()
-            .unwrap(),
-    );
+    let (svc, calls) = stack(app_policy().reject_disallowed_origins(true));
     let post = |origin: &str| {
         Request::post("/api/threads")
             .header(header::ORIGIN, origin)
@@ -361,11 +356,9 @@ async fn strict_mode_rejects_state_changing_requests_from_disallowed_origins() {
 
 #[tokio::test]
 async fn strict_mode_rejection_is_grpc_shaped_for_grpc_web_calls() {
-    let layer = CorsLayer::grpc_web()
-        .allow_origins([APP])
-        .reject_disallowed_origins(true)
-        .build()
-        .unwrap();
+    let layer = CorsLayer::grpc_web([APP])
+        .unwrap()
+        .reject_disallowed_origins(true);
     let (svc, _) = stack(layer);
     let req = Request::post("/pkg.Svc/Call")
         .header(header::ORIGIN, "https://evil.test")
@@ -376,8 +369,8 @@ async fn strict_mode_rejection_is_grpc_shaped_for_grpc_web_calls() {
 }
 
 #[tokio::test]
-async fn mastra_defaults_match_mastras_server() {
-    let (svc, _) = stack(CorsLayer::mastra_defaults().build().unwrap());
+async fn mastra_cors_matches_mastras_server() {
+    let (svc, _) = stack(crate::mastra::cors());
     let res = send(svc.clone(), preflight("https://studio.test")).await;
     assert_eq!(header(&res, "access-control-allow-origin"), Some("*"));
     assert_eq!(
@@ -400,11 +393,10 @@ async fn mastra_defaults_match_mastras_server() {
 }
 
 #[tokio::test]
-async fn mastra_defaults_with_credentials_echo_listed_origins_with_credentials() {
-    let layer = CorsLayer::mastra_defaults_with_credentials()
-        .allow_origins(["https://studio.test"])
+async fn mastra_cors_with_credentials_echoes_listed_origins_with_credentials() {
+    let layer = crate::mastra::cors_with_credentials(["https://studio.test"])
+        .unwrap()
         .allow_headers(["x-tenant"])
-        .build()
         .unwrap();
     let (svc, _) = stack(layer);
     let res = send(svc, preflight("https://studio.test")).await;
@@ -425,7 +417,7 @@ async fn mastra_defaults_with_credentials_echo_listed_origins_with_credentials()
 
 #[tokio::test]
 async fn grpc_web_preset_exposes_grpc_status_to_scripts() {
-    let layer = CorsLayer::grpc_web().allow_origins([APP]).build().unwrap();
+    let layer = CorsLayer::grpc_web([APP]).unwrap();
     let (svc, _) = stack(layer);
     let res = send(svc.clone(), preflight(APP)).await;
     assert_eq!(
@@ -442,8 +434,8 @@ async fn grpc_web_preset_exposes_grpc_status_to_scripts() {
 
 #[tokio::test]
 async fn when_path_gives_each_path_its_own_policy() {
-    let api = CorsLayer::builder().allow_origins([APP]).build().unwrap();
-    let public = CorsLayer::builder().allow_any_origin().build().unwrap();
+    let api = CorsLayer::new().allow_origins([APP]).unwrap();
+    let public = CorsLayer::new().allow_any_origin().unwrap();
     let svc = ServiceBuilder::new()
         .layer(when_path("/api/*", api).unwrap())
         .layer(when_path("/public/*", public).unwrap())
@@ -464,28 +456,16 @@ async fn when_path_gives_each_path_its_own_policy() {
 
 #[test]
 fn credentials_with_a_wildcard_anywhere_is_a_config_error() {
+    let listed = || CorsLayer::new().allow_origins([APP]).unwrap();
     let cases = [
-        (CorsLayer::builder().allow_any_origin(), "allow_origins"),
-        (CorsLayer::builder().allow_origins(["*"]), "allow_origins"),
-        (
-            CorsLayer::builder().allow_origins([APP]).allow_any_method(),
-            "allow_methods",
-        ),
-        (
-            CorsLayer::builder()
-                .allow_origins([APP])
-                .allow_headers(["*"]),
-            "allow_headers",
-        ),
-        (
-            CorsLayer::builder()
-                .allow_origins([APP])
-                .expose_any_header(),
-            "expose_headers",
-        ),
+        (CorsLayer::new().allow_any_origin(), "allow_origins"),
+        (CorsLayer::new().allow_origins(["*"]), "allow_origins"),
+        (listed().allow_any_method(), "allow_methods"),
+        (listed().allow_headers(["*"]), "allow_headers"),
+        (listed().expose_any_header(), "expose_headers"),
     ];
-    for (builder, setting) in cases {
-        let err = builder.allow_credentials(true).build().unwrap_err();
+    for (layer, setting) in cases {
+        let err = layer.unwrap().allow_credentials(true).unwrap_err();
         assert_eq!(err, ConfigError::CredentialsWithWildcard { setting });
         // The advice must not lead to the next refusal: a mirrored origin with credentials.
         assert_eq!(
@@ -498,20 +478,17 @@ fn credentials_with_a_wildcard_anywhere_is_a_config_error() {
 
 #[test]
 fn a_star_inside_a_list_is_a_config_error() {
-    let err = CorsLayer::builder()
-        .allow_origins([APP, "*"])
-        .build()
-        .unwrap_err();
+    let err = CorsLayer::new().allow_origins([APP, "*"]).unwrap_err();
     assert_eq!(
         err,
         ConfigError::WildcardInList {
             setting: "allow_origins"
         }
     );
-    let err = CorsLayer::builder()
+    let err = CorsLayer::new()
         .allow_origins([APP])
+        .unwrap()
         .allow_headers(["authorization", "*"])
-        .build()
         .unwrap_err();
     assert_eq!(
         err,
@@ -523,9 +500,8 @@ fn a_star_inside_a_list_is_a_config_error() {
 
 #[test]
 fn an_origin_with_a_path_is_a_config_error() {
-    let err = CorsLayer::builder()
+    let err = CorsLayer::new()
         .allow_origins(["https://app.example.com/"])
-        .build()
         .unwrap_err();
     assert!(matches!(err, ConfigError::InvalidOrigin { .. }));
     assert!(err.to_string().contains("no path"), "{err}");
@@ -533,22 +509,22 @@ fn an_origin_with_a_path_is_a_config_error() {
 
 #[test]
 fn invalid_header_names_and_methods_are_config_errors() {
-    let err = CorsLayer::builder()
+    let err = CorsLayer::new()
         .allow_origins([APP])
+        .unwrap()
         .allow_headers(["x bad"])
-        .build()
         .unwrap_err();
     assert_eq!(err, ConfigError::InvalidHeaderName("x bad".into()));
-    let err = CorsLayer::builder()
+    let err = CorsLayer::new()
         .allow_origins([APP])
+        .unwrap()
         .expose_headers(["bad:header"])
-        .build()
         .unwrap_err();
     assert_eq!(err, ConfigError::InvalidHeaderName("bad:header".into()));
-    let err = CorsLayer::builder()
+    let err = CorsLayer::new()
         .allow_origins([APP])
+        .unwrap()
         .allow_methods(["GE T"])
-        .build()
         .unwrap_err();
     assert!(matches!(
         err,
@@ -562,7 +538,7 @@ fn invalid_header_names_and_methods_are_config_errors() {
 #[test]
 fn a_policy_without_origins_is_a_config_error() {
     assert!(matches!(
-        CorsLayer::grpc_web().build(),
+        CorsLayer::grpc_web(Vec::<String>::new()),
         Err(ConfigError::InvalidValue {
             setting: "allow_origins",
             ..
@@ -570,12 +546,23 @@ fn a_policy_without_origins_is_a_config_error() {
     ));
 }
 
+#[tokio::test]
+async fn a_policy_no_origin_setter_touched_allows_no_origin() {
+    // With no `build()` step an untouched policy cannot be refused; it fails closed instead.
+    let (svc, calls) = stack(CorsLayer::new().reject_disallowed_origins(true));
+    let res = send(svc.clone(), get(Some(APP))).await;
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    let res = send(svc.clone(), preflight(APP)).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    let post = Request::post("/api/threads").header(header::ORIGIN, APP);
+    assert_eq!(send(svc, post).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
 #[test]
 fn debug_output_hides_the_predicate() {
-    let layer = CorsLayer::builder()
-        .allow_origin_predicate(|_| true)
-        .build()
-        .unwrap();
+    let layer = CorsLayer::new().allow_origin_predicate(|_| true).unwrap();
     let debug = format!("{layer:?}");
     assert!(debug.contains("Fn(&str) -> bool"), "{debug}");
 }
@@ -583,20 +570,29 @@ fn debug_output_hides_the_predicate() {
 // ---------- Credentials never go to an origin nobody chose ----------
 
 #[test]
-fn mastra_defaults_with_credentials_alone_is_a_config_error() {
+fn mastra_reflecting_any_origin_with_credentials_is_a_config_error() {
     // Mirrored origin + credentials: every website could read answers made with the user's
     // cookies or token, the same mistake as `*` with credentials that browsers refuse.
-    let err = CorsLayer::mastra_defaults_with_credentials()
-        .build()
+    let err = crate::mastra::cors()
+        .mirror_origin()
+        .unwrap()
+        .allow_credentials(true)
         .unwrap_err();
     let message = err.to_string();
     for what_to_change in ["allow_origins", "allow_origin_predicate"] {
         assert!(message.contains(what_to_change), "{message}");
     }
-    let err = CorsLayer::builder()
+    let err = CorsLayer::new()
         .mirror_origin()
+        .unwrap()
         .allow_credentials(true)
-        .build()
+        .unwrap_err();
+    assert_eq!(err.to_string(), message);
+    // The other order is refused by the setter that completes the mix.
+    let err = CorsLayer::new()
+        .allow_credentials(true)
+        .unwrap()
+        .mirror_origin()
         .unwrap_err();
     assert_eq!(err.to_string(), message);
 }
@@ -605,36 +601,31 @@ fn mastra_defaults_with_credentials_alone_is_a_config_error() {
 fn a_null_origin_with_credentials_is_a_config_error() {
     // `Origin: null` comes from sandboxed iframes and local files, which any site can create.
     for origins in [vec!["null"], vec![APP, "NULL"]] {
-        let err = CorsLayer::builder()
+        let err = CorsLayer::new()
             .allow_origins(origins)
+            .unwrap()
             .allow_credentials(true)
-            .build()
             .unwrap_err();
         assert!(err.to_string().contains("null"), "{err}");
     }
     // Without credentials `null` is only a read of public answers: allowed.
-    assert!(CorsLayer::builder().allow_origins(["null"]).build().is_ok());
+    assert!(CorsLayer::new().allow_origins(["null"]).is_ok());
 }
 
 #[test]
 fn an_empty_origin_list_is_a_config_error() {
     // Typically an unset environment variable: no origin would ever be allowed.
-    let err = CorsLayer::mastra_defaults_with_credentials()
-        .allow_origins(Vec::<String>::new())
-        .build()
-        .unwrap_err();
+    let err = crate::mastra::cors_with_credentials(Vec::<String>::new()).unwrap_err();
     assert!(err.to_string().contains("no origin is allowed"), "{err}");
 }
 
 #[tokio::test]
 async fn restricted_credentialed_policies_still_build_and_echo_only_their_origins() {
-    let listed = CorsLayer::mastra_defaults_with_credentials()
-        .allow_origins([APP])
-        .build()
-        .unwrap();
-    let predicate = CorsLayer::mastra_defaults_with_credentials()
+    let listed = crate::mastra::cors_with_credentials([APP]).unwrap();
+    let predicate = crate::mastra::cors()
         .allow_origin_predicate(|origin| origin.ends_with(".app.example.com"))
-        .build()
+        .unwrap()
+        .allow_credentials(true)
         .unwrap();
     for (layer, good) in [(listed, APP), (predicate, "https://eu.app.example.com")] {
         let (svc, _) = stack(layer);
@@ -649,14 +640,13 @@ async fn restricted_credentialed_policies_still_build_and_echo_only_their_origin
         assert_eq!(header(&res, "access-control-allow-credentials"), None);
     }
     // Mirroring without credentials exposes only what any site may read anyway.
-    assert!(CorsLayer::builder().mirror_origin().build().is_ok());
+    assert!(CorsLayer::new().mirror_origin().is_ok());
 }
 
 #[tokio::test]
 async fn the_dangerous_opt_in_mirrors_any_origin_with_credentials() {
-    let layer = CorsLayer::mastra_defaults()
+    let layer = crate::mastra::cors()
         .allow_any_origin_with_credentials_dangerously()
-        .build()
         .unwrap();
     let (svc, _) = stack(layer);
     for origin in ["https://evil.test", "null"] {
@@ -669,10 +659,10 @@ async fn the_dangerous_opt_in_mirrors_any_origin_with_credentials() {
         assert_eq!(vary(&res), ["origin"]);
     }
     // Naming origins afterwards restricts it again.
-    let layer = CorsLayer::builder()
+    let layer = CorsLayer::new()
         .allow_any_origin_with_credentials_dangerously()
+        .unwrap()
         .allow_origins([APP])
-        .build()
         .unwrap();
     let (svc, _) = stack(layer);
     let res = send(svc, get(Some("https://evil.test"))).await;
@@ -682,15 +672,17 @@ async fn the_dangerous_opt_in_mirrors_any_origin_with_credentials() {
 #[test]
 fn credential_refusals_are_typed_and_say_what_to_change() {
     assert_eq!(
-        CorsLayer::mastra_defaults_with_credentials()
-            .build()
+        crate::mastra::cors()
+            .mirror_origin()
+            .unwrap()
+            .allow_credentials(true)
             .unwrap_err(),
         ConfigError::CredentialsWithMirroredOrigin
     );
-    let err = CorsLayer::builder()
+    let err = CorsLayer::new()
         .allow_origins(["null"])
+        .unwrap()
         .allow_credentials(true)
-        .build()
         .unwrap_err();
     assert_eq!(err, ConfigError::CredentialsWithNullOrigin);
     assert!(err.to_string().contains("remove `null`"), "{err}");
@@ -704,10 +696,7 @@ fn credential_refusals_are_typed_and_say_what_to_change() {
 #[test]
 fn a_wildcard_over_a_top_level_domain_with_credentials_is_a_config_error() {
     for origin in ["https://*.com", "http://*.localhost:3000", "https://*.io"] {
-        let err = CorsLayer::mastra_defaults_with_credentials()
-            .allow_origins([origin])
-            .build()
-            .unwrap_err();
+        let err = crate::mastra::cors_with_credentials([origin]).unwrap_err();
         assert_eq!(
             err,
             ConfigError::CredentialsWithTopLevelWildcard {
@@ -717,18 +706,11 @@ fn a_wildcard_over_a_top_level_domain_with_credentials_is_a_config_error() {
         );
         assert!(err.to_string().contains("top-level domain"), "{err}");
         // Without credentials the same rule is only a (broad) CORS read permission.
-        assert!(
-            CorsLayer::mastra_defaults()
-                .allow_origins([origin])
-                .build()
-                .is_ok()
-        );
+        assert!(crate::mastra::cors().allow_origins([origin]).is_ok());
     }
     // A wildcard under a domain one controls is fine.
     assert!(
-        CorsLayer::mastra_defaults_with_credentials()
-            .allow_origins(["https://*.example.com", "http://*.local.test:8080"])
-            .build()
+        crate::mastra::cors_with_credentials(["https://*.example.com", "http://*.local.test:8080"])
             .is_ok()
     );
 }
@@ -737,12 +719,7 @@ fn a_wildcard_over_a_top_level_domain_with_credentials_is_a_config_error() {
 async fn content_type_never_changes_what_cors_decides() {
     // Whether a preflight is answered, a strict-mode request refused, or an origin allowed
     // is decided by the Fetch headers alone; a gRPC content type only changes the rendering.
-    let (svc, _) = stack(
-        app_policy()
-            .reject_disallowed_origins(true)
-            .build()
-            .unwrap(),
-    );
+    let (svc, _) = stack(app_policy().reject_disallowed_origins(true));
     for ct in [
         "text/plain",
         "application/json",
@@ -784,4 +761,99 @@ async fn content_type_never_changes_what_cors_decides() {
         let answered = send(svc.clone(), preflight(APP).header(header::CONTENT_TYPE, ct)).await;
         assert_eq!(answered.status(), StatusCode::NO_CONTENT, "{ct}");
     }
+}
+
+// ---------- Each setter checks what it completes ----------
+
+#[test]
+fn the_setter_that_completes_credentials_with_a_wildcard_refuses_it() {
+    let credentialed = || {
+        CorsLayer::new()
+            .allow_origins([APP])
+            .unwrap()
+            .allow_credentials(true)
+            .unwrap()
+    };
+    for (result, setting) in [
+        (credentialed().allow_any_origin(), "allow_origins"),
+        (
+            CorsLayer::new()
+                .allow_credentials(true)
+                .unwrap()
+                .allow_origins(["*"]),
+            "allow_origins",
+        ),
+        (credentialed().allow_any_method(), "allow_methods"),
+        (credentialed().allow_methods(["*"]), "allow_methods"),
+        (credentialed().allow_any_header(), "allow_headers"),
+        (credentialed().expose_headers(["*"]), "expose_headers"),
+    ] {
+        assert_eq!(
+            result.unwrap_err(),
+            ConfigError::CredentialsWithWildcard { setting },
+            "{setting}"
+        );
+    }
+    assert_eq!(
+        CorsLayer::new()
+            .allow_credentials(true)
+            .unwrap()
+            .allow_origins(["null"])
+            .unwrap_err(),
+        ConfigError::CredentialsWithNullOrigin
+    );
+    // Turning credentials off again makes `*` fine.
+    assert!(
+        credentialed()
+            .allow_credentials(false)
+            .unwrap()
+            .allow_any_origin()
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_star_is_remembered_so_a_later_addition_is_still_a_config_error() {
+    let wildcard = |setting| ConfigError::WildcardInList { setting };
+    let err = CorsLayer::new()
+        .allow_headers(["*"])
+        .unwrap()
+        .allow_headers(["x-a"])
+        .unwrap_err();
+    assert_eq!(err, wildcard("allow_headers"));
+    let err = CorsLayer::new()
+        .allow_origins(["*"])
+        .unwrap()
+        .allow_origins([APP])
+        .unwrap_err();
+    assert_eq!(err, wildcard("allow_origins"));
+    let err = CorsLayer::new()
+        .allow_origins(["*"])
+        .unwrap()
+        .allow_origin_predicate(|_| true)
+        .unwrap_err();
+    assert_eq!(err, wildcard("allow_origins"));
+    // The `any` setters replace a list instead, as they always did.
+    assert!(
+        CorsLayer::new()
+            .allow_any_header()
+            .unwrap()
+            .allow_headers(["x-a"])
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn setters_on_a_clone_leave_the_original_alone() {
+    let base = CorsLayer::new().allow_origins([APP]).unwrap();
+    let wider = base.clone().allow_origins(["https://other.test"]).unwrap();
+    let (svc, _) = stack(base);
+    let res = send(svc, get(Some("https://other.test"))).await;
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    let (svc, _) = stack(wider);
+    let res = send(svc, get(Some("https://other.test"))).await;
+    assert_eq!(
+        header(&res, "access-control-allow-origin"),
+        Some("https://other.test")
+    );
 }

@@ -13,6 +13,7 @@ use super::route::{GuardRoute, Routes, invalid_thread, single};
 use super::service::ThreadGuard;
 use super::store::ThreadStore;
 use crate::http::body::BodyLimits;
+use crate::http::names;
 use crate::path::{PathPattern, PathSet};
 use crate::reject::{HeadOnly, JsonBody, JsonErrors, Rejection};
 use crate::{ConfigError, ThreadId, query};
@@ -126,8 +127,7 @@ impl<T: ThreadStore, E> ThreadGuardLayer<T, E> {
     ///
     /// [`ConfigError::InvalidHeaderName`] for an invalid header name.
     pub fn check_thread_header(mut self, name: &str) -> Result<Self, ConfigError> {
-        let parsed =
-            HeaderName::try_from(name).map_err(|_| ConfigError::InvalidHeaderName(name.into()))?;
+        let parsed = names::header_name(name)?;
         Arc::make_mut(&mut self.coverage)
             .thread_headers
             .push(parsed);

@@ -8,7 +8,9 @@ use http::header::HeaderName;
 use http::{Method, Request};
 
 use crate::http::json::FieldPath;
-use crate::path::{PathPattern, method_matches};
+use crate::http::names;
+use crate::http::protocol::method_matches;
+use crate::path::PathPattern;
 use crate::reject::{Rejection, RejectionKind};
 use crate::{ConfigError, MessageId, ThreadId, query};
 
@@ -164,9 +166,7 @@ impl GuardRoute {
     ///
     /// [`ConfigError::InvalidHeaderName`] for an invalid header name.
     pub fn thread_from_header(mut self, name: &str) -> Result<Self, ConfigError> {
-        self.thread_header = Some(
-            HeaderName::try_from(name).map_err(|_| ConfigError::InvalidHeaderName(name.into()))?,
-        );
+        self.thread_header = Some(names::header_name(name)?);
         Ok(self)
     }
 

@@ -115,5 +115,8 @@ pub(crate) fn invalid_body() -> Rejection {
 }
 
 fn too_large() -> Rejection {
-    Rejection::with_message(RejectionKind::PayloadTooLarge, "Request body too large")
+    Rejection::with_message(
+        RejectionKind::PayloadTooLarge,
+        crate::mastra::messages::REQUEST_BODY_TOO_LARGE,
+    )
 }

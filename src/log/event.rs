@@ -4,13 +4,14 @@ use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http::{Extensions, Method, Request, Uri, response};
 use tracing::Level;
 
 use super::layer::{Config, UserAccessor};
+use crate::http::protocol::{GRPC_STATUS, is_grpc};
 use crate::query;
-use crate::reject::{Rejection, is_grpc};
+use crate::reject::Rejection;
 use crate::{AuthState, ResourceId, ThreadId};
 
 /// The event's target, for filters (`RUST_LOG=tower_scope::log=info`).
@@ -304,7 +305,6 @@ impl Drop for PendingEvent {
 
 /// The `grpc-status` in headers or trailers.
 fn grpc_status(headers: &HeaderMap) -> Option<u16> {
-    const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
     headers
         .get(GRPC_STATUS)
         .and_then(|v| v.to_str().ok())

@@ -10,6 +10,7 @@ use tower_service::Service;
 use tracing::Level;
 
 use super::service::Log;
+use crate::http::names;
 use crate::path::{PathPattern, PathSet};
 use crate::{Authenticated, ConfigError};
 
@@ -146,8 +147,7 @@ impl LogLayer {
     ///
     /// [`ConfigError::InvalidHeaderName`] when `name` is not a valid header name.
     pub fn redact_header(mut self, name: &str) -> Result<Self, ConfigError> {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| ConfigError::InvalidHeaderName(name.to_owned()))?;
+        let name = names::header_name(name)?;
         self.config().redact_headers.push(name);
         Ok(self)
     }

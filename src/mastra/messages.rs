@@ -1,5 +1,19 @@
-//! Mastra's own error strings, where clients may match on them; the generic layers keep
-//! their own plain wording.
+//! The refusal messages Mastra's server answers with, copied so that clients written against
+//! Mastra (`@mastra/client-js`, scripts matching on `{"error": "..."}`) read the same text.
+//!
+//! One home for every Mastra string: the layers reference these instead of repeating them.
+
+/// Mastra's 401 when no token was sent.
+pub(crate) const AUTHENTICATION_REQUIRED: &str = "Authentication required";
+
+/// Mastra's 401 when `authenticateToken` refused the token.
+pub(crate) const INVALID_OR_EXPIRED_TOKEN: &str = "Invalid or expired token";
+
+/// Mastra's 403 when `authorizeUser` said no.
+pub(crate) const ACCESS_DENIED: &str = "Access denied";
+
+/// Mastra's 413 over `server.bodySizeLimit`.
+pub(crate) const REQUEST_BODY_TOO_LARGE: &str = "Request body too large";
 
 /// Mastra's refusal of thread transfer in a resource-scoped context.
 pub(crate) const TRANSFER_DENIED: &str =

@@ -11,7 +11,7 @@ use super::layer::{Mismatch, NoBodyRules, ResourceScopeLayer};
 use crate::http::body::BodyLimits;
 use crate::http::json::{Doc, Edits, FieldPath, JsonError};
 use crate::path::PathPattern;
-use crate::path::method_matches;
+use crate::http::protocol::method_matches;
 use crate::reject::{Rejection, RejectionKind};
 use crate::{ConfigError, ResourceId};
 

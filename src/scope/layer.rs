@@ -162,8 +162,7 @@ impl<R, K, E> ResourceScopeLayer<R, K, E> {
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<Self, ConfigError> {
         for name in names {
-            let parsed = HeaderName::try_from(name)
-                .map_err(|_| ConfigError::InvalidHeaderName(name.to_owned()))?;
+            let parsed = crate::http::names::header_name(name)?;
             self.config_mut().headers.push(parsed);
         }
         Ok(self)
@@ -206,8 +205,8 @@ impl<R, K, E> ResourceScopeLayer<R, K, E> {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidValue`] when the cookie name is not a plain token or the prefix
-    /// is empty.
+    /// [`ConfigError::InvalidValue`] when the cookie name is not an RFC 6265 token or the
+    /// prefix is empty.
     pub fn anonymous_cookie(mut self, cookie: &str, prefix: &str) -> Result<Self, ConfigError> {
         // An empty prefix would let a cookie value name any user's resource.
         if prefix.is_empty() {
@@ -216,18 +215,9 @@ impl<R, K, E> ResourceScopeLayer<R, K, E> {
                 reason: "use a prefix such as `anon_` so anonymous ids never equal user ids".into(),
             });
         }
-        if cookie.is_empty()
-            || !cookie
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            return Err(ConfigError::InvalidValue {
-                setting: "anonymous cookie",
-                reason: "use letters, digits, `-`, `_` or `.`".into(),
-            });
-        }
+        let cookie = crate::http::names::cookie_name("anonymous cookie", cookie)?;
         self.config_mut().anonymous = Some(AnonymousScope {
-            cookie: cookie.into(),
+            cookie,
             prefix: prefix.into(),
         });
         Ok(self)

@@ -496,7 +496,7 @@ pub fn cors_origin(data: &[u8]) {
     let Ok(origin_value) = HeaderValue::from_bytes(origin) else {
         return;
     };
-    let Ok(layer) = CorsLayer::builder().allow_origins([rule]).build() else {
+    let Ok(layer) = CorsLayer::new().allow_origins([rule]) else {
         return;
     };
     let svc = layer.layer(service_fn(|_req: Request<String>| async {
