@@ -1067,7 +1067,91 @@ async fn a_database_that_is_gone_is_503_with_retry_after(db: &Db) {
     }
 }
 
+
+/// The metadata text of a JSON document, as the server sent it (`"metadata":` up to the next
+/// top-level member of that thread object).
+fn raw_metadata(text: &str) -> &str {
+    let start = text.find("\"metadata\":").expect("metadata in the answer") + "\"metadata\":".len();
+    let end = text[start..].find(",\"createdAt\"").expect("createdAt follows metadata");
+    &text[start..start + end]
+}
+
+/// Issue "lossless JSON": what a client stores is what it reads back, byte for byte, through
+/// scope (which appends `resourceId`), the guard and the store, on create, update and list.
+async fn metadata_comes_back_exactly_as_sent(db: &Db) {
+    let base = start(db).await;
+    let alice = User::new(&base, "alice");
+    let metadata = r#"{ "big": 123456789012345678901234567890, "f": 0.30000000000000004, "z": -0, "e": 1E+300, "u": "\u00e9\ud83d\ude00", "k": {"b": 1, "a": [2, 3.50]} }"#;
+    let create = format!(r#"{{"threadId":"t-raw","title":"raw","metadata":{metadata}}}"#);
+    let created = alice
+        .client
+        .post(format!("{base}/api/memory/threads"))
+        .bearer_auth(&alice.token)
+        .header("content-type", "application/json")
+        .body(create)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::OK);
+    let text = created.text().await.unwrap();
+    assert_eq!(raw_metadata(&text), metadata, "{text}");
+    assert!(text.contains(r#""resourceId":"alice""#), "{text}");
+
+    let read = |path: String| {
+        let req = alice.client.get(format!("{base}{path}")).bearer_auth(&alice.token);
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    assert_eq!(raw_metadata(&read("/api/memory/threads/t-raw".into()).await), metadata);
+    assert_eq!(raw_metadata(&read("/api/memory/threads".into()).await), metadata);
+
+    // An update whose body the scope layer edits (it appends `resourceId`) keeps the rest.
+    let updated = r#"{"n":-1.0e-7,"big":98765432109876543210987654321}"#;
+    let res = alice
+        .client
+        .patch(format!("{base}/api/memory/threads/t-raw"))
+        .bearer_auth(&alice.token)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"metadata":{updated},"resourceId":"bob"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.unwrap();
+    assert_eq!(raw_metadata(&text), updated, "{text}");
+    assert!(text.contains(r#""resourceId":"alice""#), "{text}");
+}
+
+/// The whole stack's type can be written down (`app::MemoryStack`), and the named stack
+/// serves like the router built from it.
+#[tokio::test]
+async fn the_memory_servers_stack_has_a_nameable_type() {
+    use tower::ServiceExt;
+    let db = Db::new(Backend::Sqlite).await;
+    let auth = tower_scope::jwt::JwtAuthenticator::<app::Claims>::builder()
+        .key(tower_scope::jwt::JwtKey::hmac(
+            tower_scope::jwt::Algorithm::HS256,
+            SECRET.as_bytes(),
+        ))
+        .build()
+        .unwrap();
+    let stack: app::MemoryStack<tower_scope::jwt::JwtAuthenticator<app::Claims>> =
+        app::stack(db.store.clone(), auth, &[]).unwrap();
+    let anonymous = axum::http::Request::get("/api/memory/threads")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = stack.clone().oneshot(anonymous).await.unwrap();
+    assert_eq!(res.status(), axum::http::StatusCode::UNAUTHORIZED);
+    let listing = axum::http::Request::get("/api/memory/threads?resourceId=bob")
+        .header("authorization", format!("Bearer {}", token("alice", None)))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = stack.oneshot(listing).await.unwrap();
+    assert_eq!(res.status(), axum::http::StatusCode::OK);
+    db.finish().await;
+}
+
 on_both_backends!(
+    metadata_comes_back_exactly_as_sent,
     bob_cannot_reach_alices_threads_or_messages_by_any_id,
     missing_threads_and_missing_credentials_get_mastras_answers,
     org_scoped_users_are_isolated_by_org_and_user,

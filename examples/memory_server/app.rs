@@ -29,6 +29,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -37,9 +38,16 @@ use tower_scope::guard::{
     ThreadRecord, ThreadWrites,
 };
 use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtKey};
+use tower::ServiceBuilder;
+use tower_scope::auth::BearerAuth;
+use tower_scope::cors::Cors;
+use tower_scope::guard::ThreadGuard;
+use tower_scope::log::Log;
+use tower_scope::reject::JsonErrors;
+use tower_scope::scope::{BodyRules, ResolveResource, ResourceScope};
 use tower_scope::{
-    BearerAuthLayer, ConfigError, JsonErrorLayer, LogLayer, MessageId, Rejection, RejectionKind,
-    ResourceId, ResourceScopeLayer, ThreadId, mastra,
+    Authenticated, BearerAuthLayer, ConfigError, JsonErrorLayer, LogLayer, MessageId, Rejection,
+    RejectionKind, ResourceId, ResourceScopeLayer, ThreadId, mastra,
 };
 
 /// The claims the server accepts: `sub`, and an optional `org_id` for org-scoped resources.
@@ -88,12 +96,49 @@ pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigE
 }
 
 /// The same stack with any authenticator yielding [`Claims`] (the soak test puts a JWKS
-/// authenticator with a token cache here).
+/// authenticator with a token cache here), as an axum `Router`.
 pub fn app_with_auth<A>(
     store: SqlThreadStore,
     auth: A,
     cors_origins: &[String],
 ) -> Result<Router, ConfigError>
+where
+    A: tower_scope::Authenticate<User = Claims>,
+{
+    Ok(Router::new().fallback_service(stack(store, auth, cors_origins)?))
+}
+
+/// The whole stack's type, written down: JSON errors -> log -> CORS -> auth -> scope ->
+/// guard -> the memory API's routes. Every layer's service names only the inner service and
+/// its own configuration.
+pub type MemoryStack<A> = JsonErrors<
+    Log<Cors<BearerAuth<ResourceScope<ThreadGuard<Router, SqlThreadStore>, ResourceOf, BodyRules>, A>>>,
+>;
+
+/// The caller's resource, as a type the stack's name can mention (a closure or `fn` item
+/// cannot be named): [`resource_of`] of the verified [`Claims`].
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceOf;
+
+impl ResolveResource for ResourceOf {
+    type User = Claims;
+    type Future = std::future::Ready<Result<Option<ResourceId>, Rejection>>;
+
+    fn resolve(&self, user: &Authenticated<Claims>) -> Self::Future {
+        std::future::ready(Ok(resource_of(user).and_then(|id| ResourceId::new(id).ok())))
+    }
+}
+
+/// Builds [`MemoryStack`] around the memory API's routes.
+///
+/// # Errors
+///
+/// A [`ConfigError`] from a layer's configuration (a CORS origin, say).
+pub fn stack<A>(
+    store: SqlThreadStore,
+    auth: A,
+    cors_origins: &[String],
+) -> Result<MemoryStack<A>, ConfigError>
 where
     A: tower_scope::Authenticate<User = Claims>,
 {
@@ -107,7 +152,7 @@ where
     let log = LogLayer::new()
         .exclude_path("/health")?
         .user(|c: &Claims| c.sub.clone());
-    let router = Router::new()
+    let routes = Router::new()
         .route("/health", get(health))
         .route("/api/memory/threads", get(list_threads).post(create_thread))
         .route(
@@ -122,20 +167,21 @@ where
         .route("/api/memory/messages/delete", post(delete_messages))
         .with_state(store.clone())
         // One body limit for scope, the guard and axum's extractors: Mastra's 4.5 MB.
-        .layer(DefaultBodyLimit::max(DEFAULT_MAX_BODY))
-        // Last `.layer()` is outermost.
-        .layer(tower_scope::mastra::memory_guard(store, "/api")?)
+        .layer(DefaultBodyLimit::max(DEFAULT_MAX_BODY));
+    // `ServiceBuilder`: the first `.layer()` is outermost.
+    Ok(ServiceBuilder::new()
+        .layer(JsonErrorLayer::new()) // every refusal, the panic 500 included, as JSON
+        .layer(log) // logs every answer, names user and resource on refusals too, turns panics into 500s
+        .layer(cors) // outside auth: preflights never meet auth, and 401s carry CORS headers
+        .layer(BearerAuthLayer::new(auth).public_path("/health")?)
         // Scope forces the caller's id into the query and into the JSON bodies that name a
         // resource (thread creation's `resourceId` …), editing only that field.
         .layer(
-            ResourceScopeLayer::new(resource_of)
-                .body_rules(tower_scope::mastra::memory_body_rules("/api")?),
+            ResourceScopeLayer::with_resolver(ResourceOf)
+                .body_rules(mastra::memory_body_rules("/api")?),
         )
-        .layer(BearerAuthLayer::new(auth).public_path("/health")?)
-        .layer(cors) // outside auth: preflights never meet auth, and 401s carry CORS headers
-        .layer(log) // logs every answer, names user and resource on refusals too, turns panics into 500s
-        .layer(JsonErrorLayer::new()); // outermost: every refusal, the panic 500 included, as JSON
-    Ok(router)
+        .layer(mastra::memory_guard(store, "/api")?)
+        .service(routes))
 }
 
 // ---- refusals and extractors: Mastra's JSON shape for every answer that is not a 200 ----------
@@ -327,29 +373,60 @@ async fn health() -> Json<Value> {
     Json(json!({ "success": true }))
 }
 
-/// Mastra's thread JSON; `metadata` is stored as JSON text.
-fn thread_json(thread: &ThreadRecord) -> Value {
-    json!({
-        "id": thread.id.as_str(),
-        "resourceId": thread.resource.as_ref().map(ResourceId::as_str),
-        "title": thread.title,
-        "metadata": thread.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
-        "createdAt": thread.created_at,
-        "updatedAt": thread.updated_at,
-    })
+/// Mastra's thread JSON. `metadata` is stored as the client's JSON text and sent back as that
+/// text ([`RawValue`]): numbers of any size or precision, key order and spacing come back as
+/// sent (a `Value` would turn `123456789012345678901234567890` into `1.2345678901234568e29`).
+#[derive(Serialize)]
+struct ThreadJson {
+    id: Option<String>,
+    #[serde(rename = "resourceId")]
+    resource_id: Option<String>,
+    title: Option<String>,
+    metadata: Option<Box<RawValue>>,
+    #[serde(rename = "createdAt")]
+    created_at: Option<String>,
+    #[serde(rename = "updatedAt")]
+    updated_at: Option<String>,
 }
 
-fn thread_row_json(row: &AnyRow) -> Value {
+/// Stored metadata text as JSON; text that is not JSON (written by another program) is `null`.
+fn metadata_json(text: Option<&str>) -> Option<Box<RawValue>> {
+    text.and_then(|m| RawValue::from_string(m.to_owned()).ok())
+}
+
+fn thread_json(thread: &ThreadRecord) -> ThreadJson {
+    ThreadJson {
+        id: Some(thread.id.to_string()),
+        resource_id: thread.resource.as_ref().map(ToString::to_string),
+        title: thread.title.clone(),
+        metadata: metadata_json(thread.metadata.as_deref()),
+        created_at: thread.created_at.clone(),
+        updated_at: thread.updated_at.clone(),
+    }
+}
+
+fn thread_row_json(row: &AnyRow) -> ThreadJson {
     let text = |column: &str| row.try_get::<Option<String>, _>(column).ok().flatten();
-    let metadata = text("metadata");
-    json!({
-        "id": text("id"),
-        "resourceId": text("resourceId"),
-        "title": text("title"),
-        "metadata": metadata.and_then(|m| serde_json::from_str::<Value>(&m).ok()),
-        "createdAt": text("createdAt"),
-        "updatedAt": text("updatedAt"),
-    })
+    ThreadJson {
+        id: text("id"),
+        resource_id: text("resourceId"),
+        title: text("title"),
+        metadata: metadata_json(text("metadata").as_deref()),
+        created_at: text("createdAt"),
+        updated_at: text("updatedAt"),
+    }
+}
+
+/// One page of the caller's threads.
+#[derive(Serialize)]
+struct ThreadPage {
+    threads: Vec<ThreadJson>,
+    total: i64,
+    page: i64,
+    #[serde(rename = "perPage")]
+    per_page: i64,
+    #[serde(rename = "hasMore")]
+    has_more: bool,
 }
 
 const THREAD_COLUMNS: &str = r#"id, "resourceId", title, metadata, "createdAt", "updatedAt""#;
@@ -374,7 +451,7 @@ async fn list_threads(
     State(store): State<SqlThreadStore>,
     Caller(scope): Caller,
     Params(q): Params<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ThreadPage>, ApiError> {
     let invalid = || ApiError::bad_request("Invalid query parameters");
     let page = non_negative(q.page.as_deref(), 0).ok_or_else(invalid)?;
     let per_page = non_negative(q.per_page.as_deref(), 100)
@@ -401,11 +478,15 @@ async fn list_threads(
         .fetch_all(store.pool())
         .await
         .map_err(store_failed)?;
-    let threads: Vec<Value> = rows.iter().map(thread_row_json).collect();
+    let threads = rows.iter().map(thread_row_json).collect();
     let has_more = offset.checked_add(per_page).is_some_and(|end| end < total);
-    Ok(Json(
-        json!({ "threads": threads, "total": total, "page": page, "perPage": per_page, "hasMore": has_more }),
-    ))
+    Ok(Json(ThreadPage {
+        threads,
+        total,
+        page,
+        per_page,
+        has_more,
+    }))
 }
 
 /// The caller's thread: read by id *and* owner, so a thread recreated by someone else after the
@@ -414,7 +495,7 @@ async fn get_thread(
     State(store): State<SqlThreadStore>,
     Caller(scope): Caller,
     ThreadPath(thread): ThreadPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ThreadJson>, ApiError> {
     let sql = format!(
         r#"SELECT {THREAD_COLUMNS} FROM mastra_threads WHERE id = $1 AND "resourceId" = $2"#
     );
@@ -431,7 +512,7 @@ async fn get_thread(
 #[derive(Deserialize)]
 struct CreateThread {
     title: Option<String>,
-    metadata: Option<Value>,
+    metadata: Option<Box<RawValue>>,
     #[serde(rename = "threadId")]
     thread_id: Option<String>,
 }
@@ -442,11 +523,11 @@ async fn create_thread(
     State(store): State<SqlThreadStore>,
     Caller(scope): Caller,
     Body(body): Body<CreateThread>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ThreadJson>, ApiError> {
     let thread = thread_id_or_new(body.thread_id)?;
     let fields = ThreadFields {
         title: body.title,
-        metadata: body.metadata.map(|m| m.to_string()),
+        metadata: body.metadata.map(|m| m.get().to_owned()),
     };
     let created = store
         .create_thread(&scope, &thread, &fields, &now_iso())
@@ -457,7 +538,7 @@ async fn create_thread(
 #[derive(Deserialize)]
 struct UpdateThread {
     title: Option<String>,
-    metadata: Option<Value>,
+    metadata: Option<Box<RawValue>>,
 }
 
 /// Changes title and metadata of the caller's thread; its owner never changes (a body
@@ -467,10 +548,10 @@ async fn update_thread(
     Caller(scope): Caller,
     ThreadPath(thread): ThreadPath,
     Body(body): Body<UpdateThread>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ThreadJson>, ApiError> {
     let fields = ThreadFields {
         title: body.title,
-        metadata: body.metadata.map(|m| m.to_string()),
+        metadata: body.metadata.map(|m| m.get().to_owned()),
     };
     let updated = store
         .update_thread(&scope, &thread, &fields, &now_iso())
