@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use crate::Authenticated;
 use crate::auth::AuthError;
 
-/// The future of one [`JwksAuthenticator`] authentication: ready at once when the token is
+/// The future of one [`JwksAuthenticator`](super::JwksAuthenticator) authentication: ready at once when the token is
 /// cached or its key is loaded; boxed only while waiting for a key fetch.
 pub struct JwksFuture<U> {
     state: State<U>,
