@@ -67,15 +67,20 @@ mod strict_json;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use self::claims::{
-    ClaimRules, Lifetime, Policy, claim_rule_setters, invalid, registered,
-};
+pub(crate) use self::claims::{ClaimRules, claim_rule_setters, invalid, registered};
 pub(crate) use self::confirmation::Binding;
 pub use self::confirmation::Confirmation;
-pub(crate) use self::jws::SignatureError;
 pub use self::keys::JwtKey;
 use self::keys::jwk_set_keys;
-pub(crate) use self::keys::{ASYMMETRIC, JwkSetDocument, VerifyKey, jwk_value_key};
+pub(crate) use self::keys::{ASYMMETRIC, VerifyKey};
+// What only the JWKS authenticator builds on: per-issuer policies, key sets fetched as JSON,
+// refetch decisions and the token cache's validity window.
+#[cfg(feature = "jwks")]
+pub(crate) use self::{
+    claims::{Lifetime, Policy},
+    jws::SignatureError,
+    keys::{JwkSetDocument, jwk_value_key},
+};
 
 /// The default clock leeway for `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
