@@ -4,11 +4,13 @@
 //! One implementation serves both databases through [`sqlx::AnyPool`]. The default
 //! [`TableNames`] are Mastra's storage tables (`mastra_threads` with `id` and `"resourceId"`,
 //! `mastra_messages` with `id` and `thread_id`), so a Rust service can guard a database it
-//! shares with a Mastra deployment. Each [`ThreadStore`] call is one query per 512 distinct ids
+//! shares with a Mastra deployment. Each [`ThreadStore`](super::ThreadStore) call is one query per 512 distinct ids
 //! (a `LEFT JOIN` for messages), never one per id.
 //!
 //! The owner-conditional writes (`write`) decide and write in one transaction; that module's
-//! docs say which isolation each backend relies on and why.
+//! docs say which isolation each backend relies on and why. `schema` holds the table names and
+//! the SQL built from them, `read` the [`ThreadStore`](super::ThreadStore) reads, `error` the
+//! 400-or-503 classification of database errors.
 
 use std::fmt;
 use std::sync::Arc;
