@@ -18,8 +18,6 @@
 //! default), which the guard and axum share.
 #![allow(dead_code)]
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
@@ -33,6 +31,9 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
 use tower_scope::guard::{
     DEFAULT_MAX_BODY, GuardError, NewMessage, SqlThreadStore, StoreError, ThreadFields,
     ThreadRecord, ThreadWrites,
@@ -336,29 +337,19 @@ fn message_id(id: String) -> Result<MessageId, ApiError> {
     MessageId::try_from(id).map_err(|_| ApiError::bad_request("Invalid message id"))
 }
 
-/// An RFC 3339 UTC timestamp with milliseconds, like Mastra stores.
+/// An RFC 3339 UTC timestamp with milliseconds, like Mastra stores:
+/// `2026-12-01T23:06:15.042Z`.
 pub fn now_iso() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let (secs, millis) = (now.as_secs() as i64, now.subsec_millis());
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    iso(OffsetDateTime::now_utc())
+}
+
+/// `at` in Mastra's timestamp format; the milliseconds are truncated, never rounded.
+fn iso(at: OffsetDateTime) -> String {
+    const MASTRA: &[BorrowedFormatItem<'_>] =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    at.to_offset(UtcOffset::UTC)
+        .format(MASTRA)
+        .expect("the format names only fields every OffsetDateTime has")
 }
 
 /// A random hex id from the OS.

@@ -28,7 +28,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::{Any, AnyPool, Transaction};
 
-use super::{MessageRow, Queries, SqlThreadStore, TableNames, classify, owner_from};
+use super::read::{MessageRow, owner_from};
+use super::schema::{Queries, TableNames};
+use super::{SqlThreadStore, classify};
 use crate::guard::check::GuardError;
 use crate::guard::store::{StoreError, ThreadOwner};
 use crate::guard::write::{

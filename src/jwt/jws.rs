@@ -1,0 +1,196 @@
+//! Compact JWS (RFC 7515 §7.1): splitting a token, checking its header, and verifying its
+//! signature with the configured keys. Claims are not read here; see `claims`.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::crypto::CryptoProvider;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
+
+use super::keys::{VerifyKey, parse_alg};
+use super::{Algorithm, ecdsa, invalid, strict_json};
+use crate::auth::AuthError;
+
+#[derive(Deserialize)]
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    typ: Option<Cow<'a, str>>,
+    /// RFC 7515 §4.1.11: present means refused, whatever the value; `"crit": null` included.
+    #[serde(default, deserialize_with = "present_ignored")]
+    crit: Option<IgnoredAny>,
+    /// RFC 7516 §4.1.2: `enc` marks a JWE, `"enc": null` too.
+    #[serde(default, deserialize_with = "present_ignored")]
+    enc: Option<IgnoredAny>,
+}
+
+/// Deserializes a member that is present, whatever its value, so `null` is not "absent".
+fn present_ignored<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IgnoredAny>, D::Error> {
+    IgnoredAny::deserialize(d).map(Some)
+}
+
+fn typ_matches(given: &str, wanted: &str) -> bool {
+    // RFC 7515 §4.1.9: `application/` may be omitted; media types compare case-insensitively.
+    // Byte-wise on purpose: the header is attacker input, and may not be ASCII.
+    fn strip(s: &str) -> &[u8] {
+        let b = s.as_bytes();
+        match b.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case(b"application/") => &b[12..],
+            _ => b,
+        }
+    }
+    strip(given).eq_ignore_ascii_case(strip(wanted))
+}
+
+/// A compact JWS split and checked up to (not including) the signature: the shared first
+/// step of every verification.
+pub(crate) struct Jws<'a> {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<Box<str>>,
+    message: &'a [u8],
+    signature: Vec<u8>,
+    payload_b64: &'a str,
+}
+
+/// Why no key verified a token: none was eligible (maybe a rotation), or the signature is bad.
+pub(crate) enum SignatureError {
+    NoKey,
+    Invalid,
+}
+
+impl From<SignatureError> for AuthError {
+    fn from(err: SignatureError) -> Self {
+        match err {
+            SignatureError::NoKey => invalid("No key matches the token"),
+            SignatureError::Invalid => invalid("The token signature is invalid"),
+        }
+    }
+}
+
+impl<'a> Jws<'a> {
+    /// Splits the token and checks its header (`alg`, `crit`, JWE, `typ` when `typ` is set).
+    pub(crate) fn parse(
+        token: &'a str,
+        typ: Option<&str>,
+        accept_high_s: bool,
+    ) -> Result<Self, AuthError> {
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid("The token is malformed"));
+        };
+        match (parts.next(), parts.next(), parts.next()) {
+            (None, _, _) => {}
+            // RFC 7516 §7.1: a compact JWE has exactly five parts; four or six are just broken.
+            (Some(_), Some(_), None) => {
+                return Err(invalid("Encrypted tokens (JWE) are not accepted"));
+            }
+            _ => return Err(invalid("The token is malformed")),
+        }
+
+        let header_json = b64(header_b64)?;
+        let malformed = || invalid("The token header is malformed");
+        if !strict_json::is_strict_object(&header_json) {
+            return Err(malformed());
+        }
+        let header: JoseHeader<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| malformed())?;
+        if header.enc.is_some() {
+            return Err(invalid("Encrypted tokens (JWE) are not accepted"));
+        }
+        let alg =
+            parse_alg(&header.alg).ok_or_else(|| invalid("The token algorithm is not allowed"))?;
+        if header.crit.is_some() {
+            return Err(invalid(
+                "The token has critical header parameters this server does not understand",
+            ));
+        }
+        if let Some(wanted) = typ
+            && !header
+                .typ
+                .as_deref()
+                .is_some_and(|t| typ_matches(t, wanted))
+        {
+            return Err(invalid("The token type is not accepted"));
+        }
+
+        let signature = b64(signature_b64)?;
+        // Before any key is looked up: a high-S twin is never accepted, and never worth a
+        // JWKS refetch either.
+        if !accept_high_s && !ecdsa::is_canonical(alg, &signature) {
+            return Err(SignatureError::Invalid.into());
+        }
+        let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        Ok(Self {
+            alg,
+            kid: header.kid.map(|kid| kid.into()),
+            message,
+            signature,
+            payload_b64,
+        })
+    }
+
+    /// Verifies the signature with the first eligible key that accepts it, and returns that key.
+    pub(crate) fn verify_with<'k>(
+        &self,
+        provider: &CryptoProvider,
+        keys: impl IntoIterator<Item = &'k VerifyKey>,
+    ) -> Result<&'k VerifyKey, SignatureError> {
+        let mut any_key = false;
+        for key in keys {
+            if !key.matches(self.alg, self.kid.as_deref()) {
+                continue;
+            }
+            any_key = true;
+            if (provider.verifier_factory)(&self.alg, &key.key)
+                .is_ok_and(|verifier| verifier.verify(self.message, &self.signature).is_ok())
+            {
+                return Ok(key);
+            }
+        }
+        Err(if any_key {
+            SignatureError::Invalid
+        } else {
+            SignatureError::NoKey
+        })
+    }
+
+    /// The decoded (not yet trusted) payload: a JSON object in valid UTF-8, or an error.
+    pub(crate) fn payload(&self) -> Result<Vec<u8>, AuthError> {
+        let payload = b64(self.payload_b64)?;
+        if !strict_json::is_strict_object(&payload) {
+            return Err(invalid("The token claims are malformed"));
+        }
+        Ok(payload)
+    }
+}
+
+fn b64(part: &str) -> Result<Vec<u8>, AuthError> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| invalid("The token is malformed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_comparison_ignores_case_and_application_prefix() {
+        // A multi-byte character where `application/` would end must not panic.
+        assert!(!typ_matches("aaaaaaaaaaa\u{e9}xyz", "at+jwt"));
+        assert!(!typ_matches(
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+            "at+jwt"
+        ));
+        assert!(typ_matches("application/AT+JWT", "at+jwt"));
+        assert!(typ_matches("at+jwt", "application/at+jwt"));
+        assert!(!typ_matches("jwt", "at+jwt"));
+    }
+}
