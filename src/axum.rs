@@ -1,8 +1,10 @@
-//! axum extractors for [`Authenticated<U>`] and [`ResourceId`] (feature `axum`).
+//! axum extractors for [`Authenticated<U>`], [`ResourceId`], [`ThreadId`] and [`MessageId`]
+//! (feature `axum`).
 //!
-//! `Authenticated<U>` and `ResourceId` are extractors, required or as `Option<..>`. A missing
-//! value is answered like the layers answer: 401 with a `Bearer` challenge for the user, 403
-//! for the resource id (trailers-only for gRPC requests). `Option<..>` never rejects.
+//! Each is an extractor, required or as `Option<..>`. A missing value is answered like the
+//! layers answer: 401 with a `Bearer` challenge for the user, 403 for the resource, thread or
+//! message id (trailers-only for gRPC requests). `Option<..>` never rejects. The ids come from
+//! the layers that checked them, never from the request itself.
 //! [`Rejection`] implements `IntoResponse`, so handlers can return it.
 
 use std::convert::Infallible;
@@ -12,7 +14,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use crate::reject::{Rejection, RejectionKind, render};
-use crate::{Authenticated, ResourceId};
+use crate::{Authenticated, MessageId, ResourceId, ThreadId};
 
 impl<S, U> FromRequestParts<S> for Authenticated<U>
 where
@@ -64,6 +66,62 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for ResourceId {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Infallible> {
         Ok(parts.extensions.get::<Self>().cloned())
     }
+}
+
+/// The thread the guard checked (or a trusted layer set); 403 when there is none, so a
+/// handler behind a route the guard does not check cannot read one by mistake.
+impl<S: Send + Sync> FromRequestParts<S> for ThreadId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
+        checked(
+            parts,
+            "Access denied: no thread was checked for this request",
+        )
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for ThreadId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Infallible> {
+        Ok(parts.extensions.get::<Self>().cloned())
+    }
+}
+
+/// The message the guard checked (a route with
+/// [`messages_from_path`](crate::guard::GuardRoute::messages_from_path)); 403 when there is none.
+impl<S: Send + Sync> FromRequestParts<S> for MessageId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
+        checked(
+            parts,
+            "Access denied: no message was checked for this request",
+        )
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for MessageId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Infallible> {
+        Ok(parts.extensions.get::<Self>().cloned())
+    }
+}
+
+/// A value a layer checked, or a 403 rendered for this request (gRPC-aware).
+fn checked<T: Clone + Send + Sync + 'static>(
+    parts: &Parts,
+    message: &'static str,
+) -> Result<T, Response> {
+    parts.extensions.get::<T>().cloned().ok_or_else(|| {
+        render(
+            Rejection::with_message(RejectionKind::Forbidden, message),
+            &parts.headers,
+            None,
+        )
+    })
 }
 
 impl IntoResponse for Rejection {

@@ -254,3 +254,72 @@ async fn a_naive_handler_sees_the_callers_scope_whatever_the_content_type() {
         }
     }
 }
+
+/// The guard's checked ids as axum extractors: the handler reads the thread and message the
+/// guard checked, never the raw path; a route the guard does not check gets 403 from them.
+#[cfg(feature = "guard")]
+#[tokio::test]
+async fn checked_thread_and_message_ids_are_extractors() {
+    use axum::extract::Path;
+    use axum::http::Method;
+    use tower_scope::guard::{GuardRoute, MemoryThreadStore, ThreadGuardLayer};
+    use tower_scope::{MessageId, ThreadId};
+
+    let store = MemoryThreadStore::new();
+    let alice = ResourceId::new("alice").unwrap();
+    store.insert_thread(ThreadId::new("t-a").unwrap(), Some(alice.clone()));
+    store.insert_message(
+        MessageId::new("m-a").unwrap(),
+        Some(ThreadId::new("t-a").unwrap()),
+    );
+    store.insert_thread(
+        ThreadId::new("t-b").unwrap(),
+        Some(ResourceId::new("bob").unwrap()),
+    );
+    let guard = ThreadGuardLayer::new(store)
+        .route(
+            GuardRoute::new(Method::GET, "/api/threads/{thread}/messages/{message}")
+                .and_then(|r| r.thread_from_path("thread"))
+                .and_then(|r| r.messages_from_path("message"))
+                .unwrap(),
+        )
+        .route(GuardRoute::new(Method::GET, "/api/unchecked/{thread}").unwrap());
+    async fn message(
+        thread: ThreadId,
+        message: MessageId,
+        Path((raw_thread, raw_message)): Path<(String, String)>,
+    ) -> String {
+        format!("{thread}/{message} (path {raw_thread}/{raw_message})")
+    }
+    async fn unchecked(thread: Option<ThreadId>, message: Option<MessageId>) -> String {
+        format!("{thread:?} {message:?}")
+    }
+    async fn required(_thread: ThreadId) -> &'static str {
+        "unreachable"
+    }
+    let app = Router::new()
+        .route("/api/threads/{thread}/messages/{message}", get(message))
+        .route("/api/unchecked/{thread}", get(unchecked))
+        .route("/api/required/{thread}", get(required))
+        .route_layer(guard)
+        .layer(ResourceScopeLayer::new(resource_of))
+        .layer(BearerAuthLayer::new(authenticator()));
+    let base = serve(app).await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        client
+            .get(format!("{base}{path}"))
+            .bearer_auth(token_for("alice"))
+            .send()
+    };
+    let res = get("/api/threads/t-a/messages/m-a").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "t-a/m-a (path t-a/m-a)");
+    let res = get("/api/threads/t-b/messages/m-a").await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = get("/api/unchecked/t-b").await.unwrap();
+    assert_eq!(res.text().await.unwrap(), "None None");
+    // No guard route checked a thread here: the required extractor refuses.
+    let res = get("/api/required/t-a").await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}

@@ -1067,12 +1067,13 @@ async fn a_database_that_is_gone_is_503_with_retry_after(db: &Db) {
     }
 }
 
-
 /// The metadata text of a JSON document, as the server sent it (`"metadata":` up to the next
 /// top-level member of that thread object).
 fn raw_metadata(text: &str) -> &str {
     let start = text.find("\"metadata\":").expect("metadata in the answer") + "\"metadata\":".len();
-    let end = text[start..].find(",\"createdAt\"").expect("createdAt follows metadata");
+    let end = text[start..]
+        .find(",\"createdAt\"")
+        .expect("createdAt follows metadata");
     &text[start..start + end]
 }
 
@@ -1098,11 +1099,20 @@ async fn metadata_comes_back_exactly_as_sent(db: &Db) {
     assert!(text.contains(r#""resourceId":"alice""#), "{text}");
 
     let read = |path: String| {
-        let req = alice.client.get(format!("{base}{path}")).bearer_auth(&alice.token);
+        let req = alice
+            .client
+            .get(format!("{base}{path}"))
+            .bearer_auth(&alice.token);
         async move { req.send().await.unwrap().text().await.unwrap() }
     };
-    assert_eq!(raw_metadata(&read("/api/memory/threads/t-raw".into()).await), metadata);
-    assert_eq!(raw_metadata(&read("/api/memory/threads".into()).await), metadata);
+    assert_eq!(
+        raw_metadata(&read("/api/memory/threads/t-raw".into()).await),
+        metadata
+    );
+    assert_eq!(
+        raw_metadata(&read("/api/memory/threads".into()).await),
+        metadata
+    );
 
     // An update whose body the scope layer edits (it appends `resourceId`) keeps the rest.
     let updated = r#"{"n":-1.0e-7,"big":98765432109876543210987654321}"#;

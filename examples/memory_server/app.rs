@@ -34,15 +34,15 @@ use sqlx::any::AnyRow;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
+use tower::ServiceBuilder;
+use tower_scope::auth::BearerAuth;
+use tower_scope::cors::Cors;
+use tower_scope::guard::ThreadGuard;
 use tower_scope::guard::{
     DEFAULT_MAX_BODY, GuardError, NewMessage, SqlThreadStore, StoreError, ThreadFields,
     ThreadRecord, ThreadWrites,
 };
 use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtKey};
-use tower::ServiceBuilder;
-use tower_scope::auth::BearerAuth;
-use tower_scope::cors::Cors;
-use tower_scope::guard::ThreadGuard;
 use tower_scope::log::Log;
 use tower_scope::reject::JsonErrors;
 use tower_scope::scope::{BodyRules, ResolveResource, ResourceScope};
@@ -113,7 +113,14 @@ where
 /// guard -> the memory API's routes. Every layer's service names only the inner service and
 /// its own configuration.
 pub type MemoryStack<A> = JsonErrors<
-    Log<Cors<BearerAuth<ResourceScope<ThreadGuard<Router, SqlThreadStore>, ResourceOf, BodyRules>, A>>>,
+    Log<
+        Cors<
+            BearerAuth<
+                ResourceScope<ThreadGuard<Router, SqlThreadStore>, ResourceOf, BodyRules>,
+                A,
+            >,
+        >,
+    >,
 >;
 
 /// The caller's resource, as a type the stack's name can mention (a closure or `fn` item

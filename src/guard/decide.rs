@@ -36,6 +36,8 @@ pub(crate) struct Input<B> {
 /// What the guard admits: the checked thread, the body to pass on, a trusted id to rewrite.
 pub(crate) struct Admit {
     pub(crate) thread: Option<ThreadId>,
+    /// The message the path named, checked to be the caller's.
+    pub(crate) message: Option<MessageId>,
     pub(crate) body: Option<Buffered>,
     pub(crate) rewrite: Option<ThreadId>,
 }
@@ -277,8 +279,10 @@ where
         check.check_messages(&scope, messages).await?;
         check.check_threads_or_missing(&scope, threads).await?;
     }
-    if let Some(id) = path_message {
-        check.check_messages(&scope, &[id]).await?;
+    if let Some(id) = &path_message {
+        check
+            .check_messages(&scope, std::slice::from_ref(id))
+            .await?;
     }
     if let Some(ids) = &body_messages {
         check.check_messages(&scope, ids).await?;
@@ -300,6 +304,7 @@ where
     }
     Ok(Admit {
         thread: admitted,
+        message: path_message,
         body,
         rewrite: input.trusted,
     })

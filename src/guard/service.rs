@@ -175,6 +175,9 @@ impl<B> Gate<B> for GuardGate<B> {
         if let Some(thread) = admit.thread {
             req.extensions_mut().insert(thread);
         }
+        if let Some(message) = admit.message {
+            req.extensions_mut().insert(message);
+        }
         Ok(())
     }
 }

@@ -10,8 +10,8 @@ use http::Method;
 use super::layer::{Mismatch, NoBodyRules, ResourceScopeLayer};
 use crate::http::body::BodyLimits;
 use crate::http::json::{Doc, Edits, FieldPath, JsonError};
-use crate::path::PathPattern;
 use crate::http::protocol::method_matches;
+use crate::path::PathPattern;
 use crate::reject::{Rejection, RejectionKind};
 use crate::{ConfigError, ResourceId};
 
