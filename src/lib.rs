@@ -29,18 +29,6 @@
 //! authentication layer saw; the guard reads [`ResourceId`]; `LogLayer` reads all of them, on
 //! refusals too. A trusted custom layer can set the same values.
 //!
-//! ## Builder style
-//!
-//! Layers are made with `XLayer::new(..)` and adjusted with setters. A setter whose input can
-//! be wrong returns `Result<Self, ConfigError>` and checks it at once, together with what is
-//! already set (the setter that completes a bad combination, such as credentials with any
-//! origin, reports it); every other setter returns `Self`. There is no `build()` step, so a
-//! layer value is always a valid configuration. Authenticators are the exception:
-//! [`JwtAuthenticator`](crate::jwt::JwtAuthenticator) and
-//! [`JwksAuthenticator`](crate::jwks::JwksAuthenticator) use `builder()` … `build()`, because
-//! whether they can work depends on the combination of keys, algorithms and crypto backend,
-//! known only once everything is given.
-//!
 //! ## Example
 //!
 //! ```
@@ -68,6 +56,71 @@
 //! assert_eq!(res.into_body(), "user:alice /api/memory/threads?resourceId=user%3Aalice");
 //! # }
 //! ```
+//!
+//! ## Naming the stack
+//!
+//! Every layer's service names only the inner service and its own configuration, so a whole
+//! stack fits in a `type` alias (to store it in a struct, return it, or put it in a `static`).
+//! Closures cannot be named: give the scope layer a [`scope::ResolveResource`] type instead.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::future::{Ready, ready};
+//! use http::{Request, Response, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn, util::ServiceFn};
+//! use tower_scope::auth::BearerAuth;
+//! use tower_scope::scope::{ResolveResource, ResourceScope};
+//! use tower_scope::{Authenticated, BearerAuthLayer, Rejection, ResourceId, ResourceScopeLayer, StaticTokens};
+//!
+//! /// Resource id = the user name.
+//! #[derive(Clone)]
+//! struct ByName;
+//!
+//! impl ResolveResource for ByName {
+//!     type User = String;
+//!     type Future = Ready<Result<Option<ResourceId>, Rejection>>;
+//!     fn resolve(&self, user: &Authenticated<String>) -> Self::Future {
+//!         ready(Ok(ResourceId::new(user.as_str()).ok()))
+//!     }
+//! }
+//!
+//! type Handler = ServiceFn<fn(Request<String>) -> Ready<Result<Response<String>, Infallible>>>;
+//! type Api = BearerAuth<ResourceScope<Handler, ByName>, StaticTokens<String>>;
+//!
+//! fn handler(req: Request<String>) -> Ready<Result<Response<String>, Infallible>> {
+//!     ready(Ok(Response::new(req.uri().to_string())))
+//! }
+//!
+//! fn api() -> Api {
+//!     let tokens = StaticTokens::new().token("alice-api-key-0123456789abcdef", String::from("alice"));
+//!     ServiceBuilder::new()
+//!         .layer(BearerAuthLayer::new(tokens))
+//!         .layer(ResourceScopeLayer::with_resolver(ByName))
+//!         .service(service_fn(handler as fn(_) -> _))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let req = Request::get("/threads")
+//!     .header("authorization", "Bearer alice-api-key-0123456789abcdef")
+//!     .body(String::new())
+//!     .unwrap();
+//! let res = api().oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert_eq!(res.into_body(), "/threads?resourceId=alice");
+//! # }
+//! ```
+//!
+//! ## Builder style
+//!
+//! Layers are made with `XLayer::new(..)` and adjusted with setters. A setter whose input can
+//! be wrong returns `Result<Self, ConfigError>` and checks it at once, together with what is
+//! already set (the setter that completes a bad combination, such as credentials with any
+//! origin, reports it); every other setter returns `Self`. There is no `build()` step, so a
+//! layer value is always a valid configuration. Authenticators are the exception:
+//! [`JwtAuthenticator`](crate::jwt::JwtAuthenticator) and
+//! [`JwksAuthenticator`](crate::jwks::JwksAuthenticator) use `builder()` … `build()`, because
+//! whether they can work depends on the combination of keys, algorithms and crypto backend,
+//! known only once everything is given.
 #![deny(missing_docs, unsafe_code)]
 #![warn(unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
