@@ -110,7 +110,9 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for MessageId {
     }
 }
 
-/// A value a layer checked, or a 403 rendered for this request (gRPC-aware).
+/// A value a layer checked, or a 403 rendered for this request (gRPC-aware). The `Err` is
+/// the extractor's own rejection type, which axum wants unboxed.
+#[allow(clippy::result_large_err)]
 fn checked<T: Clone + Send + Sync + 'static>(
     parts: &Parts,
     message: &'static str,

@@ -370,6 +370,7 @@ impl<'a> Edits<'a> {
         Ok(())
     }
 
+    #[cfg_attr(not(feature = "guard"), allow(dead_code))]
     /// Replaces an existing field's value (the guard's trusted thread id); absent: no edit.
     pub(crate) fn replace(&mut self, node: Node<'_>, value: &str) {
         if node.as_str().as_deref() != Some(value) {

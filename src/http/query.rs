@@ -10,6 +10,7 @@ use crate::reject::{Rejection, RejectionKind};
 
 /// One `key=value` piece of a query: the raw text, its decoded key, its raw value.
 pub(crate) struct Pair<'a> {
+    #[cfg_attr(not(feature = "log"), allow(dead_code))]
     pub(crate) raw: &'a str,
     pub(crate) key: Cow<'a, str>,
     pub(crate) value: &'a str,

@@ -16,10 +16,12 @@ pub(crate) const ACCESS_DENIED: &str = "Access denied";
 pub(crate) const REQUEST_BODY_TOO_LARGE: &str = "Request body too large";
 
 /// Mastra's refusal of thread transfer in a resource-scoped context.
+#[cfg(feature = "guard")]
 pub(crate) const TRANSFER_DENIED: &str =
     "Thread transfer requires a privileged (non-resource-scoped) context";
 
 /// Mastra's 400 for a save-messages batch with messages lacking a thread or resource.
+#[cfg(feature = "guard")]
 pub(crate) fn invalid_saved_messages(count: usize) -> String {
     format!(
         "All messages must have threadId and resourceId fields. Found {count} invalid message(s)."
@@ -27,5 +29,6 @@ pub(crate) fn invalid_saved_messages(count: usize) -> String {
 }
 
 /// Mastra's 403 for a save-messages batch naming another resource.
+#[cfg(feature = "guard")]
 pub(crate) const SAVE_FOREIGN_RESOURCE: &str =
     "Access denied: cannot save messages for a different resource";

@@ -37,7 +37,7 @@
 //! ## What scope needs in front of it
 //!
 //! Scope acts on what authentication concluded, read from typed extensions, never from
-//! headers: [`Authenticated<U>`] (resolved by the mapper), or an [`AuthState`] saying the
+//! headers: [`Authenticated<U>`] (resolved by the mapper), or an [`AuthState`](crate::AuthState) saying the
 //! request was deliberately let through unauthenticated (public path, optional auth: client
 //! scope is dropped), or a trusted [`ResourceId`] (kept). A request with none of them reached
 //! scope without any authentication layer: it is refused with 403 and a message saying so,

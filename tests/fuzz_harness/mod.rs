@@ -713,10 +713,9 @@ const JSON_ROUTES: [&str; 4] = [
 
 /// The scope layer as the memory server has it, for requests that already carry the caller's
 /// `ResourceId`: it forces `resourceId` in Mastra's bodies, which the guard expects.
-fn scope_bodies() -> ResourceScopeLayer<
-    tower_scope::scope::SyncResolver<fn(&()) -> Option<String>, ()>,
-    tower_scope::scope::BodyRules,
-> {
+type NeverResolves = tower_scope::scope::SyncResolver<fn(&()) -> Option<String>, ()>;
+
+fn scope_bodies() -> ResourceScopeLayer<NeverResolves, tower_scope::scope::BodyRules> {
     let never: fn(&()) -> Option<String> = |_| None;
     ResourceScopeLayer::new(never)
         .without_added_param()
