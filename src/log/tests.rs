@@ -196,6 +196,29 @@ fn query_is_logged_only_when_enabled_and_secret_parameters_are_redacted() {
 }
 
 #[test]
+fn secret_parameter_names_match_in_any_case_with_dashes_or_underscores() {
+    let rec = Recorder::new(Level::TRACE);
+    let svc = ServiceBuilder::new()
+        .layer(
+            LogLayer::new()
+                .log_query(true)
+                .redact_query_param("X-Tenant-Pin"),
+        )
+        .service(echo());
+    let uri = "/cb?Access-Token=A&API_KEY=B&x_PassWord=C&Client-Secret=D&SESSIONID=E\
+               &X_TENANT-pin=F&My-Refresh-TOKEN=G&keys=1&api=2&tokn=3&pass-word=4&x-tenant=5";
+    recorded(&rec, || call(svc, req(uri).body(String::new()).unwrap()));
+    assert_eq!(
+        rec.only().get("path"),
+        Some(
+            "/cb?Access-Token=[REDACTED]&API_KEY=[REDACTED]&x_PassWord=[REDACTED]\
+             &Client-Secret=[REDACTED]&SESSIONID=[REDACTED]&X_TENANT-pin=[REDACTED]\
+             &My-Refresh-TOKEN=[REDACTED]&keys=1&api=2&tokn=3&pass-word=4&x-tenant=5"
+        )
+    );
+}
+
+#[test]
 fn credential_headers_are_redacted_when_headers_are_logged() {
     let rec = Recorder::new(Level::TRACE);
     let layer = LogLayer::new()
