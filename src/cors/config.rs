@@ -87,16 +87,9 @@ impl Config {
         request: &HeaderMap,
     ) {
         let headers = response.headers_mut();
-        if let Some(vary) = &self.vary_preflight {
-            headers.append(header::VARY, vary.clone());
-        }
-        let Some(origin) = allowed else {
-            // No allow headers at all: the browser fails the preflight.
+        // Without allow headers at all the browser fails the preflight.
+        if !self.allow(headers, self.vary_preflight.as_ref(), allowed) {
             return;
-        };
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        if self.credentials {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
         }
         if let Some(methods) = &self.allow_methods {
             headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, methods.clone());
@@ -123,19 +116,33 @@ impl Config {
     /// Decorates an actual response (the inner service's, errors included).
     pub(super) fn actual<B>(&self, response: &mut Response<B>, allowed: Option<HeaderValue>) {
         let headers = response.headers_mut();
-        if let Some(vary) = &self.vary_actual {
+        if !self.allow(headers, self.vary_actual.as_ref(), allowed) {
+            return;
+        }
+        if let Some(expose) = &self.expose_headers {
+            headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
+        }
+    }
+
+    /// What preflight and actual answers share: `Vary`, then for an allowed origin
+    /// `Access-Control-Allow-Origin` and credentials. Returns whether the origin is allowed.
+    fn allow(
+        &self,
+        headers: &mut HeaderMap,
+        vary: Option<&HeaderValue>,
+        allowed: Option<HeaderValue>,
+    ) -> bool {
+        if let Some(vary) = vary {
             // Append: the inner service may vary on other headers (e.g. Accept-Encoding).
             headers.append(header::VARY, vary.clone());
         }
         let Some(origin) = allowed else {
-            return;
+            return false;
         };
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         if self.credentials {
             headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
         }
-        if let Some(expose) = &self.expose_headers {
-            headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
-        }
+        true
     }
 }
