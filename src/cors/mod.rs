@@ -69,8 +69,10 @@
 //! # Ok(()) }
 //! ```
 
+mod config;
 mod layer;
 mod origin;
+mod policy;
 mod service;
 #[cfg(test)]
 mod tests;

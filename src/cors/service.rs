@@ -10,7 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::layer::Config;
+use super::config::Config;
 use crate::http::protocol::is_preflight;
 use crate::reject::{Rejection, RejectionKind, render};
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::store::{StoreError, ThreadOwner, ThreadStore};
+use crate::mastra::messages;
 use crate::reject::{Rejection, RejectionKind};
 use crate::{MessageId, ResourceId, ThreadId};
 
@@ -47,27 +48,19 @@ impl std::error::Error for GuardError {}
 impl From<GuardError> for Rejection {
     fn from(err: GuardError) -> Self {
         let (kind, message) = match err {
-            GuardError::NotScoped => (
-                RejectionKind::Forbidden,
-                "Access denied: request could not be scoped to a resource",
-            ),
-            GuardError::ForeignThread => (
-                RejectionKind::Forbidden,
-                "Access denied: thread belongs to a different resource",
-            ),
-            GuardError::ThreadNotFound => (RejectionKind::NotFound, "Thread not found"),
+            GuardError::NotScoped => (RejectionKind::Forbidden, messages::NOT_SCOPED),
+            GuardError::ForeignThread => (RejectionKind::Forbidden, messages::FOREIGN_THREAD),
+            GuardError::ThreadNotFound => (RejectionKind::NotFound, messages::THREAD_NOT_FOUND),
             GuardError::UnownedThread => (
                 RejectionKind::Forbidden,
                 "Access denied: thread has no owner",
             ),
-            GuardError::UnverifiableMessage => (
-                RejectionKind::Forbidden,
-                "Access denied: unable to verify message thread access",
-            ),
-            GuardError::ForeignResource => (
-                RejectionKind::Forbidden,
-                "Access denied: cannot save messages for a different resource",
-            ),
+            GuardError::UnverifiableMessage => {
+                (RejectionKind::Forbidden, messages::UNVERIFIABLE_MESSAGE)
+            }
+            GuardError::ForeignResource => {
+                (RejectionKind::Forbidden, messages::SAVE_FOREIGN_RESOURCE)
+            }
             // The store's detail may name hosts, queries or quote the database: it stays out of
             // the answer. A value the database refused is the request's fault, not an outage:
             // answering 503 would let one character fire an outage alert.

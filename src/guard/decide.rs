@@ -14,6 +14,7 @@ use super::route::{GuardRoute, Missing, invalid_message, invalid_thread, message
 use super::store::ThreadStore;
 use crate::http::body::{BodyLimits, BoxError, Buffered, Pending, invalid_body};
 use crate::http::json::{Doc, Edits, FieldPath, JsonError, Node};
+use crate::mastra::messages;
 use crate::query::{self, PairEdit};
 use crate::reject::{Rejection, RejectionKind};
 use crate::{MessageId, ResourceId, ThreadId};
@@ -94,7 +95,7 @@ fn message_ids(doc: &Doc<'_>, node: Option<Node<'_>>) -> Result<Vec<MessageId>, 
     let Some(node) = node else {
         return Err(Rejection::with_message(
             RejectionKind::BadRequest,
-            "messageIds is required",
+            messages::MESSAGE_IDS_REQUIRED,
         ));
     };
     match node.array(doc.text()) {
@@ -160,7 +161,7 @@ fn saved_messages(
     if invalid > 0 {
         return Err(Rejection::with_message(
             RejectionKind::BadRequest,
-            crate::mastra::messages::invalid_saved_messages(invalid),
+            messages::invalid_saved_messages(invalid),
         ));
     }
     Ok((ids, threads))
@@ -255,7 +256,7 @@ where
             None => {
                 return Err(Rejection::with_message(
                     RejectionKind::BadRequest,
-                    "No threadId found",
+                    messages::NO_THREAD_ID,
                 ));
             }
         }
@@ -312,7 +313,12 @@ where
 
 /// The message and thread ids of Mastra's `include` list: `[{"id": "..", "threadId": ".."}]`.
 fn included(raw: Option<&str>) -> Result<(Vec<MessageId>, Vec<ThreadId>), Rejection> {
-    let bad = || Rejection::with_message(RejectionKind::BadRequest, "Invalid query parameters");
+    let bad = || {
+        Rejection::with_message(
+            RejectionKind::BadRequest,
+            messages::INVALID_QUERY_PARAMETERS,
+        )
+    };
     let doc = Doc::parse(raw.ok_or_else(bad)?.as_bytes()).map_err(|_| bad())?;
     let items = doc
         .root()

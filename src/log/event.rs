@@ -43,6 +43,9 @@ const SECRET_PARAMS: &[&str] = &[
     "sessionid",
 ];
 
+/// Words that mark any query parameter containing them as a credential (`my_refresh_token`).
+const SECRET_WORDS: &[&str] = &["token", "secret", "password", "passwd"];
+
 /// Whether an event at `level` would be recorded; `event!` needs a constant level.
 pub(super) fn enabled(level: Level) -> bool {
     match level {
@@ -347,13 +350,33 @@ fn redact_query(out: &mut String, query: &str, config: &Config) {
     }
 }
 
+/// Whether a query key names a credential: one of [`SECRET_PARAMS`], a configured name, or
+/// anything containing one of [`SECRET_WORDS`]. Runs for every logged query pair, so it
+/// compares in place instead of building a normalised copy of the key.
 fn is_secret_param(key: &str, config: &Config) -> bool {
-    let key = key.to_ascii_lowercase().replace('-', "_");
-    SECRET_PARAMS.contains(&key.as_str())
-        || ["token", "secret", "password", "passwd"]
+    let key = key.as_bytes();
+    SECRET_PARAMS.iter().any(|name| same_param(key, name))
+        || config.redact_query.iter().any(|name| same_param(key, name))
+        || SECRET_WORDS.iter().any(|word| {
+            key.windows(word.len())
+                .any(|window| same_param(window, word))
+        })
+}
+
+/// `key` equals `normalised` (ASCII lowercase, `_` for `-`) once `key` is normalised likewise.
+fn same_param(key: &[u8], normalised: &str) -> bool {
+    let fold = |b: u8| {
+        if b == b'-' {
+            b'_'
+        } else {
+            b.to_ascii_lowercase()
+        }
+    };
+    key.len() == normalised.len()
+        && key
             .iter()
-            .any(|s| key.contains(s))
-        || config.redact_query.iter().any(|p| **p == *key)
+            .zip(normalised.as_bytes())
+            .all(|(&k, &n)| fold(k) == n)
 }
 
 /// `name: value; ...` with credentials and configured headers shown as `[REDACTED]`.

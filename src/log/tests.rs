@@ -164,8 +164,9 @@ fn one_event_per_request_with_method_path_status_latency_and_size() {
     assert_eq!(e.get("user"), None);
 }
 
-#[test]
-fn query_is_logged_only_when_enabled_and_secret_parameters_are_redacted() {
+/// The event for a GET of `uri` through a layer that logs the query and also redacts
+/// `X-Tenant-Pin`.
+fn query_logged(uri: &str) -> Recorded {
     let rec = Recorder::new(Level::TRACE);
     let svc = ServiceBuilder::new()
         .layer(
@@ -174,10 +175,15 @@ fn query_is_logged_only_when_enabled_and_secret_parameters_are_redacted() {
                 .redact_query_param("X-Tenant-Pin"),
         )
         .service(echo());
+    recorded(&rec, || call(svc, req(uri).body(String::new()).unwrap()));
+    rec.only()
+}
+
+#[test]
+fn query_is_logged_only_when_enabled_and_secret_parameters_are_redacted() {
     let uri = "/cb?code=C0DE&state=s1&access_token=T0K3N&apiKey=AP1K3Y&api_key=AP1K3Y2\
                &password=PW&my_refresh_token=RT&x_tenant_pin=P1N&page=2&key=K3Y";
-    recorded(&rec, || call(svc, req(uri).body(String::new()).unwrap()));
-    let e = rec.only();
+    let e = query_logged(uri);
     assert_eq!(
         e.get("path"),
         Some(
@@ -193,6 +199,20 @@ fn query_is_logged_only_when_enabled_and_secret_parameters_are_redacted() {
             "{secret} leaked: {all}"
         );
     }
+}
+
+#[test]
+fn secret_parameter_names_match_in_any_case_with_dashes_or_underscores() {
+    let uri = "/cb?Access-Token=A&API_KEY=B&x_PassWord=C&Client-Secret=D&SESSIONID=E\
+               &X_TENANT-pin=F&My-Refresh-TOKEN=G&keys=1&api=2&tokn=3&pass-word=4&x-tenant=5";
+    assert_eq!(
+        query_logged(uri).get("path"),
+        Some(
+            "/cb?Access-Token=[REDACTED]&API_KEY=[REDACTED]&x_PassWord=[REDACTED]\
+             &Client-Secret=[REDACTED]&SESSIONID=[REDACTED]&X_TENANT-pin=[REDACTED]\
+             &My-Refresh-TOKEN=[REDACTED]&keys=1&api=2&tokn=3&pass-word=4&x-tenant=5"
+        )
+    );
 }
 
 #[test]

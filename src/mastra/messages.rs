@@ -32,3 +32,34 @@ pub(crate) fn invalid_saved_messages(count: usize) -> String {
 #[cfg(feature = "guard")]
 pub(crate) const SAVE_FOREIGN_RESOURCE: &str =
     "Access denied: cannot save messages for a different resource";
+
+/// Mastra's 403 when an authenticated request has no resource scope (`requireResourceScope`,
+/// the fail-closed fix for issue #18911): its first sentence, without Mastra's advice on
+/// configuring `mapUserToResourceId`, which does not apply here.
+pub(crate) const NOT_SCOPED: &str = "Access denied: request could not be scoped to a resource";
+
+/// Mastra's 403 from `validateThreadOwnership`: the thread belongs to another resource.
+#[cfg(feature = "guard")]
+pub(crate) const FOREIGN_THREAD: &str = "Access denied: thread belongs to a different resource";
+
+/// Mastra's 404 on the `/api/memory/threads/:threadId` routes for a thread that does not exist.
+#[cfg(feature = "guard")]
+pub(crate) const THREAD_NOT_FOUND: &str = "Thread not found";
+
+/// Mastra's 403 on `POST /api/memory/messages/delete` for a message without a thread, or whose
+/// thread is gone.
+#[cfg(feature = "guard")]
+pub(crate) const UNVERIFIABLE_MESSAGE: &str =
+    "Access denied: unable to verify message thread access";
+
+/// Mastra's 400 on `GET /api/memory/threads/:threadId/messages` without a thread id.
+#[cfg(feature = "guard")]
+pub(crate) const NO_THREAD_ID: &str = "No threadId found";
+
+/// Mastra's 400 on `POST /api/memory/messages/delete` without `messageIds`.
+#[cfg(feature = "guard")]
+pub(crate) const MESSAGE_IDS_REQUIRED: &str = "messageIds is required";
+
+/// Mastra's 400 for a query parameter that fails its schema (Mastra adds an `issues` list).
+#[cfg(feature = "guard")]
+pub(crate) const INVALID_QUERY_PARAMETERS: &str = "Invalid query parameters";

@@ -15,6 +15,7 @@ use tower_service::Service;
 use super::ResolveResource;
 use super::layer::{Config, Mismatch, NoBodyRules, ResourceScopeLayer};
 use crate::gate::{Gate, GateFuture, forward, note, response_future, take_ready};
+use crate::mastra::messages;
 use crate::query::{self, PairEdit};
 use crate::reject::{Rejection, RejectionKind, private_unless_cached, render};
 use crate::{AuthState, Authenticated, ResourceId};
@@ -345,10 +346,7 @@ fn no_auth_layer() -> Rejection {
 }
 
 fn unscoped() -> Rejection {
-    Rejection::with_message(
-        RejectionKind::Forbidden,
-        "Access denied: request could not be scoped to a resource",
-    )
+    Rejection::with_message(RejectionKind::Forbidden, messages::NOT_SCOPED)
 }
 
 pub(crate) fn mismatch() -> Rejection {

@@ -1,0 +1,132 @@
+//! The one renderer: a [`Rejection`] as head-only HTTP, trailers-only gRPC, or a JSON body.
+
+use bytes::Bytes;
+use http::Response;
+use http::header::{self, HeaderMap, HeaderValue};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+use super::{Rejection, RejectionKind};
+use crate::http::protocol::{GRPC_MESSAGE, GRPC_STATUS, is_grpc};
+
+/// The request's content type when it is a gRPC one, kept to render a later refusal.
+#[cfg_attr(not(feature = "log"), allow(dead_code))]
+pub(crate) fn grpc_content_type(headers: &HeaderMap) -> Option<HeaderValue> {
+    is_grpc(headers)
+        .then(|| headers.get(header::CONTENT_TYPE).cloned())
+        .flatten()
+}
+
+/// The 500 that replaces the answer of a service that panicked.
+#[cfg_attr(not(feature = "log"), allow(dead_code))]
+pub(crate) fn render_internal<B: Default>(grpc: Option<HeaderValue>) -> Response<B> {
+    let mut headers = HeaderMap::new();
+    if let Some(ct) = grpc {
+        headers.insert(header::CONTENT_TYPE, ct);
+    }
+    render(Rejection::new(RejectionKind::Internal), &headers, None)
+}
+
+/// `grpc-message` is percent-encoded: everything outside printable ASCII, and `%` itself.
+const GRPC_MESSAGE_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
+
+/// RFC 6750 §3: `error_description` and `scope` use `%x20-21 / %x23-5B / %x5D-7E` only.
+fn push_quoted_safe(out: &mut String, value: &str) {
+    out.push('"');
+    out.extend(
+        value
+            .chars()
+            .filter(|c| matches!(*c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')),
+    );
+    out.push('"');
+}
+
+/// Builds the `WWW-Authenticate` value for a rejection, or `None` when it has no challenge.
+fn challenge(rejection: &Rejection, realm: Option<&str>) -> Option<HeaderValue> {
+    if !rejection.kind.has_challenge() {
+        return None;
+    }
+    let mut value = String::from("Bearer");
+    let mut sep = " ";
+    if let Some(realm) = realm {
+        value.push_str(" realm=");
+        push_quoted_safe(&mut value, realm);
+        sep = ", ";
+    }
+    if let Some(code) = rejection.kind.bearer_error() {
+        value.push_str(sep);
+        value.push_str("error=\"");
+        value.push_str(code);
+        value.push_str("\", error_description=");
+        push_quoted_safe(&mut value, &rejection.message);
+        if let Some(scope) = &rejection.scope {
+            value.push_str(", scope=");
+            push_quoted_safe(&mut value, scope);
+        }
+    }
+    // Only filtered printable ASCII went in, so this cannot fail; fall back to a bare challenge.
+    Some(HeaderValue::try_from(value).unwrap_or(HeaderValue::from_static("Bearer")))
+}
+
+/// Marks an answer that depends on who asked `Cache-Control: private`, unless the inner
+/// service chose its own caching: a shared cache must never serve one user's answer to another.
+pub(crate) fn private_unless_cached<B>(response: &mut Response<B>) {
+    if !response.headers().contains_key(header::CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+    }
+}
+
+/// Renders a rejection for a request: trailers-only gRPC or head-only HTTP.
+pub(crate) fn render<B: Default>(
+    rejection: Rejection,
+    request_headers: &HeaderMap,
+    realm: Option<&str>,
+) -> Response<B> {
+    let mut response = Response::new(B::default());
+    let headers = response.headers_mut();
+    if is_grpc(request_headers) {
+        // Trailers-only gRPC answer: HTTP 200, status in the headers, empty body.
+        if let Some(ct) = request_headers.get(header::CONTENT_TYPE) {
+            headers.insert(header::CONTENT_TYPE, ct.clone());
+        }
+        headers.insert(
+            GRPC_STATUS,
+            HeaderValue::from(u16::from(rejection.kind.grpc_code())),
+        );
+        let message = utf8_percent_encode(&rejection.message, GRPC_MESSAGE_ESCAPES).to_string();
+        if let Ok(value) = HeaderValue::try_from(message) {
+            headers.insert(GRPC_MESSAGE, value);
+        }
+    } else {
+        *response.status_mut() = rejection.kind.status();
+        if let Some(value) = challenge(&rejection, realm) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(wait) = rejection.kind.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+        }
+    }
+    response.extensions_mut().insert(rejection);
+    response
+}
+
+/// `{"error":"<message>"}` with the message escaped as a JSON string.
+pub(crate) fn json_error(message: &str) -> Bytes {
+    let mut out = String::with_capacity(message.len() + 12);
+    out.push_str("{\"error\":\"");
+    for c in message.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push_str("\"}");
+    Bytes::from(out)
+}
