@@ -53,7 +53,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ResourceId {
         parts.extensions.get::<Self>().cloned().ok_or_else(|| {
             let rejection = Rejection::with_message(
                 RejectionKind::Forbidden,
-                "Access denied: request could not be scoped to a resource",
+                crate::mastra::messages::NOT_SCOPED,
             );
             render(rejection, &parts.headers, None)
         })
