@@ -48,6 +48,20 @@ fn guarded<St: ThreadStore>(
         .layer(service_fn(handler))
 }
 
+/// Scope (forcing the body's `resourceId`) in front of the guard: thread creation's whole path.
+fn scoped<St: ThreadStore>(
+    store: St,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<String>, Error = Infallible, Future: Send>
++ Clone {
+    let never: fn(&()) -> Option<String> = |_| None;
+    tower_scope::ResourceScopeLayer::new(never)
+        .body_rules(tower_scope::mastra::memory_body_rules("/api").unwrap())
+        .layer(guarded(store))
+}
+
+/// A thread-creation body: its `resourceId` is forced, the rest must arrive as sent.
+const CREATE: &str = r#"{"threadId":"t-new","title":"diary","resourceId":"bob","metadata":{"big":123456789012345678901234567890,"tags":["a","b"],"f":0.30000000000000004}}"#;
+
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -123,12 +137,32 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    let create = scoped(memory_for_create());
+    // The path measured is the admitted one: the handler answers.
+    assert_eq!(
+        rt.block_on(drive(&create, Method::POST, "/api/memory/threads", CREATE)),
+        200
+    );
+    g.bench_function("memory/create_thread_body", |b| {
+        b.to_async(&rt)
+            .iter(|| drive(&create, Method::POST, "/api/memory/threads", CREATE))
+    });
+
     let sql = guarded(sqlite);
     g.bench_function("sqlite/owned_thread", |b| {
         b.to_async(&rt)
             .iter(|| drive(&sql, Method::GET, "/api/memory/threads/t-0", ""))
     });
     g.finish();
+}
+
+fn memory_for_create() -> MemoryThreadStore {
+    let store = MemoryThreadStore::new();
+    store.insert_thread(
+        ThreadId::new("t-0").unwrap(),
+        Some(ResourceId::new("alice").unwrap()),
+    );
+    store
 }
 
 criterion_group!(guard, benches);

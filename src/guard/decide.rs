@@ -69,7 +69,7 @@ fn one<'a>(doc: &Doc<'a>, path: Option<&FieldPath>) -> Result<Option<Node<'a>>, 
 /// A thread id in a body: a string, or an object with a string `id` (`memory.thread`);
 /// returns the id and the node holding the string (for a trusted rewrite).
 fn thread_node<'a>(doc: &Doc<'a>, node: Node<'a>) -> Result<(ThreadId, Node<'a>), Rejection> {
-    let node = match node.object(doc.text()) {
+    let node = match node.object(doc.text()).map_err(json)? {
         Some(object) => object.get("id").map_err(json)?.ok_or_else(invalid_thread)?,
         None => node,
     };
@@ -86,7 +86,7 @@ fn message_ids(doc: &Doc<'_>, node: Option<Node<'_>>) -> Result<Vec<MessageId>, 
         )
     };
     let single = |node: Node<'_>| -> Result<MessageId, Rejection> {
-        let node = match node.object(doc.text()) {
+        let node = match node.object(doc.text()).map_err(json)? {
             Some(object) => object.get("id").map_err(json)?.ok_or_else(bad)?,
             None => node,
         };
@@ -98,7 +98,7 @@ fn message_ids(doc: &Doc<'_>, node: Option<Node<'_>>) -> Result<Vec<MessageId>, 
             messages::MESSAGE_IDS_REQUIRED,
         ));
     };
-    match node.array(doc.text()) {
+    match node.array(doc.text()).map_err(json)? {
         Some(items) => items.into_iter().map(single).collect(),
         None => Ok(vec![single(node)?]),
     }
@@ -110,7 +110,11 @@ fn saved_messages(
     doc: &Doc<'_>,
     node: Option<Node<'_>>,
 ) -> Result<(Vec<MessageId>, Vec<ThreadId>), Rejection> {
-    let Some(items) = node.and_then(|n| n.array(doc.text())) else {
+    let items = match node {
+        Some(n) => n.array(doc.text()).map_err(json)?,
+        None => None,
+    };
+    let Some(items) = items else {
         return Err(Rejection::with_message(
             RejectionKind::BadRequest,
             "messages must be an array",
@@ -120,7 +124,7 @@ fn saved_messages(
     let mut threads: Vec<ThreadId> = Vec::new();
     let mut invalid = 0;
     for item in &items {
-        let Some(object) = item.object(doc.text()) else {
+        let Some(object) = item.object(doc.text()).map_err(json)? else {
             invalid += 1;
             continue;
         };
@@ -322,12 +326,18 @@ fn included(raw: Option<&str>) -> Result<(Vec<MessageId>, Vec<ThreadId>), Reject
     let doc = Doc::parse(raw.ok_or_else(bad)?.as_bytes()).map_err(|_| bad())?;
     let items = doc
         .root()
-        .and_then(|root| root.array(doc.text()))
+        .map(|root| root.array(doc.text()))
+        .transpose()
+        .map_err(|_| bad())?
+        .flatten()
         .ok_or_else(bad)?;
     let mut messages = Vec::with_capacity(items.len());
     let mut threads = Vec::new();
     for item in items {
-        let object = item.object(doc.text()).ok_or_else(bad)?;
+        let object = item
+            .object(doc.text())
+            .map_err(|_| bad())?
+            .ok_or_else(bad)?;
         match object.get("id").map_err(json)?.and_then(|n| n.as_str()) {
             Some(id) if !id.is_empty() => messages.push(message_id(&id)?),
             _ => return Err(bad()),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
-use http::header::{CONTENT_LENGTH, HeaderValue};
+use http::header::{CONTENT_LENGTH, HeaderValue, TRANSFER_ENCODING};
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -44,6 +44,9 @@ impl Default for BodyLimits {
 #[derive(Debug, Clone)]
 pub(crate) struct Buffered {
     pub(crate) bytes: Bytes,
+    /// How many bytes the client sent: every layer's limit applies to that, not to the body
+    /// after an earlier layer appended a forced field.
+    pub(crate) received: usize,
     pub(crate) scoped: bool,
 }
 
@@ -77,7 +80,7 @@ where
     pub(crate) async fn bytes(self, limits: BodyLimits) -> Result<Buffered, Rejection> {
         let (body, declared_len) = match self {
             // Read upstream under that layer's limit; this layer's own limit still holds.
-            Pending::Ready(buffered) if buffered.bytes.len() > limits.max => {
+            Pending::Ready(buffered) if buffered.received > limits.max => {
                 return Err(too_large());
             }
             Pending::Ready(buffered) => return Ok(buffered),
@@ -91,10 +94,14 @@ where
         let read = Limited::new(body, limits.max).collect();
         match tokio::time::timeout(limits.timeout, read).await {
             Err(_) => Err(Rejection::new(RejectionKind::RequestTimeout)),
-            Ok(Ok(collected)) => Ok(Buffered {
-                bytes: collected.to_bytes(),
-                scoped: false,
-            }),
+            Ok(Ok(collected)) => {
+                let bytes = collected.to_bytes();
+                Ok(Buffered {
+                    received: bytes.len(),
+                    bytes,
+                    scoped: false,
+                })
+            }
             Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
             Ok(Err(_)) => Err(invalid_body()),
         }
@@ -104,6 +111,8 @@ where
 /// Makes `buffered` the request's body (and its `Content-Length`), and leaves it for the
 /// next layer that reads bodies.
 pub(crate) fn put_back<B: From<Bytes>>(req: &mut Request<B>, buffered: Buffered) {
+    // One framing (RFC 9112 §6.3): the rebuilt body has a known length, no chunking.
+    req.headers_mut().remove(TRANSFER_ENCODING);
     req.headers_mut()
         .insert(CONTENT_LENGTH, HeaderValue::from(buffered.bytes.len()));
     *req.body_mut() = B::from(buffered.bytes.clone());

@@ -138,27 +138,32 @@ impl<'a> Node<'a> {
         serde_json::from_str::<String>(text).ok().map(Cow::Owned)
     }
 
-    /// The members of an object value; `Err(Duplicate)` for a key given twice when `unique`
-    /// is asked for that key through [`Object::get`].
-    pub(crate) fn object(&self, doc: &'a str) -> Option<Object<'a>> {
+    /// The members of an object value (`Ok(None)`: not an object). An object whose keys do not
+    /// decode (a lone surrogate escape) is a syntax error, as it is to serde_json: treating it
+    /// as "no such key" would let a laxer parser behind the layer read a key the layer skipped.
+    pub(crate) fn object(&self, doc: &'a str) -> Result<Option<Object<'a>>, JsonError> {
         if !self.is_object() {
-            return None;
+            return Ok(None);
         }
-        let members: Members<'a> = serde_json::from_str(self.text()).ok()?;
-        Some(Object {
+        let members: Members<'a> =
+            serde_json::from_str(self.text()).map_err(|_| JsonError::Syntax)?;
+        Ok(Some(Object {
             doc,
             node: *self,
             members: members.0,
-        })
+        }))
     }
 
-    /// The elements of an array value.
-    pub(crate) fn array(&self, doc: &'a str) -> Option<Vec<Node<'a>>> {
+    /// The elements of an array value (`Ok(None)`: not an array).
+    pub(crate) fn array(&self, doc: &'a str) -> Result<Option<Vec<Node<'a>>>, JsonError> {
         if !self.text().starts_with('[') {
-            return None;
+            return Ok(None);
         }
-        let items: Vec<&'a RawValue> = serde_json::from_str(self.text()).ok()?;
-        Some(items.into_iter().map(|raw| Node::at(doc, raw)).collect())
+        let items: Vec<&'a RawValue> =
+            serde_json::from_str(self.text()).map_err(|_| JsonError::Syntax)?;
+        Ok(Some(
+            items.into_iter().map(|raw| Node::at(doc, raw)).collect(),
+        ))
     }
 }
 
@@ -222,22 +227,25 @@ impl<'a> Doc<'a> {
         self.root
     }
 
-    /// The nodes at `path`; an array segment fans out. Parents that are absent, `null` or of
-    /// another type yield nothing; a duplicate key anywhere on the path is an error.
+    /// The nodes at `path`; an array segment fans out. Parents that are absent or `null`
+    /// yield nothing; a parent of another type is [`JsonError::NotAnObject`] (serde derive
+    /// structs read arrays by position, so `[["m1","t","other"]]` must not pass as "no field
+    /// here"); a duplicate key anywhere on the path is an error.
     pub(crate) fn find(&self, path: &FieldPath) -> Result<Vec<Node<'a>>, JsonError> {
         let mut current: Vec<Node<'a>> = self.root.into_iter().collect();
         for segment in path.segments.iter() {
             let mut next = Vec::with_capacity(current.len());
-            for node in current {
+            for node in current.into_iter().filter(|node| !node.is_null()) {
                 match segment {
                     Segment::Key(key) => {
-                        if let Some(object) = node.object(self.text)
-                            && let Some(child) = object.get(key)?
-                        {
+                        let object = node.object(self.text)?.ok_or(JsonError::NotAnObject)?;
+                        if let Some(child) = object.get(key)? {
                             next.push(child);
                         }
                     }
-                    Segment::Each => next.extend(node.array(self.text).into_iter().flatten()),
+                    Segment::Each => {
+                        next.extend(node.array(self.text)?.ok_or(JsonError::NotAnObject)?)
+                    }
                 }
             }
             current = next;
@@ -296,6 +304,13 @@ impl FieldPath {
         })
     }
 
+    /// Whether one path is the other or lies inside it (`memory` and `memory.resource`):
+    /// forcing both would splice one edit into the other's value.
+    pub(crate) fn overlaps(&self, other: &FieldPath) -> bool {
+        let n = self.segments.len().min(other.segments.len());
+        self.segments[..n] == other.segments[..n]
+    }
+
     /// The path as configured.
     pub(crate) fn as_str(&self) -> &str {
         &self.text
@@ -321,7 +336,13 @@ impl FieldPath {
 /// Byte-level edits over one body: replaced values and appended members, nothing else.
 pub(crate) struct Edits<'a> {
     doc: &'a Doc<'a>,
+    /// Values replaced in place.
     splices: Vec<(Range<usize>, String)>,
+    /// Members appended before an object's closing brace: (brace position, object was empty,
+    /// `"key":"value"`). Several for one object are joined into one splice.
+    appends: Vec<(usize, bool, String)>,
+    /// Members of the object an empty body becomes.
+    empty_body: Vec<String>,
 }
 
 impl<'a> Edits<'a> {
@@ -329,6 +350,8 @@ impl<'a> Edits<'a> {
         Self {
             doc,
             splices: Vec::new(),
+            appends: Vec::new(),
+            empty_body: Vec::new(),
         }
     }
 
@@ -342,10 +365,7 @@ impl<'a> Edits<'a> {
             None => match self.doc.root() {
                 Some(root) => vec![root],
                 None => {
-                    self.splices.push((
-                        0..self.doc.text().len(),
-                        member(path.field(), value, true, "{", "}"),
-                    ));
+                    self.empty_body.push(member(path.field(), value));
                     return Ok(());
                 }
             },
@@ -355,15 +375,14 @@ impl<'a> Edits<'a> {
                 continue;
             }
             let object = parent
-                .object(self.doc.text())
+                .object(self.doc.text())?
                 .ok_or(JsonError::NotAnObject)?;
             match object.get(path.field())? {
                 Some(node) if node.as_str().as_deref() == Some(value) => {}
                 Some(node) => self.splices.push((node.span(), encode(value))),
                 None => {
                     let (at, empty) = object.append_at();
-                    self.splices
-                        .push((at..at, member(path.field(), value, empty, "", "")));
+                    self.appends.push((at, empty, member(path.field(), value)));
                 }
             }
         }
@@ -380,17 +399,39 @@ impl<'a> Edits<'a> {
 
     /// The edited body, or `None` when nothing changed (the client's bytes go on as sent).
     pub(crate) fn finish(mut self) -> Option<Bytes> {
+        if !self.empty_body.is_empty() {
+            return Some(Bytes::from(format!("{{{}}}", self.empty_body.join(","))));
+        }
+        // One splice per object that gains members: `,"a":"x","b":"y"` (no leading comma into
+        // an empty object), so two forced fields never run together.
+        self.appends.sort_by_key(|(at, _, _)| *at);
+        let mut appends = self.appends.into_iter().peekable();
+        while let Some((at, empty, first)) = appends.next() {
+            let mut text = String::with_capacity(first.len() + 1);
+            if !empty {
+                text.push(',');
+            }
+            text.push_str(&first);
+            while let Some((_, _, more)) = appends.next_if(|(next, _, _)| *next == at) {
+                text.push(',');
+                text.push_str(&more);
+            }
+            self.splices.push((at..at, text));
+        }
         if self.splices.is_empty() {
             return None;
         }
-        self.splices.sort_by_key(|(range, _)| range.start);
+        // Replacements end before the brace an append goes in front of, so sorting by start
+        // (replacements first at equal starts) keeps every splice disjoint.
+        self.splices
+            .sort_by_key(|(range, _)| (range.start, range.end != range.start));
         let text = self.doc.text();
         let extra: usize = self.splices.iter().map(|(_, s)| s.len()).sum();
         let mut out = String::with_capacity(text.len() + extra);
         let mut at = 0;
         for (range, replacement) in &self.splices {
-            // Forced paths never nest in one another's values (each ends at a string), but a
-            // repeated splice at one spot must not duplicate text.
+            // Rules refuse forced paths that nest or repeat, so splices never overlap; a second
+            // splice of one value (two rules naming it) is dropped rather than doubled.
             if range.start < at {
                 continue;
             }
@@ -408,17 +449,12 @@ fn encode(value: &str) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| String::from("\"\""))
 }
 
-/// `"key":"value"`, with a leading comma unless the object was empty, wrapped in `open`/`close`.
-fn member(key: &str, value: &str, empty: bool, open: &str, close: &str) -> String {
-    let mut out = String::with_capacity(key.len() + value.len() + 8);
-    out.push_str(open);
-    if !empty {
-        out.push(',');
-    }
+/// `"key":"value"`.
+fn member(key: &str, value: &str) -> String {
+    let mut out = String::with_capacity(key.len() + value.len() + 6);
     out.push_str(&encode(key));
     out.push(':');
     out.push_str(&encode(value));
-    out.push_str(close);
     out
 }
 
@@ -564,6 +600,87 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    fn forced_all(body: &str, paths: &[&str], value: &str) -> Result<String, JsonError> {
+        let doc = Doc::parse(body.as_bytes())?;
+        let mut edits = Edits::new(&doc);
+        for path in paths {
+            edits.force(&FieldPath::parse(path).unwrap(), value)?;
+        }
+        Ok(edits
+            .finish()
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .unwrap_or_else(|| body.to_owned()))
+    }
+
+    #[test]
+    fn several_fields_appended_to_one_object_stay_valid_json() {
+        for (body, want) in [
+            ("{}", r#"{"a":"v","b":"v"}"#),
+            ("{ }", r#"{ "a":"v","b":"v"}"#),
+            (r#"{"x":1}"#, r#"{"x":1,"a":"v","b":"v"}"#),
+            ("", r#"{"a":"v","b":"v"}"#),
+            ("  ", r#"{"a":"v","b":"v"}"#),
+            (r#"{"a":"old"}"#, r#"{"a":"v","b":"v"}"#),
+        ] {
+            let out = forced_all(body, &["a", "b"], "v").unwrap();
+            assert_eq!(out, want, "{body:?}");
+            serde_json::from_str::<serde_json::Value>(&out).unwrap();
+        }
+        assert_eq!(
+            forced_all(
+                r#"{"memory":{}}"#,
+                &["memory.resource", "memory.thread"],
+                "v"
+            )
+            .unwrap(),
+            r#"{"memory":{"resource":"v","thread":"v"}}"#
+        );
+    }
+
+    #[test]
+    fn parents_of_another_type_are_refused_not_skipped() {
+        // serde derive structs read arrays by position: `[["m1","t","other"]]` is a message.
+        let doc = Doc::parse(br#"{"messages":[["m1","t","other"]],"a":{"b":[1]}}"#).unwrap();
+        for path in ["messages[].resourceId", "a.b.c", "a.b[].c"] {
+            assert_eq!(
+                doc.find(&FieldPath::parse(path).unwrap()).err(),
+                Some(JsonError::NotAnObject),
+                "{path}"
+            );
+        }
+        let doc = Doc::parse(br#"{"messages":null,"m":[null]}"#).unwrap();
+        assert!(
+            doc.find(&FieldPath::parse("messages[].id").unwrap())
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            doc.find(&FieldPath::parse("m[].id").unwrap())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn keys_that_do_not_decode_are_syntax_errors() {
+        // A lone surrogate passes RawValue's scan but no serde_json reader decodes it.
+        let doc = Doc::parse(br#"{"\ud800":"x","resourceId":"bob"}"#).unwrap();
+        assert_eq!(
+            doc.find(&FieldPath::parse("resourceId").unwrap()).err(),
+            Some(JsonError::Syntax)
+        );
+    }
+
+    #[test]
+    fn overlapping_paths_are_detected() {
+        let p = |s: &str| FieldPath::parse(s).unwrap();
+        assert!(p("memory").overlaps(&p("memory.resource")));
+        assert!(p("memory.resource").overlaps(&p("memory")));
+        assert!(p("a").overlaps(&p("a")));
+        assert!(!p("memory.resource").overlaps(&p("memory.thread")));
+        assert!(!p("resourceId").overlaps(&p("resource")));
     }
 
     #[test]

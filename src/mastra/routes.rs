@@ -24,6 +24,7 @@ fn bases(prefix: &str) -> [String; 2] {
 /// | `POST /memory/threads/{threadId}/clone` | `resourceId` forced |
 /// | `POST /memory/observational-memory/buffer-status` | `resourceId` forced |
 /// | `POST /memory/save-messages` | every `messages[].resourceId` must be the caller's (403) |
+/// | `GET`, `HEAD`, `DELETE /memory/*` | no body (400 when one is sent) |
 ///
 /// # Errors
 ///
@@ -46,6 +47,12 @@ pub fn memory_body_rules(prefix: &str) -> Result<Vec<BodyRule>, ConfigError> {
                 .require("messages[].resourceId")?
                 .refusal(super::messages::SAVE_FOREIGN_RESOURCE),
         );
+    }
+    // Mastra's GET and DELETE memory routes take no body; one sent anyway could carry a
+    // `resourceId` that no rule forces to a handler that reads it.
+    let p = prefix.trim_end_matches('/');
+    for method in [Method::GET, Method::DELETE] {
+        rules.push(BodyRule::new(method, &format!("{p}/memory/*"))?.no_body());
     }
     Ok(rules)
 }

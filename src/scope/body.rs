@@ -37,6 +37,7 @@ pub struct BodyRule {
     force: Vec<FieldPath>,
     require: Vec<FieldPath>,
     refusal: Option<Box<str>>,
+    no_body: bool,
 }
 
 impl fmt::Debug for BodyRule {
@@ -74,6 +75,7 @@ impl BodyRule {
             force: Vec::new(),
             require: Vec::new(),
             refusal: None,
+            no_body: false,
         })
     }
 
@@ -87,8 +89,33 @@ impl BodyRule {
     ///
     /// [`ConfigError::InvalidValue`] for a malformed path.
     pub fn force(mut self, path: &str) -> Result<Self, ConfigError> {
-        self.force.push(FieldPath::parse(path)?);
+        let path = FieldPath::parse(path)?;
+        // `memory` and `memory.resource` (or one path twice) would edit inside each other.
+        if let Some(other) = self.force.iter().find(|other| other.overlaps(&path)) {
+            return Err(ConfigError::InvalidValue {
+                setting: "JSON body field",
+                reason: format!(
+                    "{:?} overlaps {:?}: force each field once, and not a field inside another",
+                    path.as_str(),
+                    other.as_str()
+                ),
+            });
+        }
+        self.force.push(path);
         Ok(self)
+    }
+
+    /// The route takes no body: a request that sends one is refused with 400 before the
+    /// handler, so a handler that reads a body anyway (axum's `Json<T>` on a `GET`) cannot read
+    /// a resource id no rule forced. A request without a body costs nothing extra.
+    #[must_use]
+    pub fn no_body(mut self) -> Self {
+        self.no_body = true;
+        self
+    }
+
+    pub(crate) fn takes_no_body(&self) -> bool {
+        self.no_body
     }
 
     /// The field at `path`, where present, must already be the caller's resource id: any other
@@ -122,6 +149,15 @@ impl BodyRule {
         id: &ResourceId,
         mismatch: Mismatch,
     ) -> Result<Option<Bytes>, Rejection> {
+        if self.no_body {
+            return match bytes.is_empty() {
+                true => Ok(None),
+                false => Err(Rejection::with_message(
+                    RejectionKind::BadRequest,
+                    "This route takes no request body",
+                )),
+            };
+        }
         let doc = Doc::parse(bytes).map_err(invalid)?;
         for path in &self.require {
             for node in doc.find(path).map_err(invalid)? {

@@ -258,6 +258,10 @@ where
         let Some(rule) = self.bodies.find(req.method(), req.uri().path()) else {
             return self.call_plain(req);
         };
+        // A route that takes no body, and a request that sent none: nothing to read.
+        if rule.takes_no_body() && http_body::Body::is_end_stream(req.body()) {
+            return self.call_plain(req);
+        }
         let rule = Arc::clone(rule);
         let resolve = match self.source(&req) {
             Source::Known(id) => Err(id),

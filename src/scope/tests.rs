@@ -527,6 +527,42 @@ mod body_rules {
         assert_eq!(seen, r#"{"resourceId":"alice"}"#);
     }
 
+    #[test]
+    fn rules_refuse_forced_paths_that_repeat_or_nest() {
+        let rule = BodyRule::new(Method::POST, "/threads").unwrap();
+        assert!(
+            rule.clone()
+                .force("memory")
+                .unwrap()
+                .force("memory.resource")
+                .is_err()
+        );
+        assert!(rule.clone().force("a").unwrap().force("a").is_err());
+        assert!(
+            rule.force("memory.resource")
+                .unwrap()
+                .force("memory.thread")
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_no_body_route_refuses_a_body_and_passes_without_one() {
+        let layer = ResourceScopeLayer::new(mapper)
+            .body_rule(BodyRule::new(Method::GET, "/threads").unwrap().no_body());
+        let get = |body: &'static str| {
+            let mut req = Request::get("/threads")
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap();
+            req.extensions_mut().insert(alice());
+            req
+        };
+        let (status, _, calls) = send(layer.clone(), get(r#"{"resourceId":"bob"}"#)).await;
+        assert_eq!((status, calls), (StatusCode::BAD_REQUEST, 0));
+        let (status, seen, calls) = send(layer, get("")).await;
+        assert_eq!((status, seen.as_str(), calls), (StatusCode::OK, "", 1));
+    }
+
     #[tokio::test]
     async fn nested_agent_memory_resource_is_forced_only_where_memory_is_given() {
         let layer = ResourceScopeLayer::new(mapper).body_rule(rule("memory.resource"));
