@@ -892,7 +892,7 @@ macro_rules! handler {
     }};
 }
 
-/// axum's router with the templates of `ThreadGuardLayer::mastra_memory_routes("/api")`.
+/// axum's router with the templates of `mastra::memory_guard_routes("/api")`.
 fn axum_router(record: &Record) -> Router {
     let mut router = Router::new();
     for m in ["/api/memory", "/api/memory/network"] {
