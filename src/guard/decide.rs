@@ -371,8 +371,10 @@ pub(crate) fn rewrite_thread<B>(
         rebuilt.push_str(&path[span.end..]);
         new_path = Some(rebuilt);
     }
-    let new_query = match &route.thread_query {
+    let path = new_path.as_deref().unwrap_or(req.uri().path());
+    let rewritten = match &route.thread_query {
         Some(name) => query::rewrite(
+            path,
             req.uri().query(),
             |key, _| {
                 if key == &**name {
@@ -381,11 +383,20 @@ pub(crate) fn rewrite_thread<B>(
                     PairEdit::Keep
                 }
             },
-            None,
+            || None,
         ),
         None => None,
     };
-    query::set_uri(req, new_path, new_query)?;
+    // Only the path changed: the client's query goes on after it, as spelled.
+    let rewritten = rewritten.or_else(|| {
+        new_path.as_deref().map(|path| match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        })
+    });
+    if let Some(pq) = rewritten {
+        query::set_path_and_query(req, pq)?;
+    }
     if let Some(name) = &route.thread_header
         && req.headers().contains_key(name)
     {

@@ -94,16 +94,19 @@ pub(crate) enum PairEdit<'v> {
     Set(&'v str),
 }
 
-/// The one query rewriter: applies `edit` to every pair and appends `append` (`key`, `value`,
-/// both encoded here). Returns the new query, or `None` when nothing changed, in which case
-/// nothing was allocated. Empty pieces (`a=1&&b`) are dropped only when the query changes.
+/// The one query rewriter: applies `edit` to every pair of `query`, then appends what
+/// `append` names (`key`, `value`, both encoded here; asked after the pairs were seen). Returns
+/// the new path-and-query, `path` first, in the one buffer it allocates, or `None` when nothing
+/// changed, in which case nothing was allocated. Empty pieces (`a=1&&b`) are dropped only when
+/// the query changes; a query left with no pair is removed.
 pub(crate) fn rewrite<'v>(
+    path: &str,
     query: Option<&str>,
     mut edit: impl FnMut(&str, &str) -> PairEdit<'v>,
-    append: Option<(&str, &str)>,
+    append: impl FnOnce() -> Option<(&'v str, &'v str)>,
 ) -> Option<String> {
     let query = query.unwrap_or("");
-    let mut out: Option<String> = None;
+    let mut out: Option<Rebuilt> = None;
     let mut start = 0;
     for raw in query.split('&') {
         let here = start;
@@ -120,71 +123,71 @@ pub(crate) fn rewrite<'v>(
         };
         match (set, out.as_mut()) {
             (None, None) => {}
-            (None, Some(out)) => push_piece(out, raw),
+            (None, Some(out)) => out.piece(raw),
             (Some(set), _) => {
-                let out = out.get_or_insert_with(|| started(query, here));
+                let out = out.get_or_insert_with(|| Rebuilt::new(path, query, here));
                 if let Some(value) = set {
-                    push_pair(out, &key, value);
+                    out.pair(&key, value);
                 }
             }
         }
     }
-    if let Some((key, value)) = append {
-        let out = out.get_or_insert_with(|| started(query, query.len()));
-        push_pair(out, key, value);
+    if let Some((key, value)) = append() {
+        out.get_or_insert_with(|| Rebuilt::new(path, query, query.len()))
+            .pair(key, value);
     }
-    out
+    out.map(Rebuilt::finish)
 }
 
-/// A new query holding the first `upto` bytes of `query` as the client spelled them.
-fn started(query: &str, upto: usize) -> String {
-    let mut out = String::with_capacity(query.len() + 32);
-    let kept = query[..upto.min(query.len())].trim_matches('&');
-    if !kept.is_empty() {
-        out.push_str(kept);
-    }
-    out
+/// A path-and-query being rebuilt: `path?` then the pairs.
+struct Rebuilt {
+    text: String,
+    query_start: usize,
 }
 
-fn push_piece(out: &mut String, raw: &str) {
-    if !out.is_empty() {
-        out.push('&');
+impl Rebuilt {
+    /// `path?` and the first `upto` bytes of `query` as the client spelled them.
+    fn new(path: &str, query: &str, upto: usize) -> Self {
+        let mut text = String::with_capacity(path.len() + query.len() + 48);
+        text.push_str(path);
+        text.push('?');
+        let query_start = text.len();
+        let kept = query[..upto.min(query.len())].trim_matches('&');
+        text.push_str(kept);
+        Self { text, query_start }
     }
-    out.push_str(raw);
-}
 
-fn push_pair(out: &mut String, key: &str, value: &str) {
-    if !out.is_empty() {
-        out.push('&');
+    fn separate(&mut self) {
+        if self.text.len() > self.query_start {
+            self.text.push('&');
+        }
     }
-    push_encoded(out, key);
-    out.push('=');
-    push_encoded(out, value);
-}
 
-/// Replaces a request's path and/or query (`Some("")` removes the query), keeping scheme
-/// and authority.
-pub(crate) fn set_uri<B>(
-    req: &mut Request<B>,
-    path: Option<String>,
-    query: Option<String>,
-) -> Result<(), Rejection> {
-    if path.is_none() && query.is_none() {
-        return Ok(());
+    fn piece(&mut self, raw: &str) {
+        self.separate();
+        self.text.push_str(raw);
     }
-    let path = path.as_deref().unwrap_or(req.uri().path());
-    let query = query.as_deref().or(req.uri().query()).unwrap_or("");
-    let mut pq = String::with_capacity(path.len() + query.len() + 1);
-    pq.push_str(path);
-    if !query.is_empty() {
-        pq.push('?');
-        pq.push_str(query);
+
+    fn pair(&mut self, key: &str, value: &str) {
+        self.separate();
+        push_encoded(&mut self.text, key);
+        self.text.push('=');
+        push_encoded(&mut self.text, value);
     }
-    set_path_and_query(req, pq)
+
+    fn finish(mut self) -> String {
+        if self.text.len() == self.query_start {
+            self.text.pop();
+        }
+        self.text
+    }
 }
 
 /// Replaces a request's path and query, keeping scheme and authority.
-fn set_path_and_query<B>(req: &mut Request<B>, path_and_query: String) -> Result<(), Rejection> {
+pub(crate) fn set_path_and_query<B>(
+    req: &mut Request<B>,
+    path_and_query: String,
+) -> Result<(), Rejection> {
     let bad = |_| Rejection::new(RejectionKind::BadRequest);
     let path_and_query = PathAndQuery::try_from(path_and_query).map_err(bad)?;
     // Scheme and authority are kept, so only the path-and-query can make this fail.
@@ -228,9 +231,13 @@ mod tests {
         );
     }
 
-    fn rewritten(query: Option<&str>, append: Option<(&str, &str)>) -> Option<String> {
+    fn rewritten(
+        query: Option<&str>,
+        append: Option<(&'static str, &'static str)>,
+    ) -> Option<String> {
         let mut seen = false;
         rewrite(
+            "/p",
             query,
             |key, _| match key {
                 "resourceId" if !seen => {
@@ -241,8 +248,14 @@ mod tests {
                 "secret" => PairEdit::Drop,
                 _ => PairEdit::Keep,
             },
-            append,
+            || append,
         )
+        .map(|pq| {
+            pq.strip_prefix("/p")
+                .unwrap()
+                .trim_start_matches('?')
+                .to_owned()
+        })
     }
 
     #[test]

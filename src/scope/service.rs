@@ -443,26 +443,24 @@ fn apply_scope<B>(req: &mut Request<B>, id: &ResourceId, config: &Config) -> Res
     // each is set to the caller's id, repeats are dropped, so a handler reading either the
     // first or the last value reads the caller's. Added whatever the request says it is: a
     // `content-type: application/grpc` header once switched scoping off for a plain listing.
-    let mut seen: u64 = 0;
+    let seen = std::cell::Cell::new(0u64);
     let rewritten = query::rewrite(
+        req.uri().path(),
         req.uri().query(),
         |key, _| match is_param(key) {
-            Some(i) if seen & (1 << i) == 0 => {
-                seen |= 1 << i;
+            Some(i) if seen.get() & (1 << i) == 0 => {
+                seen.set(seen.get() | 1 << i);
                 PairEdit::Set(id.as_str())
             }
             Some(_) => PairEdit::Drop,
             None => PairEdit::Keep,
         },
-        None,
+        || (config.add_param && seen.get() == 0).then(|| (&*config.params[0], id.as_str())),
     );
-    let append = (config.add_param && seen == 0).then(|| (&*config.params[0], id.as_str()));
-    let rewritten = match (rewritten, append) {
-        (rewritten, None) => rewritten,
-        (Some(q), Some(pair)) => query::rewrite(Some(&q), |_, _| PairEdit::Keep, Some(pair)),
-        (None, Some(pair)) => query::rewrite(req.uri().query(), |_, _| PairEdit::Keep, Some(pair)),
-    };
-    query::set_uri(req, None, rewritten)
+    match rewritten {
+        Some(pq) => query::set_path_and_query(req, pq),
+        None => Ok(()),
+    }
 }
 
 /// Removes client-supplied scope from an unscoped request.
@@ -471,6 +469,7 @@ fn strip_scope<B>(req: &mut Request<B>, config: &Config) {
         req.headers_mut().remove(name);
     }
     let rewritten = query::rewrite(
+        req.uri().path(),
         req.uri().query(),
         |key, _| {
             if config.params.iter().any(|p| **p == *key) {
@@ -479,8 +478,10 @@ fn strip_scope<B>(req: &mut Request<B>, config: &Config) {
                 PairEdit::Keep
             }
         },
-        None,
+        || None,
     );
     // Removing pairs from a valid query keeps it valid.
-    let _ = query::set_uri(req, None, rewritten);
+    if let Some(pq) = rewritten {
+        let _ = query::set_path_and_query(req, pq);
+    }
 }
