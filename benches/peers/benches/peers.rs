@@ -21,6 +21,7 @@ use tower_scope::jwt::{Algorithm, JwtAuthenticator};
 use tower_scope_peer_bench::report::{self, BARE, BARE07, JWKS};
 use tower_scope_peer_bench::{
     AUDIENCE, Claims, HandWrittenLayer, PATH, drive, handler, handler_with_claims, handler07,
+    interleaved,
 };
 
 /// The token of one row, its bad-signature twin, and the one-key JWK set that verifies it.
@@ -55,6 +56,11 @@ fn material(idp: &MockIssuer, alg: Algorithm) -> Material {
 
 fn alg_name(alg: Algorithm) -> String {
     format!("{alg:?}")
+}
+
+/// Whether this run is unfiltered (a filtered run skips the alternating target timings).
+fn criterion_filter_matches_all() -> bool {
+    !std::env::args().skip(1).any(|a| !a.starts_with('-'))
 }
 
 /// Where criterion writes, and the report reads, the estimates.
@@ -95,6 +101,19 @@ fn main() {
         g.bench_function(BARE07, |b| b.iter(|| black_box(drive(&bare07, None))));
         g.finish();
     }
+
+    let mut targets = String::from(
+        "\nIssue 17's targets again, each timed by alternating its contestants (see \
+         `interleaved`), which a shared machine's changing load cannot bias:\n\n\
+         | target | measured | limit | |\n|---|---|---|---|\n",
+    );
+    let mut target = |what: String, measured: f64, limit: f64| {
+        let verdict = if measured <= limit { "met" } else { "NOT met" };
+        targets.push_str(&format!(
+            "| {what} | {measured:.2} | ≤ {limit:.2} | {verdict} |\n"
+        ));
+    };
+    let rounds = if quick { 100 } else { 400 };
 
     for alg in [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256] {
         let m = material(&idp, alg);
@@ -262,8 +281,55 @@ fn main() {
             }
             g.finish();
         }
+
+        if criterion_filter_matches_all() {
+            let ts = || drive(&tower_scope, None);
+            let ja = || drive(&jwt_authorizer, None);
+            let t = interleaved(&[&ts, &ja], rounds);
+            target(
+                format!("{name} missing token: tower-scope / jwt-authorizer"),
+                t[0] / t[1],
+                1.0,
+            );
+            let plain = || drive(&jwks_plain, Some(&m.bad));
+            let cached = || drive(&jwks_cached, Some(&m.bad));
+            let t = interleaved(&[&plain, &cached], rounds);
+            target(
+                format!("{name} bad signature through the cache / without it"),
+                t[1] / t[0],
+                1.05,
+            );
+            if alg == Algorithm::HS256 {
+                let b = || drive(&bare, None);
+                let b07 = || drive(&bare07, None);
+                let ts = || drive(&tower_scope, Some(&m.token));
+                let ja = || drive(&jwt_authorizer, Some(&m.token));
+                let t = interleaved(&[&b, &b07, &ts, &ja], rounds);
+                target(
+                    "HS256 valid: tower-scope's cost over bare / jwt-authorizer's".into(),
+                    (t[2] - t[0]) / (t[3] - t[1]),
+                    0.45,
+                );
+            }
+            if alg == Algorithm::RS256 {
+                let b = || drive(&bare, None);
+                let hit = || drive(&jwks_cached, Some(&m.token));
+                let t = interleaved(&[&b, &hit], rounds);
+                target(
+                    format!(
+                        "RS256 JWKS token-cache hit: cost over bare / bare (bare {:.0} ns)",
+                        t[0]
+                    ),
+                    (t[1] - t[0]) / t[0],
+                    0.7,
+                );
+            }
+        }
     }
 
     c.final_summary();
     println!("\n{}", report::render(&dir));
+    if criterion_filter_matches_all() {
+        println!("{targets}");
+    }
 }

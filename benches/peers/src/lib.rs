@@ -165,3 +165,43 @@ where
         }
     }
 }
+
+/// Medians of `contestants` timed in alternation, in ns per call: each round runs every
+/// contestant for one batch of about 200 µs, in rotating order, so load that comes and goes
+/// (other jobs on a shared machine) falls on all of them alike.
+pub fn interleaved(contestants: &[&dyn Fn() -> u16], rounds: usize) -> Vec<f64> {
+    use std::hint::black_box;
+    use std::time::{Duration, Instant};
+
+    let batches: Vec<usize> = contestants
+        .iter()
+        .map(|f| {
+            let start = Instant::now();
+            let mut n = 0usize;
+            while start.elapsed() < Duration::from_millis(20) {
+                black_box(f());
+                n += 1;
+            }
+            (n / 100).max(1)
+        })
+        .collect();
+    let mut samples = vec![Vec::with_capacity(rounds); contestants.len()];
+    for round in 0..rounds {
+        for k in 0..contestants.len() {
+            let i = (round + k) % contestants.len();
+            let f = contestants[i];
+            let start = Instant::now();
+            for _ in 0..batches[i] {
+                black_box(f());
+            }
+            samples[i].push(start.elapsed().as_nanos() as f64 / batches[i] as f64);
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect()
+}
