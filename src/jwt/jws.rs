@@ -53,33 +53,8 @@ pub(crate) struct Jws<'a> {
     pub(crate) alg: Algorithm,
     pub(crate) kid: Option<Box<str>>,
     message: &'a [u8],
-    signature: Decoded<SIGNATURE_INLINE>,
+    signature: Vec<u8>,
     payload_b64: &'a str,
-}
-
-/// Signatures up to RSA-4096 (512 bytes) decode on the stack.
-const SIGNATURE_INLINE: usize = 512;
-/// Headers up to this many decoded bytes are read from the stack.
-const HEADER_INLINE: usize = 256;
-/// Claims sets up to this many decoded bytes are read from the stack.
-pub(crate) const PAYLOAD_INLINE: usize = 1024;
-
-/// One decoded segment: on the stack when it fits `N` bytes (the usual header, signature and
-/// claims set), else on the heap. Saves an allocation per segment per request.
-pub(crate) enum Decoded<const N: usize> {
-    Inline([u8; N], usize),
-    Heap(Vec<u8>),
-}
-
-impl<const N: usize> std::ops::Deref for Decoded<N> {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            Self::Inline(bytes, len) => &bytes[..*len],
-            Self::Heap(bytes) => bytes,
-        }
-    }
 }
 
 /// Why no key verified a token: none was eligible (maybe a rotation), or the signature is bad.
@@ -119,7 +94,7 @@ impl<'a> Jws<'a> {
             _ => return Err(invalid("The token is malformed")),
         }
 
-        let header_json = b64::<HEADER_INLINE>(header_b64)?;
+        let header_json = b64(header_b64)?;
         let malformed = || invalid("The token header is malformed");
         if !strict_json::is_strict_object(&header_json) {
             return Err(malformed());
@@ -145,7 +120,7 @@ impl<'a> Jws<'a> {
             return Err(invalid("The token type is not accepted"));
         }
 
-        let signature = b64::<SIGNATURE_INLINE>(signature_b64)?;
+        let signature = b64(signature_b64)?;
         // Before any key is looked up: a high-S twin is never accepted, and never worth a
         // JWKS refetch either.
         if !accept_high_s && !ecdsa::is_canonical(alg, &signature) {
@@ -185,7 +160,7 @@ impl<'a> Jws<'a> {
     }
 
     /// The decoded (not yet trusted) payload: a JSON object in valid UTF-8, or an error.
-    pub(crate) fn payload(&self) -> Result<Decoded<PAYLOAD_INLINE>, AuthError> {
+    pub(crate) fn payload(&self) -> Result<Vec<u8>, AuthError> {
         let payload = b64(self.payload_b64)?;
         if !strict_json::is_strict_object(&payload) {
             return Err(invalid("The token claims are malformed"));
@@ -196,12 +171,14 @@ impl<'a> Jws<'a> {
 
 /// One key's verdict: its prepared AWS-LC form when the provider is AWS-LC's own, else the
 /// provider's verifier (a custom provider always decides itself).
+// `&Vec`: the provider's `Verifier<Vec<u8>>` takes one, and the token's signature already is one.
+#[allow(clippy::ptr_arg)]
 fn verify_one(
     provider: &CryptoProvider,
     key: &VerifyKey,
     alg: Algorithm,
     message: &[u8],
-    signature: &[u8],
+    signature: &Vec<u8>,
 ) -> bool {
     #[cfg(feature = "aws-lc")]
     if std::ptr::eq(provider, &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER)
@@ -210,25 +187,13 @@ fn verify_one(
         return verdict;
     }
     (provider.verifier_factory)(&alg, &key.key)
-        .is_ok_and(|verifier| verifier.verify(message, &signature.to_vec()).is_ok())
+        .is_ok_and(|verifier| verifier.verify(message, signature).is_ok())
 }
 
-fn b64<const N: usize>(part: &str) -> Result<Decoded<N>, AuthError> {
-    fn malformed<E>(_: E) -> AuthError {
-        invalid("The token is malformed")
-    }
-    // An upper bound of the decoded length: when it fits, so does the segment.
-    if base64::decoded_len_estimate(part.len()) <= N {
-        let mut bytes = [0u8; N];
-        let len = URL_SAFE_NO_PAD
-            .decode_slice(part, &mut bytes)
-            .map_err(malformed)?;
-        return Ok(Decoded::Inline(bytes, len));
-    }
+fn b64(part: &str) -> Result<Vec<u8>, AuthError> {
     URL_SAFE_NO_PAD
         .decode(part)
-        .map(Decoded::Heap)
-        .map_err(malformed)
+        .map_err(|_| invalid("The token is malformed"))
 }
 
 #[cfg(test)]
