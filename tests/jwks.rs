@@ -437,7 +437,11 @@ async fn a_malformed_token_is_refused_as_malformed_through_a_cached_authenticato
     let token = idp.mint(json!({"sub": "alice"}));
     assert_eq!(status(&auth, &token).await, StatusCode::OK);
     assert_eq!(status(&auth, &token).await, StatusCode::OK);
-    for malformed in [format!("{token},"), format!("{token}=x"), format!("{token}\u{e9}")] {
+    for malformed in [
+        format!("{token},"),
+        format!("{token}=x"),
+        format!("{token}\u{e9}"),
+    ] {
         assert_eq!(status(&auth, &malformed).await, StatusCode::BAD_REQUEST);
     }
     let stats = auth.stats();

@@ -305,34 +305,34 @@ where
         if config.bypass_preflight && is_preflight(&req) {
             return pass_unauthenticated::<S, A, ReqB>(&mut self.inner, req, AuthState::Preflight);
         }
-        let (decision, private) = match extract(req.headers(), req.uri().query(), &config.extract, true)
-        {
-            Ok(Some(found)) if found.grammar_deferred => {
-                match self
-                    .authenticator
-                    .authenticate_unchecked(Token::new(&found.token), check_grammar)
-                {
-                    Ok(decision) => (decision, false),
-                    Err(rejection) => return refuse(&req, rejection, config),
+        let (decision, private) =
+            match extract(req.headers(), req.uri().query(), &config.extract, true) {
+                Ok(Some(found)) if found.grammar_deferred => {
+                    match self
+                        .authenticator
+                        .authenticate_unchecked(Token::new(&found.token), check_grammar)
+                    {
+                        Ok(decision) => (decision, false),
+                        Err(rejection) => return refuse(&req, rejection, config),
+                    }
                 }
-            }
-            Ok(Some(found)) => (
-                self.authenticator.authenticate(Token::new(&found.token)),
-                found.source == Source::Query,
-            ),
-            Ok(None) if config.optional => {
-                return pass_unauthenticated::<S, A, ReqB>(
-                    &mut self.inner,
-                    req,
-                    AuthState::Anonymous,
-                );
-            }
-            Ok(None) => {
-                let rejection = Rejection::new(RejectionKind::MissingCredentials);
-                return refuse(&req, rejection, config);
-            }
-            Err(rejection) => return refuse(&req, rejection, config),
-        };
+                Ok(Some(found)) => (
+                    self.authenticator.authenticate(Token::new(&found.token)),
+                    found.source == Source::Query,
+                ),
+                Ok(None) if config.optional => {
+                    return pass_unauthenticated::<S, A, ReqB>(
+                        &mut self.inner,
+                        req,
+                        AuthState::Anonymous,
+                    );
+                }
+                Ok(None) => {
+                    let rejection = Rejection::new(RejectionKind::MissingCredentials);
+                    return refuse(&req, rejection, config);
+                }
+                Err(rejection) => return refuse(&req, rejection, config),
+            };
         let gate = AuthGate {
             config: Arc::clone(config),
             private,

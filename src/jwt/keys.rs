@@ -123,7 +123,11 @@ impl JwtKey {
                 DecodingKey::from_ed_pem(pem).map_err(|_| invalid("Ed25519 PEM key"))?
             }
         };
-        Ok(VerifyKey::new(self.kid.map(Into::into), key, self.algorithms))
+        Ok(VerifyKey::new(
+            self.kid.map(Into::into),
+            key,
+            self.algorithms,
+        ))
     }
 }
 
@@ -348,6 +352,8 @@ pub(crate) fn jwk_set_keys(
 /// AWS-LC primitives with the same parameters, set up once (DESIGN decision 6), so every token
 /// gets the verdict `jsonwebtoken` would give it.
 #[cfg(feature = "aws-lc")]
+// Built once per key and algorithm and never moved on the request path: size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Prepared {
     Hmac(aws_lc_rs::hmac::Key),
     Public(aws_lc_rs::signature::ParsedPublicKey),
@@ -377,12 +383,12 @@ impl Prepared {
                 return Some(Self::Hmac(hmac::Key::new(hash, secret)));
             }
             Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA => {
-                let (family, verification): (_, &'static dyn sig::VerificationAlgorithm) =
-                    match alg {
-                        Algorithm::ES256 => (AlgorithmFamily::Ec, &sig::ECDSA_P256_SHA256_FIXED),
-                        Algorithm::ES384 => (AlgorithmFamily::Ec, &sig::ECDSA_P384_SHA384_FIXED),
-                        _ => (AlgorithmFamily::Ed, &sig::ED25519),
-                    };
+                let (family, verification): (_, &'static dyn sig::VerificationAlgorithm) = match alg
+                {
+                    Algorithm::ES256 => (AlgorithmFamily::Ec, &sig::ECDSA_P256_SHA256_FIXED),
+                    Algorithm::ES384 => (AlgorithmFamily::Ec, &sig::ECDSA_P384_SHA384_FIXED),
+                    _ => (AlgorithmFamily::Ed, &sig::ED25519),
+                };
                 let DecodingKeyKind::SecretOrDer(bytes) = key.kind() else {
                     return None;
                 };

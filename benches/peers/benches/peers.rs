@@ -145,7 +145,9 @@ fn main() {
             let builder = if alg == Algorithm::HS256 {
                 use base64::Engine as _;
                 let k = m.jwk["k"].as_str().unwrap();
-                let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(k).unwrap();
+                let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(k)
+                    .unwrap();
                 let secret = String::from_utf8(secret).unwrap();
                 JwtAuthorizer::<Claims>::from_secret(&secret)
             } else {
@@ -275,9 +277,7 @@ fn main() {
             });
             if kind != "missing-token" {
                 g.bench_function(JWKS[0], |b| b.iter(|| black_box(drive(&jwks_plain, auth))));
-                g.bench_function(JWKS[1], |b| {
-                    b.iter(|| black_box(drive(&jwks_cached, auth)))
-                });
+                g.bench_function(JWKS[1], |b| b.iter(|| black_box(drive(&jwks_cached, auth))));
             }
             g.finish();
         }

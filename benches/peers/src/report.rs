@@ -201,9 +201,7 @@ pub fn render(dir: &Path) -> String {
     target(
         &mut out,
         "HS256 valid: tower-scope's cost over bare / jwt-authorizer's",
-        (|| {
-            Some(cost("HS256-valid", &CONTESTANTS[0])? / cost("HS256-valid", &CONTESTANTS[1])?)
-        })(),
+        (|| Some(cost("HS256-valid", &CONTESTANTS[0])? / cost("HS256-valid", &CONTESTANTS[1])?))(),
         0.45,
     );
     target(
