@@ -429,6 +429,27 @@ async fn the_cache_counts_hits_and_misses() {
 }
 
 #[tokio::test]
+async fn a_malformed_token_is_refused_as_malformed_through_a_cached_authenticator() {
+    // The layer looks in the cache before it checks the token's grammar: a token that is not a
+    // `b64token` still gets the 400, is never counted, and a cached token still passes.
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = builder(&idp).token_cache(100).build().await.unwrap();
+    let token = idp.mint(json!({"sub": "alice"}));
+    assert_eq!(status(&auth, &token).await, StatusCode::OK);
+    assert_eq!(status(&auth, &token).await, StatusCode::OK);
+    for malformed in [
+        format!("{token},"),
+        format!("{token}=x"),
+        format!("{token}\u{e9}"),
+    ] {
+        assert_eq!(status(&auth, &malformed).await, StatusCode::BAD_REQUEST);
+    }
+    let stats = auth.stats();
+    assert_eq!((stats.cache_hit, stats.cache_miss), (1, 1));
+    assert_eq!((stats.allowed, stats.denied_invalid_token), (2, 0));
+}
+
+#[tokio::test]
 async fn cache_hits_share_the_verified_user_instead_of_copying_it() {
     let idp = MockIssuer::start().await.unwrap();
     let token = idp.mint(json!({"sub": "alice"}));

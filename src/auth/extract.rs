@@ -28,6 +28,8 @@ pub(crate) enum Source {
 pub(crate) struct Found<'a> {
     pub(crate) token: Cow<'a, str>,
     pub(crate) source: Source,
+    /// Its length is checked but its `b64token` grammar is not yet: see [`check_grammar`].
+    pub(crate) grammar_deferred: bool,
 }
 
 fn invalid_request(message: &'static str) -> Rejection {
@@ -59,19 +61,35 @@ pub(crate) fn is_b64token(token: &[u8]) -> bool {
 }
 
 fn checked(token: &str, max_len: usize) -> Result<&str, Rejection> {
+    check_len(token, max_len)?;
+    check_grammar(token)?;
+    Ok(token)
+}
+
+fn check_len(token: &str, max_len: usize) -> Result<(), Rejection> {
     // Checked before any decoding: an oversized token costs nothing but this comparison.
     if token.len() > max_len {
         return Err(invalid_request("The access token is too long"));
     }
+    Ok(())
+}
+
+/// The `b64token` grammar check of a token whose check [`extract`] deferred.
+pub(crate) fn check_grammar(token: &str) -> Result<(), Rejection> {
     if !is_b64token(token.as_bytes()) {
         return Err(invalid_request("The access token is malformed"));
     }
-    Ok(token)
+    Ok(())
 }
 
 /// The bearer token of the `Authorization` header, `None` when there is none or it uses
-/// another scheme (e.g. `Basic`), which counts as "no bearer credentials".
-fn from_header(headers: &HeaderMap, max_len: usize) -> Result<Option<&str>, Rejection> {
+/// another scheme (e.g. `Basic`), which counts as "no bearer credentials". With `defer`, only
+/// its length is checked here.
+fn from_header(
+    headers: &HeaderMap,
+    max_len: usize,
+    defer: bool,
+) -> Result<Option<&str>, Rejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -98,6 +116,10 @@ fn from_header(headers: &HeaderMap, max_len: usize) -> Result<Option<&str>, Reje
     }
     let token =
         std::str::from_utf8(token).map_err(|_| invalid_request("The access token is malformed"))?;
+    if defer {
+        check_len(token, max_len)?;
+        return Ok(Some(token));
+    }
     checked(token, max_len).map(Some)
 }
 
@@ -146,20 +168,31 @@ fn from_query<'a>(
 }
 
 /// Finds the request's bearer token, enforcing "exactly one method" (RFC 6750 §2).
+///
+/// With `defer_grammar`, when the header is the only configured source, the header token's
+/// `b64token` grammar check is left to the caller ([`Found::grammar_deferred`]), so that an
+/// authenticator's cache of verified tokens can answer first: nothing else can fail after it,
+/// so the refusals are the same, in the same order.
 pub(crate) fn extract<'a>(
     headers: &'a HeaderMap,
     query: Option<&'a str>,
     config: &'a ExtractConfig,
+    defer_grammar: bool,
 ) -> Result<Option<Found<'a>>, Rejection> {
+    let defer = defer_grammar && config.cookie.is_none() && config.query.is_none();
     let mut found: Option<Found<'a>> = None;
     let mut offer = |token: Cow<'a, str>, source| {
         if found.is_some() {
             return Err(invalid_request("More than one authentication method"));
         }
-        found = Some(Found { token, source });
+        found = Some(Found {
+            token,
+            source,
+            grammar_deferred: defer && source == Source::Header,
+        });
         Ok(())
     };
-    if let Some(token) = from_header(headers, config.max_len)? {
+    if let Some(token) = from_header(headers, config.max_len, defer)? {
         offer(Cow::Borrowed(token), Source::Header)?;
     }
     if let Some(name) = &config.cookie

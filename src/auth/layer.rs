@@ -10,7 +10,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::extract::{ExtractConfig, Source, extract};
+use super::extract::{ExtractConfig, Source, check_grammar, extract};
 use super::{AuthError, Authenticate, Token};
 use crate::gate::{Gate, GateFuture, forward, response_future, take_ready};
 use crate::http::names;
@@ -226,7 +226,7 @@ impl<A: Authenticate, E> BearerAuthLayer<A, E> {
         headers: &HeaderMap,
     ) -> impl Future<Output = Result<Option<Authenticated<A::User>>, Rejection>> + Send + 'static
     {
-        let pending = match extract(headers, None, &self.config.extract) {
+        let pending = match extract(headers, None, &self.config.extract, false) {
             Ok(Some(found)) => Ok(Some(
                 self.authenticator.authenticate(Token::new(&found.token)),
             )),
@@ -305,24 +305,34 @@ where
         if config.bypass_preflight && is_preflight(&req) {
             return pass_unauthenticated::<S, A, ReqB>(&mut self.inner, req, AuthState::Preflight);
         }
-        let (decision, private) = match extract(req.headers(), req.uri().query(), &config.extract) {
-            Ok(Some(found)) => (
-                self.authenticator.authenticate(Token::new(&found.token)),
-                found.source == Source::Query,
-            ),
-            Ok(None) if config.optional => {
-                return pass_unauthenticated::<S, A, ReqB>(
-                    &mut self.inner,
-                    req,
-                    AuthState::Anonymous,
-                );
-            }
-            Ok(None) => {
-                let rejection = Rejection::new(RejectionKind::MissingCredentials);
-                return refuse(&req, rejection, config);
-            }
-            Err(rejection) => return refuse(&req, rejection, config),
-        };
+        let (decision, private) =
+            match extract(req.headers(), req.uri().query(), &config.extract, true) {
+                Ok(Some(found)) if found.grammar_deferred => {
+                    match self
+                        .authenticator
+                        .authenticate_unchecked(Token::new(&found.token), check_grammar)
+                    {
+                        Ok(decision) => (decision, false),
+                        Err(rejection) => return refuse(&req, rejection, config),
+                    }
+                }
+                Ok(Some(found)) => (
+                    self.authenticator.authenticate(Token::new(&found.token)),
+                    found.source == Source::Query,
+                ),
+                Ok(None) if config.optional => {
+                    return pass_unauthenticated::<S, A, ReqB>(
+                        &mut self.inner,
+                        req,
+                        AuthState::Anonymous,
+                    );
+                }
+                Ok(None) => {
+                    let rejection = Rejection::new(RejectionKind::MissingCredentials);
+                    return refuse(&req, rejection, config);
+                }
+                Err(rejection) => return refuse(&req, rejection, config),
+            };
         let gate = AuthGate {
             config: Arc::clone(config),
             private,

@@ -5,10 +5,11 @@
 //! left the issuer's key set is dropped on its next hit. A sender-constrained token keeps its
 //! `cnf` claim, so the binding verifier decides again on every hit.
 
-use std::hash::Hasher as _;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-use quick_cache::sync::Cache;
+use quick_cache::UnitWeighter;
+use quick_cache::sync::{Cache, DefaultLifecycle};
 use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
 use super::source::SourceKey;
@@ -55,8 +56,44 @@ pub(crate) struct Source {
     pub(crate) cnf: Option<serde_json::Value>,
 }
 
+/// Hashes a [`TokenDigest`] for the cache's table by folding its halves: it already is the
+/// output of a keyed PRF, so hashing it again (std's SipHash, per lookup) adds nothing.
+#[derive(Clone, Default)]
+struct DigestHash;
+
+impl BuildHasher for DigestHash {
+    type Hasher = DigestHasher;
+
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u128(&mut self, digest: u128) {
+        // Truncating casts on purpose: the low and high halves.
+        self.0 ^= digest as u64 ^ (digest >> 64) as u64;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u128` keys are hashed here; any other input still spreads over every bit.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(word)).rotate_left(29);
+        }
+    }
+}
+
 pub(crate) struct TokenCache<U> {
-    entries: Cache<TokenDigest, Arc<Entry<U>>>,
+    entries: Cache<TokenDigest, Arc<Entry<U>>, UnitWeighter, DigestHash>,
     key: DigestKey,
     max_ttl: f64,
 }
@@ -65,7 +102,13 @@ impl<U> TokenCache<U> {
     /// A cache with a fresh random digest key; fails only when the OS has no randomness.
     pub(crate) fn new(capacity: usize, max_ttl: f64) -> Result<Self, getrandom::Error> {
         Ok(Self {
-            entries: Cache::new(capacity),
+            entries: Cache::with(
+                capacity,
+                capacity as u64,
+                UnitWeighter,
+                DigestHash,
+                DefaultLifecycle::default(),
+            ),
             key: DigestKey::random()?,
             max_ttl,
         })

@@ -80,6 +80,7 @@ mod source;
 mod stats;
 mod verify;
 
+use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +92,7 @@ pub use self::future::JwksFuture;
 pub use self::stats::JwksStats;
 use self::verify::{Failure, Inner};
 use crate::auth::{Authenticate, Token};
+use crate::reject::Rejection;
 
 /// The default refresh interval when the JWKS response has no `Cache-Control: max-age`.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(600);
@@ -196,39 +198,66 @@ where
     type Future = JwksFuture<U>;
 
     fn authenticate(&self, token: Token<'_>) -> JwksFuture<U> {
+        let Ok(future) = self.decide(token.expose_secret(), |_| Ok::<_, Infallible>(()));
+        future
+    }
+
+    fn authenticate_unchecked(
+        &self,
+        token: Token<'_>,
+        check: fn(&str) -> Result<(), Rejection>,
+    ) -> Result<JwksFuture<U>, Rejection> {
+        // A hit needs no second pass over bytes that already verified once.
+        self.decide(token.expose_secret(), check)
+    }
+}
+
+impl<C, U> JwksAuthenticator<C, U>
+where
+    C: DeserializeOwned + 'static,
+    U: Send + Sync + 'static,
+{
+    /// The cache, then `check`, then verification with the loaded keys or after a refetch.
+    fn decide<E>(
+        &self,
+        token: &str,
+        check: impl FnOnce(&str) -> Result<(), E>,
+    ) -> Result<JwksFuture<U>, E> {
         let inner = &*self.inner;
-        let token = token.expose_secret();
         let digest = inner.cache.as_ref().map(|cache| cache.digest(token));
-        if let Some(digest) = &digest {
-            if let Some(result) = inner.cached(digest) {
-                inner.stats.outcome(&result);
-                return JwksFuture::ready(result);
-            }
+        if let Some(digest) = &digest
+            && let Some(result) = inner.cached(digest)
+        {
+            inner.stats.outcome(&result);
+            return Ok(JwksFuture::ready(result));
+        }
+        check(token)?;
+        if digest.is_some() {
             inner.stats.cache_miss();
         }
         let index = match inner.attempt(token, digest.as_ref()) {
             Ok(user) => {
                 let result = Ok(user);
                 inner.stats.outcome(&result);
-                return JwksFuture::ready(result);
+                return Ok(JwksFuture::ready(result));
             }
             Err(Failure::Refused(err)) => {
                 let result = Err(err);
                 inner.stats.outcome(&result);
-                return JwksFuture::ready(result);
+                return Ok(JwksFuture::ready(result));
             }
             Err(Failure::Refetch(index, _)) => index,
         };
         // The slow path: wait for one (shared) refetch of this issuer's keys, then decide.
         let inner = Arc::clone(&self.inner);
         let token: Box<str> = token.into();
-        JwksFuture::fetching(async move {
+        Ok(JwksFuture::fetching(async move {
             let source = Arc::clone(&inner.issuers[index].source);
             source.refetch().await;
             let result = inner.settle(&token, digest.as_ref());
             inner.stats.outcome(&result);
             result
-        })
+        }))
     }
 }
 

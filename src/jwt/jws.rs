@@ -148,9 +148,7 @@ impl<'a> Jws<'a> {
                 continue;
             }
             any_key = true;
-            if (provider.verifier_factory)(&self.alg, &key.key)
-                .is_ok_and(|verifier| verifier.verify(self.message, &self.signature).is_ok())
-            {
+            if verify_one(provider, key, self.alg, self.message, &self.signature) {
                 return Ok(key);
             }
         }
@@ -169,6 +167,27 @@ impl<'a> Jws<'a> {
         }
         Ok(payload)
     }
+}
+
+/// One key's verdict: its prepared AWS-LC form when the provider is AWS-LC's own, else the
+/// provider's verifier (a custom provider always decides itself).
+// `&Vec`: the provider's `Verifier<Vec<u8>>` takes one, and the token's signature already is one.
+#[allow(clippy::ptr_arg)]
+fn verify_one(
+    provider: &CryptoProvider,
+    key: &VerifyKey,
+    alg: Algorithm,
+    message: &[u8],
+    signature: &Vec<u8>,
+) -> bool {
+    #[cfg(feature = "aws-lc")]
+    if std::ptr::eq(provider, &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER)
+        && let Some(verdict) = key.verify_prepared(alg, message, signature)
+    {
+        return verdict;
+    }
+    (provider.verifier_factory)(&alg, &key.key)
+        .is_ok_and(|verifier| verifier.verify(message, signature).is_ok())
 }
 
 fn b64(part: &str) -> Result<Vec<u8>, AuthError> {
