@@ -463,13 +463,7 @@ mod tests {
     use super::*;
 
     fn forced(body: &str, path: &str, value: &str) -> Result<String, JsonError> {
-        let doc = Doc::parse(body.as_bytes())?;
-        let mut edits = Edits::new(&doc);
-        edits.force(&FieldPath::parse(path).unwrap(), value)?;
-        Ok(edits
-            .finish()
-            .map(|b| String::from_utf8(b.to_vec()).unwrap())
-            .unwrap_or_else(|| body.to_owned()))
+        forced_all(body, &[path], value)
     }
 
     #[test]
