@@ -100,8 +100,13 @@ pub struct RoleClaim {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ClaimGrants {
-    /// RFC 9068 / OAuth `scope`: a space-delimited string (an array is accepted too).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// RFC 9068 / OAuth `scope`: a space-delimited string (an array is accepted too; written
+    /// back as a string).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "space_delimited"
+    )]
     pub scope: Option<ClaimList>,
     /// `scp` (Azure AD, Okta): an array (a space-delimited string is accepted too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +123,16 @@ pub struct ClaimGrants {
     /// Keycloak's client roles, per client id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_access: Option<BTreeMap<String, RoleClaim>>,
+}
+
+fn space_delimited<S: serde::Serializer>(
+    list: &Option<ClaimList>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match list {
+        Some(list) => serializer.serialize_str(&list.0.join(" ")),
+        None => serializer.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
