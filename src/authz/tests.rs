@@ -370,7 +370,11 @@ async fn custom_derivation_replaces_mastras() {
     assert!(!seen.called);
     assert_eq!(seen.response.status(), StatusCode::FORBIDDEN);
     // Outside the protected paths: not this layer's.
-    assert!(send(&layer, request(Method::GET, "/v1/memory", Some(IDP))).await.called);
+    assert!(
+        send(&layer, request(Method::GET, "/v1/memory", Some(IDP)))
+            .await
+            .called
+    );
 }
 
 #[tokio::test]
