@@ -29,7 +29,9 @@ async fn handler(_req: Request<String>) -> Result<Response<String>, Infallible> 
     Ok(Response::new(String::new()))
 }
 
-fn source() -> ClaimPermissions<fn(&Claims) -> &ClaimGrants, Claims> {
+type Source = ClaimPermissions<fn(&Claims) -> &ClaimGrants, Claims>;
+
+fn source() -> Source {
     ClaimPermissions::new(grants_of as fn(&Claims) -> &ClaimGrants)
         .scope()
         .permissions()
@@ -45,7 +47,7 @@ fn source() -> ClaimPermissions<fn(&Claims) -> &ClaimGrants, Claims> {
 }
 
 /// Twenty routes under `/api`, in the style of a real API; the last is the memory listing.
-fn twenty_routes() -> AuthorizeLayer<ClaimPermissions<fn(&Claims) -> &ClaimGrants, Claims>> {
+fn twenty_routes() -> AuthorizeLayer<Source> {
     let mut layer = AuthorizeLayer::new(source()).protect("/api/*").unwrap();
     let names = [
         "agents",

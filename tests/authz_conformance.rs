@@ -1,24 +1,17 @@
 //! Conformance of the authorization layer: Mastra's wildcard semantics case by case, the
 //! claim shapes of the common identity providers, and privileged / approved cross-resource
-//! access through the real scope and guard layers (in-memory thread store), audited in the log.
+//! access through the real scope and guard layers (in-memory thread store). The audit log of
+//! privileged requests is checked in `authz_audit_log.rs`.
 #![cfg(all(feature = "authz", feature = "guard", feature = "log"))]
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, StatusCode};
 use http_body_util::Full;
 use serde::Deserialize;
-use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_scope::authz::{
-    AuthorizeLayer, ClaimGrants, ClaimPermissions, PermissionSource, Privilege, permission_matches,
-};
-use tower_scope::guard::MemoryThreadStore;
-use tower_scope::{
-    ActingAs, ActingVia, AuthState, Authenticated, LogLayer, ResourceId, ResourceScopeLayer,
-    ThreadId, mastra,
-};
+use tower_scope::authz::{ClaimGrants, ClaimPermissions, PermissionSource, permission_matches};
+use tower_scope::{ActingAs, ActingVia, ResourceId};
 
 // ---- wildcards --------------------------------------------------------------------------------
 
@@ -71,9 +64,9 @@ fn wildcards_follow_mastras_matches_permission_case_by_case() {
 
 // ---- claim shapes -----------------------------------------------------------------------------
 
+/// Only the grants: the claim-shape tests read nothing else.
 #[derive(Debug, Deserialize)]
 struct Claims {
-    sub: String,
     #[serde(flatten)]
     grants: ClaimGrants,
 }
@@ -255,107 +248,9 @@ fn the_default_role_is_for_tokens_that_list_nothing() {
 
 // ---- privileged and approved access through scope and guard ----------------------------------
 
-/// What the handler saw: the resource in force, what it acts as, and the query it got.
-#[derive(Debug, Default, Clone)]
-struct Saw {
-    resource: Option<String>,
-    acting: Option<ActingAs>,
-    uri: String,
-    thread: Option<String>,
-}
-
-type Svc = tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<String>, Infallible>;
-
-fn stack(store: MemoryThreadStore, seen: Arc<Mutex<Option<Saw>>>, approve: bool) -> Svc {
-    let source = ClaimPermissions::new(grants_of as fn(&Claims) -> &ClaimGrants)
-        .scope()
-        .permissions()
-        .role("user", ["memory:read", "memory:write", "memory:delete"])
-        .unwrap()
-        .default_role("user")
-        .unwrap()
-        .imply(
-            "memory:admin",
-            ["memory:read", "memory:write", "memory:delete"],
-        )
-        .unwrap();
-    let mut authz = AuthorizeLayer::new(source)
-        .derive_permissions("/api")
-        .unwrap()
-        .privileged(Privilege::new().methods([Method::GET]));
-    if approve {
-        // Alice may act on her team's resource.
-        authz = authz.approve_resource(|user: &Authenticated<Claims>, requested: &ResourceId| {
-            let ok = user.sub == "alice" && requested.as_str() == "team";
-            async move { ok }
-        });
-    }
-    let handler = service_fn(move |req: Request<Full<Bytes>>| {
-        let saw = Saw {
-            resource: req
-                .extensions()
-                .get::<ResourceId>()
-                .map(ToString::to_string),
-            acting: req.extensions().get::<ActingAs>().cloned(),
-            uri: req.uri().to_string(),
-            thread: req.extensions().get::<ThreadId>().map(ToString::to_string),
-        };
-        *seen.lock().unwrap() = Some(saw);
-        async { Ok::<_, Infallible>(Response::new(String::new())) }
-    });
-    let svc = ServiceBuilder::new()
-        .layer(LogLayer::new().user(|c: &Claims| c.sub.clone()))
-        .layer(authz)
-        .layer(
-            ResourceScopeLayer::new(|c: &Claims| Some(c.sub.clone()))
-                .headers(["x-resource-id"])
-                .unwrap(),
-        )
-        .layer(mastra::memory_guard(store, "/api").unwrap())
-        .service(handler);
-    tower::util::BoxCloneSyncService::new(svc.map_response(|r| r.map(|_| String::new())))
-}
-
-fn store() -> MemoryThreadStore {
-    let store = MemoryThreadStore::new();
-    for (thread, owner) in [("t-alice", "alice"), ("t-bob", "bob"), ("t-team", "team")] {
-        store.insert_thread(
-            ThreadId::new(thread).unwrap(),
-            Some(ResourceId::new(owner).unwrap()),
-        );
-    }
-    store.insert_message(
-        tower_scope::MessageId::new("m-bob").unwrap(),
-        Some(ThreadId::new("t-bob").unwrap()),
-    );
-    store
-}
-
-fn as_user(method: Method, uri: &str, json: &str) -> Request<Full<Bytes>> {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    req.extensions_mut()
-        .insert(Authenticated::new(claims(json)));
-    req.extensions_mut().insert(AuthState::verified::<Claims>());
-    req
-}
-
-const ALICE: &str = r#"{"sub":"alice"}"#;
-const ADMIN: &str = r#"{"sub":"ada","permissions":["memory:admin"]}"#;
-const VIEWER: &str = r#"{"sub":"vera","scope":"memory:read"}"#;
-
-async fn call(
-    svc: &Svc,
-    seen: &Arc<Mutex<Option<Saw>>>,
-    req: Request<Full<Bytes>>,
-) -> (StatusCode, Option<Saw>) {
-    *seen.lock().unwrap() = None;
-    let status = svc.clone().oneshot(req).await.unwrap().status();
-    (status, seen.lock().unwrap().clone())
-}
+#[path = "common/authz_stack.rs"]
+mod authz_stack;
+use authz_stack::{ADMIN, ALICE, VIEWER, as_user, call, stack, store};
 
 #[tokio::test]
 async fn an_admin_lists_any_resource_by_name_and_everyone_else_stays_scoped() {
@@ -464,6 +359,31 @@ async fn an_admin_reads_another_resources_thread_by_path_but_cannot_write_it() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{method}");
         assert!(saw.is_none());
     }
+    // Naming one resource and reading another's thread: the request acts as the named one.
+    let (status, saw) = call(
+        &svc,
+        &seen,
+        as_user(
+            Method::GET,
+            "/api/memory/threads/t-bob?resourceId=alice",
+            ADMIN,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(saw.is_none());
+    let (status, saw) = call(
+        &svc,
+        &seen,
+        as_user(
+            Method::GET,
+            "/api/memory/threads/t-bob?resourceId=bob",
+            ADMIN,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(saw.unwrap().uri, "/api/memory/threads/t-bob?resourceId=bob");
     // A missing thread is still 404; alice still cannot read bob's.
     assert_eq!(
         call(
@@ -552,60 +472,4 @@ async fn an_approved_shared_resource_opens_that_resource_only() {
     )
     .await;
     assert_eq!(saw.unwrap().resource.as_deref(), Some("bob"));
-}
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn privileged_requests_are_logged_with_their_own_fields() {
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
-    let seen = Arc::new(Mutex::new(None));
-    let svc = stack(store(), Arc::clone(&seen), false);
-    call(
-        &svc,
-        &seen,
-        as_user(Method::GET, "/api/memory/threads/t-bob", ADMIN),
-    )
-    .await;
-    call(
-        &svc,
-        &seen,
-        as_user(Method::GET, "/api/memory/threads/t-alice", ALICE),
-    )
-    .await;
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2, "{text}");
-    assert!(lines[0].contains(r#"user="ada""#), "{}", lines[0]);
-    assert!(lines[0].contains("privileged=true"), "{}", lines[0]);
-    assert!(
-        lines[0].contains(r#"privilege="memory:admin""#),
-        "{}",
-        lines[0]
-    );
-    assert!(lines[0].contains(r#"acting_as="bob""#), "{}", lines[0]);
-    assert!(
-        lines[0].contains(r#"acting_via="privilege""#),
-        "{}",
-        lines[0]
-    );
-    assert!(!lines[1].contains("privileged"), "{}", lines[1]);
-    assert!(!lines[1].contains("acting_as"), "{}", lines[1]);
 }

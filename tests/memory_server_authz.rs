@@ -255,12 +255,8 @@ async fn viewer_reads_its_own_data_and_every_write_is_insufficient_scope(db: &Db
     let msgs = vera_user
         .call(Method::GET, "/api/memory/threads/t-vera/messages", None)
         .await;
-    assert_eq!(
-        msgs.body["messages"][0]["content"]
-            .to_string()
-            .contains("hello"),
-        true
-    );
+    let content = msgs.body["messages"][0]["content"].to_string();
+    assert!(content.contains("hello"), "{content}");
     assert_eq!(
         vera_user
             .call(Method::GET, "/api/memory/threads", None)

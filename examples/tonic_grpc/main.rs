@@ -92,7 +92,7 @@ impl PermissionSource for ScopeOrUser {
 
     fn any_granted(&self, user: &Claims, wanted: &mut dyn FnMut(&str) -> bool) -> bool {
         match &user.scope {
-            Some(scope) => scope.split_ascii_whitespace().any(|p| wanted(p)),
+            Some(scope) => scope.split_ascii_whitespace().any(wanted),
             None => wanted("memory:read"),
         }
     }

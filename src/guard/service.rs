@@ -18,7 +18,7 @@ use super::store::ThreadStore;
 use crate::gate::{Gate, GateFuture, forward, note, response_future, take_ready};
 use crate::http::body::{self as request_body, BodyLimits, BoxError};
 use crate::reject::{Rejection, RejectionKind, render};
-use crate::{Privileged, ResourceId, ThreadId, query};
+use crate::{ActingAs, Privileged, ResourceId, ThreadId, query};
 
 /// The service made by [`ThreadGuardLayer`]: the inner service `S` over the store `T`.
 pub struct ThreadGuard<S, T> {
@@ -113,7 +113,13 @@ where
         let route = Arc::clone(route);
         let input = Input {
             scope: req.extensions().get::<ResourceId>().cloned(),
-            privileged: req.extensions().get::<Privileged>().cloned(),
+            // A request the scope layer already re-targeted (an `ActingAs` there) acts as that
+            // resource only: the guard does not move it on to a thread's owner.
+            privileged: req
+                .extensions()
+                .get::<Privileged>()
+                .filter(|_| req.extensions().get::<ActingAs>().is_none())
+                .cloned(),
             trusted: req.extensions().get::<ThreadId>().cloned(),
             client_thread: route.thread_in_request(&req),
             extra_threads,
