@@ -233,6 +233,19 @@ fn the_default_role_is_for_tokens_that_list_nothing() {
     assert!(holds(&source, both, "memory:read"));
     assert!(holds(&source, both, "memory:delete"));
     assert!(!holds(&source, both, "memory:write"));
+    // A Keycloak token with client roles for other clients lists its grants: no default role.
+    let keycloak = ClaimPermissions::new(grants_of)
+        .client_roles("memory-api")
+        .role("user", ["memory:read"])
+        .unwrap()
+        .default_role("user")
+        .unwrap();
+    assert!(holds(&keycloak, r#"{"sub":"a"}"#, "memory:read"));
+    assert!(!holds(
+        &keycloak,
+        r#"{"sub":"a","resource_access":{"account":{"roles":["manage-account"]}}}"#,
+        "memory:read"
+    ));
     // Implications: one level, from what the token lists.
     let admin = r#"{"sub":"a","permissions":["memory:admin"]}"#;
     for wanted in [

@@ -324,8 +324,9 @@ where
     }
 
     /// The role of a token that carries none of the honored claims (a first-party user token
-    /// that lists no grants). A token that carries one, even empty (`"scope": ""`), gets
-    /// exactly what it lists. The role must be in the role map already.
+    /// that lists no grants). A token that carries one, even empty (`"scope": ""`, or a
+    /// `resource_access` with no entry for the clients you named), gets exactly what it
+    /// lists. The role must be in the role map already.
     pub fn default_role(self, name: &str) -> Result<Self, ConfigError> {
         let Some(grants) = self.rules.roles.get(name).cloned() else {
             return Err(ConfigError::InvalidValue {
@@ -422,11 +423,13 @@ where
             }
         }
         if let Some(access) = &grants.resource_access {
+            // A token with client roles lists its grants even when none are for our clients:
+            // it never falls back to the default role.
+            listed |= !rules.clients.is_empty();
             for (client, config) in &rules.clients {
                 let Some(claim) = access.get(client) else {
                     continue;
                 };
-                listed = true;
                 for role in claim.roles.iter() {
                     if (config.as_permissions && rules.visit(role, wanted))
                         || rules.visit_role(&config.map, role, wanted)
