@@ -2,6 +2,11 @@
 //! request matching the last route, the worst case, and the first), Mastra's derived
 //! permissions alone, and the derived table with a privilege check.
 //! `cargo bench --bench authz --features authz`.
+//!
+//! Timings on a shared 2-core machine are noisy; instruction counts are not.
+//! `AUTHZ_COUNT=<variant> <bench binary>` runs 200,000 requests of one variant (`bare`,
+//! `last`, `first`, `derived`, `privileged`) and exits, for `perf stat -e instructions:u`:
+//! `scripts/authz-instructions.sh` prints each variant's instructions per request over bare.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -107,14 +112,68 @@ where
         .as_u16()
 }
 
+fn user() -> Authenticated<Claims> {
+    Authenticated::new(
+        serde_json::from_str(r#"{"sub":"alice","scope":"openid email memory:read"}"#).unwrap(),
+    )
+}
+
+/// Runs `count` requests of one variant, for instruction counting; no criterion involved.
+fn count_instructions(variant: &str, count: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let user = user();
+    macro_rules! run {
+        ($svc:expr, $uri:expr, $status:expr) => {{
+            let svc = $svc;
+            rt.block_on(async {
+                for _ in 0..count {
+                    assert_eq!(black_box(drive(&svc, $uri, &user).await), $status);
+                }
+            })
+        }};
+    }
+    match variant {
+        "bare" => run!(service_fn(handler), "/api/memory/threads", 200),
+        "last" => run!(
+            twenty_routes().layer(service_fn(handler)),
+            "/api/memory/threads",
+            200
+        ),
+        "first" => run!(
+            twenty_routes().layer(service_fn(handler)),
+            "/api/agents/a1/x",
+            403
+        ),
+        "derived" => run!(
+            AuthorizeLayer::new(source())
+                .derive_permissions("/api")
+                .unwrap()
+                .layer(service_fn(handler)),
+            "/api/memory/threads",
+            200
+        ),
+        "privileged" => run!(
+            AuthorizeLayer::new(source())
+                .derive_permissions("/api")
+                .unwrap()
+                .privileged(Privilege::new().methods([Method::GET]))
+                .layer(service_fn(handler)),
+            "/api/memory/threads",
+            200
+        ),
+        other => panic!("unknown variant {other:?}"),
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let user: Authenticated<Claims> = Authenticated::new(
-        serde_json::from_str(r#"{"sub":"alice","scope":"openid email memory:read"}"#).unwrap(),
-    );
+    let user = user();
     let bare = service_fn(handler);
     let table = twenty_routes().layer(service_fn(handler));
     let derived = AuthorizeLayer::new(source())
@@ -162,4 +221,12 @@ fn benches(c: &mut Criterion) {
 }
 
 criterion_group!(authz, benches);
-criterion_main!(authz);
+
+fn main() {
+    if let Ok(variant) = std::env::var("AUTHZ_COUNT") {
+        count_instructions(&variant, 200_000);
+        return;
+    }
+    authz();
+    Criterion::default().configure_from_args().final_summary();
+}

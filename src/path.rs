@@ -29,6 +29,8 @@ pub struct PathPattern {
     segments: Arc<[Segment]>,
     any: bool,
     wildcard_tail: bool,
+    /// Every segment literal and no `/*`: only the pattern itself matches.
+    exact: bool,
 }
 
 impl PathPattern {
@@ -51,6 +53,7 @@ impl PathPattern {
                 segments: Arc::new([]),
                 any: true,
                 wildcard_tail: true,
+                exact: false,
             });
         }
         let Some(body) = pattern.strip_prefix('/') else {
@@ -98,12 +101,14 @@ impl PathPattern {
                 Segment::Param(_) => 0,
             })
             .sum();
+        let exact = !wildcard_tail && segments.iter().all(|s| matches!(s, Segment::Literal(_)));
         Ok(Self {
             source: pattern.into(),
             literal_prefix,
             segments: segments.into(),
             any: false,
             wildcard_tail,
+            exact,
         })
     }
 
@@ -146,12 +151,14 @@ impl PathPattern {
         if self.any {
             return true;
         }
+        if self.exact {
+            return path.len() == self.source.len()
+                && same_bytes(path.as_bytes(), self.source.as_bytes());
+        }
         // One comparison rejects most paths before any segment is split (route tables scan
         // every pattern for every request).
-        if !path
-            .as_bytes()
-            .starts_with(&self.source.as_bytes()[..self.literal_prefix])
-        {
+        let prefix = &self.source.as_bytes()[..self.literal_prefix];
+        if path.len() < prefix.len() || !same_bytes(&path.as_bytes()[..prefix.len()], prefix) {
             return false;
         }
         let Some(body) = path.strip_prefix('/') else {
@@ -182,6 +189,29 @@ impl PathPattern {
         }
         self.wildcard_tail || rest.is_none()
     }
+}
+
+/// `a == b`, eight bytes at a time and inline: route tables
+/// compare short literal prefixes against every request, where a `memcmp` call costs more than
+/// the comparison.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |chunk: &[u8]| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        u64::from_ne_bytes(bytes)
+    };
+    let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    if !(&mut a8).zip(&mut b8).all(|(x, y)| word(x) == word(y)) {
+        return false;
+    }
+    a8.remainder()
+        .iter()
+        .zip(b8.remainder())
+        .all(|(x, y)| x == y)
 }
 
 impl fmt::Debug for PathPattern {

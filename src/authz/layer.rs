@@ -350,12 +350,18 @@ pub(crate) fn action_of(method: &Method) -> Option<&'static str> {
     }
 }
 
-/// The first path segment below `prefix`, when it is a valid permission part.
+/// The first path segment below `prefix`, when it is a valid permission part (one pass over
+/// its bytes: this runs on every request below the prefix).
 pub(crate) fn resource_of<'p>(prefix: &str, path: &'p str) -> Option<&'p str> {
     let rest = path.strip_prefix(prefix)?.strip_prefix('/')?;
-    let segment = rest.split('/').next()?;
-    (!segment.is_empty() && segment.bytes().all(|b| b.is_ascii_graphic() && b != b':'))
-        .then_some(segment)
+    let end = rest
+        .bytes()
+        .position(|b| b == b'/' || b == b':' || !b.is_ascii_graphic())
+        .unwrap_or(rest.len());
+    if end == 0 || rest.as_bytes().get(end).is_some_and(|&b| b != b'/') {
+        return None;
+    }
+    Some(&rest[..end])
 }
 
 #[derive(Clone)]
@@ -475,12 +481,12 @@ impl<U> Config<U> {
                 _ => return Verdict::Refused(Rejection::new(RejectionKind::Forbidden)),
             }
         }
-        let holds = |required: &str| {
-            source.any_granted(user, &mut |granted| permission_matches(granted, required))
+        let holds = |required: &Permission| {
+            source.any_granted(user, &mut |granted| required.is_satisfied_by(granted))
         };
         match requirement {
             Requirement::Authenticated => Verdict::Allowed,
-            Requirement::AllOf(all) => match all.iter().find(|p| !holds(p.as_str())) {
+            Requirement::AllOf(all) => match all.iter().find(|p| !holds(p)) {
                 None => Verdict::Allowed,
                 Some(first) => {
                     let scope: Vec<&str> = all.iter().map(Permission::as_str).collect();
@@ -488,7 +494,7 @@ impl<U> Config<U> {
                 }
             },
             Requirement::AnyOf(any) => {
-                if any.iter().any(|p| holds(p.as_str())) {
+                if any.iter().any(holds) {
                     Verdict::Allowed
                 } else {
                     let scope: Vec<&str> = any.iter().map(Permission::as_str).collect();

@@ -34,6 +34,15 @@ impl Permission {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether holding `granted` satisfies this permission ([`permission_matches`]); the
+    /// common `resource:action` shape is compared in parts, without splitting `self` again.
+    pub(crate) fn is_satisfied_by(&self, granted: &str) -> bool {
+        match split(&self.0) {
+            Some((resource, action, None)) => matches_parts(granted, resource, action),
+            _ => permission_matches(granted, &self.0),
+        }
+    }
 }
 
 impl fmt::Debug for Permission {
@@ -75,10 +84,11 @@ fn is_valid(text: &str) -> bool {
 
 /// Splits a permission into resource, action and optional id; `None` when it has no action.
 fn split(text: &str) -> Option<(&str, &str, Option<&str>)> {
-    let mut parts = text.splitn(3, ':');
-    let resource = parts.next()?;
-    let action = parts.next()?;
-    Some((resource, action, parts.next()))
+    let (resource, rest) = text.split_once(':')?;
+    Some(match rest.split_once(':') {
+        Some((action, id)) => (resource, action, Some(id)),
+        None => (resource, rest, None),
+    })
 }
 
 /// Whether a `granted` permission satisfies a `required` one, with Mastra's wildcard rules:
@@ -115,6 +125,9 @@ pub(crate) fn matches_parts(granted: &str, resource: &str, action: &str) -> bool
     // The hot path of derived permissions: two prefix comparisons, no search. What follows
     // the resource is the action, or `*`; an id-scoped grant (`memory:read:t1`) never
     // satisfies a permission without an id, and never equals a bare action.
+    if granted.as_bytes().first() != resource.as_bytes().first() && !granted.starts_with("*:") {
+        return false;
+    }
     let after = granted
         .strip_prefix(resource)
         .and_then(|rest| rest.strip_prefix(':'))

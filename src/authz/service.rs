@@ -269,7 +269,8 @@ enum Step<U> {
     Pass,
     Refuse(Rejection),
     Allowed {
-        user: Authenticated<U>,
+        /// For the hooks only: cloning it costs an atomic increment, so only when one is set.
+        user: Option<Authenticated<U>>,
         privileged: Option<Privileged>,
     },
 }
@@ -293,15 +294,16 @@ impl<S, G: PermissionSource, P> Authorize<S, G, P> {
             Verdict::Refused(rejection) => Step::Refuse(rejection),
             Verdict::Allowed => {
                 let privileged = self.config.privilege.as_ref().and_then(|privilege| {
-                    let wanted = privilege.granted().as_str();
+                    let wanted = privilege.granted();
                     (privilege.applies(method, path)
-                        && self.source.any_granted(user, &mut |g| {
-                            super::permission::permission_matches(g, wanted)
-                        }))
-                    .then(|| Privileged::any(wanted))
+                        && self
+                            .source
+                            .any_granted(user, &mut |g| wanted.is_satisfied_by(g)))
+                    .then(|| Privileged::any(wanted.as_str()))
                 });
+                let hooked = self.policy.is_some() || self.config.approver.is_some();
                 Step::Allowed {
-                    user: user.clone(),
+                    user: hooked.then(|| user.clone()),
                     privileged,
                 }
             }
@@ -339,7 +341,23 @@ where
                     },
                 }
             }
-            Step::Allowed { user, privileged } => {
+            Step::Allowed {
+                user: None,
+                privileged,
+            } => {
+                if let Some(privileged) = privileged {
+                    req.extensions_mut().insert(privileged);
+                }
+                ResponseFuture {
+                    state: FutureState::Inner {
+                        fut: forward(&mut self.inner, req),
+                    },
+                }
+            }
+            Step::Allowed {
+                user: Some(user),
+                privileged,
+            } => {
                 let approval = match (&privileged, &self.config.approver) {
                     (None, Some(approver)) => named_resource(&req, &approver.params)
                         .map(|named| (Arc::clone(&approver.hook), named)),
