@@ -11,7 +11,7 @@
 use std::convert::Infallible;
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use http::{Method, Request, Response};
 use serde::Deserialize;
 use tower::{Layer, Service, ServiceExt, service_fn};
