@@ -43,6 +43,9 @@ impl Db {
             Backend::Postgres => Self::postgres().await,
         };
         db.store.create_schema().await.expect("create the schema");
+        crate::app::create_schema(&db.store)
+            .await
+            .expect("create the working-memory table");
         db
     }
 
