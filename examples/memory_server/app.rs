@@ -20,6 +20,7 @@
 
 #[path = "memory.rs"]
 mod memory;
+#[allow(unused_imports)] // main.rs uses both; the tests only `create_schema`
 pub use memory::{WorkingMemoryScope, create_schema};
 
 use axum::body::Bytes;
