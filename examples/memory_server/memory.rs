@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tower_scope::guard::{
@@ -496,8 +496,8 @@ async fn list_threads(
 }
 
 /// The caller's thread row, read by id *and* owner.
-async fn own_thread(
-    m: &Memory,
+async fn own_thread<'e>(
+    db: impl sqlx::Executor<'e, Database = Any>,
     scope: &ResourceId,
     thread: &ThreadId,
 ) -> Result<Option<AnyRow>, ApiError> {
@@ -507,7 +507,7 @@ async fn own_thread(
     sqlx::query(&sql)
         .bind(thread.as_str())
         .bind(scope.as_str())
-        .fetch_optional(m.store.pool())
+        .fetch_optional(db)
         .await
         .map_err(store_failed)
 }
@@ -540,7 +540,7 @@ async fn get_thread(
     Caller(scope): Caller,
     ThreadPath(thread): ThreadPath,
 ) -> Result<Json<ThreadJson>, ApiError> {
-    own_thread(&m, &scope, &thread)
+    own_thread(m.store.pool(), &scope, &thread)
         .await?
         .map(|row| Json(thread_row_json(&row)))
         .ok_or_else(|| GuardError::ThreadNotFound.into())
@@ -704,8 +704,8 @@ fn stored_content(content: Option<String>) -> Value {
 }
 
 /// Every message of the caller's `thread`, oldest first (joined on the owner).
-async fn thread_messages(
-    m: &Memory,
+async fn thread_messages<'e>(
+    db: impl sqlx::Executor<'e, Database = Any>,
     scope: &ResourceId,
     thread: &str,
 ) -> Result<Vec<Message>, ApiError> {
@@ -717,7 +717,7 @@ async fn thread_messages(
     let rows = sqlx::query(&sql)
         .bind(thread)
         .bind(scope.as_str())
-        .fetch_all(m.store.pool())
+        .fetch_all(db)
         .await
         .map_err(store_failed)?;
     Ok(rows.iter().map(Message::from_row).collect())
@@ -867,10 +867,10 @@ async fn list_messages(
     let ascending = message_order(q.order_by.as_deref())?;
     let include = includes(q.include.as_deref())?;
     let range = DateRange::parse(q.filter.as_deref())?;
-    if own_thread(&m, &scope, &thread).await?.is_none() {
+    if own_thread(m.store.pool(), &scope, &thread).await?.is_none() {
         return Err(GuardError::ThreadNotFound.into());
     }
-    let mut all: Vec<Message> = thread_messages(&m, &scope, thread.as_str())
+    let mut all: Vec<Message> = thread_messages(m.store.pool(), &scope, thread.as_str())
         .await?
         .into_iter()
         .filter(|msg| range.contains(&msg.created_at))
@@ -888,7 +888,7 @@ async fn list_messages(
         let Some(target) = own_message(&m, &scope, &item.id).await? else {
             continue;
         };
-        let around = thread_messages(&m, &scope, &target.thread).await?;
+        let around = thread_messages(m.store.pool(), &scope, &target.thread).await?;
         let Some(at) = around.iter().position(|msg| msg.id == target.id) else {
             continue;
         };
@@ -1124,7 +1124,7 @@ async fn get_working_memory(
             "workingMemoryTemplate": null, "threadExists": false,
         })));
     }
-    let own = own_thread(&m, &scope, &thread).await?;
+    let own = own_thread(m.store.pool(), &scope, &thread).await?;
     let (working_memory, source) = match m.working_memory {
         WorkingMemoryScope::Resource => {
             let row = sqlx::query(r#"SELECT "workingMemory" FROM mastra_resources WHERE id = $1"#)
@@ -1225,7 +1225,7 @@ async fn thread_working_memory(
     now: &str,
 ) -> Result<(), ApiError> {
     for _ in 0..8 {
-        let Some(row) = own_thread(m, scope, thread).await? else {
+        let Some(row) = own_thread(m.store.pool(), scope, thread).await? else {
             return Err(not_own_thread(m, scope, thread).await);
         };
         let old = text(&row, "metadata");
@@ -1317,10 +1317,23 @@ async fn clone_thread(
     let picked: Option<BTreeSet<String>> = filter
         .and_then(|f| f.message_ids)
         .map(|ids| ids.into_iter().collect());
-    let Some(source_row) = own_thread(&m, &scope, &source).await? else {
+    // One transaction from the first read: on SQLite it holds the write lock throughout, so the
+    // messages copied are the source's at the moment the copy is made. PostgreSQL's default
+    // isolation suffices: the statement that creates the thread is owner-conditional by itself
+    // (source the caller's, id free — a concurrent insert of the same id waits for the other
+    // transaction and then inserts nothing), and the copies go only into that new thread.
+    let begin = if m.sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" };
+    let mut tx = m
+        .store
+        .pool()
+        .begin_with(begin)
+        .await
+        .map_err(store_failed)?;
+    let Some(source_row) = own_thread(&mut *tx, &scope, &source).await? else {
+        drop(tx);
         return Err(not_own_thread(&m, &scope, &source).await);
     };
-    let mut messages: Vec<Message> = thread_messages(&m, &scope, source.as_str())
+    let mut messages: Vec<Message> = thread_messages(&mut *tx, &scope, source.as_str())
         .await?
         .into_iter()
         .filter(|msg| {
@@ -1358,13 +1371,6 @@ async fn clone_thread(
         return Err(ApiError::bad_request("Invalid request body"));
     }
 
-    let begin = if m.sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" };
-    let mut tx = m
-        .store
-        .pool()
-        .begin_with(begin)
-        .await
-        .map_err(store_failed)?;
     let created = sqlx::query(
         r#"INSERT INTO mastra_threads (id, "resourceId", title, metadata, "createdAt", "updatedAt")
         SELECT $1, $2, $3, $4, $5, $5 WHERE EXISTS
@@ -1438,12 +1444,12 @@ async fn clone_refused(
     source: &ThreadId,
     target: &ThreadId,
 ) -> ApiError {
-    match own_thread(m, scope, source).await {
+    match own_thread(m.store.pool(), scope, source).await {
         Err(err) => return err,
         Ok(None) => return not_own_thread(m, scope, source).await,
         Ok(Some(_)) => {}
     }
-    match own_thread(m, scope, target).await {
+    match own_thread(m.store.pool(), scope, target).await {
         Err(err) => err,
         Ok(Some(_)) => ApiError::conflict(format!("Thread with id {target} already exists")),
         Ok(None) => not_own_thread(m, scope, target).await,
@@ -1500,7 +1506,7 @@ async fn search(
     let thread = match q.thread_id {
         Some(id) => {
             let id = ThreadId::new(id).map_err(|_| ApiError::bad_request("Invalid thread id"))?;
-            match own_thread(&m, &scope, &id).await? {
+            match own_thread(m.store.pool(), &scope, &id).await? {
                 Some(row) => row,
                 None => return Ok(empty()),
             }
@@ -1525,7 +1531,7 @@ async fn search(
     let title = text(&thread, "title")
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| thread_id.clone());
-    let mut recent = thread_messages(&m, &scope, &thread_id).await?;
+    let mut recent = thread_messages(m.store.pool(), &scope, &thread_id).await?;
     recent.drain(..recent.len().saturating_sub(LAST_MESSAGES));
     let brief = |msg: &Message| json!({ "id": msg.id, "role": msg.role, "content": msg.text(), "createdAt": msg.created_at });
     let mut results: Vec<Value> = recent
