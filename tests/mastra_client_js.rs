@@ -20,28 +20,13 @@ mod app;
 mod backend;
 
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use backend::{Backend, Db};
 
 const SECRET: &str = "mastra-client-js-test-secret-0123456789";
 
 fn token(sub: &str) -> String {
-    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let claims = app::Claims {
-        sub: sub.into(),
-        org_id: None,
-        exp,
-        iss: None,
-        aud: None,
-    };
-    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    backend::token(SECRET, sub)
 }
 
 /// Serves the memory server on `backend`, runs the Node script against it, and fails with the

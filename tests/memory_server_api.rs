@@ -20,9 +20,7 @@ mod app;
 mod backend;
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
 
 use backend::Db;
 use reqwest::{Client, Method, StatusCode};
@@ -32,21 +30,7 @@ const SECRET: &str = "memory-api-test-secret-0123456789abcdef";
 const FOREIGN: &str = "Access denied: thread belongs to a different resource";
 
 fn token(sub: &str) -> String {
-    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let claims = app::Claims {
-        sub: sub.into(),
-        org_id: None,
-        exp,
-        iss: None,
-        aud: None,
-    };
-    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    backend::token(SECRET, sub)
 }
 
 #[derive(Clone)]
@@ -586,49 +570,12 @@ on_both_backends!(
 
 // ---- thread-scoped working memory: the example binary with WORKING_MEMORY_SCOPE=thread ------
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(database_url: &str, scope: &str) -> Server {
-    let mut child = Command::new(common::example_binary())
-        .env("PORT", "0")
-        .env("HOST", "127.0.0.1")
-        .env("DATABASE_URL", database_url)
-        .env("JWT_SECRET", SECRET)
-        .env("WORKING_MEMORY_SCOPE", scope)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the memory_server example is built by `cargo test --all-features`");
-    let stdout = child.stdout.take().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut lines = BufReader::new(stdout).lines();
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if let Some(base) = line.strip_prefix("memory server listening on ") {
-            return Server {
-                child,
-                base: base.trim().to_owned(),
-            };
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("memory_server did not start");
-}
-
 async fn thread_scoped_working_memory_lives_in_each_thread(db: &Db) {
-    let server = spawn(&db.url, "thread");
+    let server = common::spawn_memory_server(
+        &db.url,
+        SECRET,
+        &[("WORKING_MEMORY_SCOPE", "thread"), ("RUST_LOG", "warn")],
+    );
     let (alice, bob) = (
         User::new(&server.base, "alice"),
         User::new(&server.base, "bob"),

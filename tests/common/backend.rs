@@ -130,6 +130,25 @@ impl Db {
     }
 }
 
+/// A 10-minute HS256 token for the memory server's `Claims` with this `sub`.
+pub fn token(secret: &str, sub: &str) -> String {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = crate::app::Claims {
+        sub: sub.into(),
+        org_id: None,
+        exp,
+        iss: None,
+        aud: None,
+    };
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
 pub fn pg_url() -> String {
     std::env::var("TOWER_SCOPE_TEST_PG_URL").expect("TOWER_SCOPE_TEST_PG_URL")
 }
