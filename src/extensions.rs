@@ -281,6 +281,87 @@ id_type!(
     MessageId
 );
 
+/// A request that may act on another resource's data: set by
+/// [`AuthorizeLayer`](crate::authz::AuthorizeLayer) when the caller holds the configured
+/// [`Privilege`](crate::authz::Privilege) for this method and path (any resource), or when its
+/// approval hook allowed the one resource the request names; read by
+/// [`ResourceScopeLayer`](crate::ResourceScopeLayer) and
+/// [`ThreadGuardLayer`](crate::ThreadGuardLayer).
+///
+/// Only a layer sets it (a client cannot set extensions); without it, a request is never
+/// privileged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Privileged {
+    grant: Grant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Grant {
+    Any(Arc<str>),
+    Approved(ResourceId),
+}
+
+impl Privileged {
+    /// May act on any resource, because the caller holds `permission` (e.g. `memory:admin`).
+    pub fn any(permission: impl Into<Arc<str>>) -> Self {
+        Self {
+            grant: Grant::Any(permission.into()),
+        }
+    }
+
+    /// May act on this one resource, which an approval hook allowed (a shared resource).
+    pub fn approved(resource: ResourceId) -> Self {
+        Self {
+            grant: Grant::Approved(resource),
+        }
+    }
+
+    /// The permission that made the request privileged, when it was one.
+    pub fn permission(&self) -> Option<&str> {
+        match &self.grant {
+            Grant::Any(permission) => Some(permission),
+            Grant::Approved(_) => None,
+        }
+    }
+
+    /// Whether the request may act on `resource`.
+    pub fn allows(&self, resource: &ResourceId) -> bool {
+        match &self.grant {
+            Grant::Any(_) => true,
+            Grant::Approved(approved) => approved == resource,
+        }
+    }
+
+    /// How acting on another resource is allowed.
+    pub fn via(&self) -> ActingVia {
+        match &self.grant {
+            Grant::Any(_) => ActingVia::Privilege,
+            Grant::Approved(_) => ActingVia::Approval,
+        }
+    }
+}
+
+/// The other resource a request acts on: set by the scope layer (a privileged or approved
+/// client-named resource) or by the guard (a privileged read of another resource's thread),
+/// next to the [`ResourceId`] then in force; logged as `acting_as`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActingAs {
+    /// The resource acted on.
+    pub resource: ResourceId,
+    /// How it was allowed.
+    pub via: ActingVia,
+}
+
+/// Why a request may act on another resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ActingVia {
+    /// The caller holds the [`Privilege`](crate::authz::Privilege).
+    Privilege,
+    /// The scope layer's approval hook allowed it (a shared or team resource).
+    Approval,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,6 +126,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
+#[cfg(feature = "authz")]
+pub mod authz;
 #[cfg(feature = "cors")]
 pub mod cors;
 mod digest;
@@ -157,7 +159,10 @@ pub use auth::{
 #[cfg(feature = "cors")]
 pub use cors::CorsLayer;
 pub use error::ConfigError;
-pub use extensions::{AuthState, Authenticated, InvalidId, MessageId, ResourceId, ThreadId};
+pub use extensions::{
+    ActingAs, ActingVia, AuthState, Authenticated, InvalidId, MessageId, Privileged, ResourceId,
+    ThreadId,
+};
 #[cfg(feature = "guard")]
 pub use guard::{ThreadGuardLayer, ThreadStore};
 #[cfg(feature = "log")]

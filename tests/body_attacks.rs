@@ -15,6 +15,7 @@
     feature = "postgres",
     feature = "cors",
     feature = "log",
+    feature = "authz",
     feature = "jwt",
     feature = "aws-lc"
 ))]
@@ -1232,6 +1233,7 @@ fn token(sub: &str) -> String {
         exp,
         iss: None,
         aud: None,
+        grants: Default::default(),
     };
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()

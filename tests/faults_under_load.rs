@@ -27,7 +27,8 @@
     feature = "postgres",
     feature = "aws-lc",
     feature = "cors",
-    feature = "log"
+    feature = "log",
+    feature = "authz"
 ))]
 
 #[path = "../examples/memory_server/app.rs"]

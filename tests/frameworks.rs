@@ -6,7 +6,8 @@
     feature = "guard",
     feature = "tonic",
     feature = "aws-lc",
-    feature = "cors"
+    feature = "cors",
+    feature = "authz"
 ))]
 // Each example includes the shared demo module itself, as a standalone example must.
 #![allow(clippy::duplicate_mod)]
@@ -238,6 +239,83 @@ async fn tonic_meets_the_contract_with_grpc_codes() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn tonic_checks_a_permission_per_rpc() {
+    let (l, base) = listener().await;
+    tokio::spawn(tonic_grpc::serve(l, tonic_grpc::demo::seeded_store()));
+    let scoped = |scope: &str| {
+        Some(tonic_grpc::demo::token_with_scope(
+            "alice",
+            None,
+            Some(scope),
+        ))
+    };
+
+    // `scope: "openid"`: WhoAmI needs only a user; GetThread needs memory:read.
+    let mut idp = grpc_client(&base, scoped("openid profile")).await;
+    assert_eq!(
+        idp.who_am_i(WhoAmIRequest {}).await.unwrap().get_ref().user,
+        "alice"
+    );
+    let err = idp
+        .get_thread(GetThreadRequest {
+            thread_id: "t-alice".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (
+            Code::PermissionDenied,
+            "Missing required permission: memory:read"
+        )
+    );
+    // Listing memory:read (among others) reaches the handler, which still checks ownership.
+    let mut reader = grpc_client(&base, scoped("openid memory:read")).await;
+    let own = reader
+        .get_thread(GetThreadRequest {
+            thread_id: "t-alice".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(own.get_ref().id, "t-alice");
+    let err = reader
+        .get_thread(GetThreadRequest {
+            thread_id: "t-bob".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // A method no rule names is refused before tonic's Unimplemented: fail closed.
+    let channel = tonic::transport::Endpoint::from_shared(base.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(WhoAmIRequest {});
+    let bearer = format!("Bearer {}", tonic_grpc::demo::token("alice", None));
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.parse().unwrap());
+    let err = grpc
+        .unary::<_, tonic_grpc::memory::WhoAmIResponse, _>(
+            request,
+            "/memory.v1.Threads/DeleteEverything".parse().unwrap(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (
+            Code::PermissionDenied,
+            "Access denied: no authorization rule covers this route"
+        )
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@
     feature = "postgres",
     feature = "aws-lc",
     feature = "cors",
-    feature = "log"
+    feature = "log",
+    feature = "authz"
 ))]
 
 #[path = "../examples/memory_server/app.rs"]
@@ -104,6 +105,7 @@ fn token(user: usize) -> String {
         exp,
         iss: None,
         aud: None,
+        grants: Default::default(),
     };
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),

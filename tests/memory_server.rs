@@ -13,7 +13,8 @@
     feature = "postgres",
     feature = "aws-lc",
     feature = "cors",
-    feature = "log"
+    feature = "log",
+    feature = "authz"
 ))]
 
 #[path = "../examples/memory_server/app.rs"]
@@ -45,6 +46,7 @@ pub fn token(sub: &str, org: Option<&str>) -> String {
         exp,
         iss: None,
         aud: None,
+        grants: Default::default(),
     };
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()

@@ -25,8 +25,8 @@ pub use memory::{WorkingMemoryScope, create_schema};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -38,6 +38,9 @@ use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 use tower::ServiceBuilder;
 use tower_scope::auth::BearerAuth;
+use tower_scope::authz::{
+    Authorize, AuthorizeLayer, ClaimGrants, ClaimPermissions, NoPolicy, Privilege,
+};
 use tower_scope::cors::Cors;
 use tower_scope::guard::ThreadGuard;
 use tower_scope::guard::{DEFAULT_MAX_BODY, GuardError, SqlThreadStore, StoreError};
@@ -50,7 +53,8 @@ use tower_scope::{
     RejectionKind, ResourceId, ResourceScopeLayer, ThreadId, mastra,
 };
 
-/// The claims the server accepts: `sub`, and an optional `org_id` for org-scoped resources.
+/// The claims the server accepts: `sub`, an optional `org_id` for org-scoped resources, and
+/// the grant claims (`scope`, `permissions`) that [`permissions`] reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
@@ -61,6 +65,59 @@ pub struct Claims {
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// `scope` (space-delimited) and `permissions` (array), both honored, united.
+    #[serde(flatten)]
+    pub grants: ClaimGrants,
+}
+
+impl Claims {
+    /// A first-party user token's claims: no grant claims, so the `user` role.
+    pub fn user(sub: &str, exp: u64) -> Self {
+        Self {
+            sub: sub.to_owned(),
+            org_id: None,
+            exp,
+            iss: None,
+            aud: None,
+            grants: ClaimGrants::default(),
+        }
+    }
+}
+
+/// The memory permissions, derived from the routes (`memory:read` for GET, `memory:write`
+/// for POST/PATCH, `memory:delete` for DELETE).
+pub const MEMORY_PERMISSIONS: [&str; 3] = ["memory:read", "memory:write", "memory:delete"];
+
+fn grants_of(claims: &Claims) -> &ClaimGrants {
+    &claims.grants
+}
+
+/// Where the permissions come from, as a type the stack's name can mention.
+pub type Permissions = ClaimPermissions<fn(&Claims) -> &ClaimGrants, Claims>;
+
+/// The permission model:
+///
+/// - a token with neither `scope` nor `permissions` is a first-party user token: the role
+///   `user` = `memory:read memory:write memory:delete` on its own data;
+/// - a token with either gets exactly what it lists (`scope: "memory:read"` is read-only;
+///   `scope: "openid email"` reaches no memory route);
+/// - `memory:admin` implies read, write and delete on its own data, and read access to every
+///   resource (the [`Privilege`] below: GET only).
+pub fn permissions() -> Result<Permissions, ConfigError> {
+    ClaimPermissions::new(grants_of as fn(&Claims) -> &ClaimGrants)
+        .scope()
+        .permissions()
+        .role("user", MEMORY_PERMISSIONS)?
+        .default_role("user")?
+        .imply("memory:admin", MEMORY_PERMISSIONS)
+}
+
+/// The authorization layer: permissions derived below `/api` (every route there needs one),
+/// and `memory:admin`'s read-only access to every resource.
+pub fn authorization() -> Result<AuthorizeLayer<Permissions>, ConfigError> {
+    Ok(AuthorizeLayer::new(permissions()?)
+        .derive_permissions("/api")?
+        .privileged(Privilege::new().methods([Method::GET])))
 }
 
 /// Resource id = `sub`, or `{org_id}:{sub}` when the token names an organisation.
@@ -80,7 +137,8 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
 }
 
-/// Builds the full stack: JSON errors -> log -> CORS -> auth -> scope -> guard -> handlers.
+/// Builds the full stack: JSON errors -> log -> CORS -> auth -> authorization -> scope ->
+/// guard -> handlers.
 pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigError> {
     let mut auth = JwtAuthenticator::<Claims>::builder().key(JwtKey::hmac(
         Algorithm::HS256,
@@ -115,7 +173,11 @@ pub type MemoryStack<A> = JsonErrors<
     Log<
         Cors<
             BearerAuth<
-                ResourceScope<ThreadGuard<Router, SqlThreadStore>, ResourceOf, BodyRules>,
+                Authorize<
+                    ResourceScope<ThreadGuard<Router, SqlThreadStore>, ResourceOf, BodyRules>,
+                    Permissions,
+                    NoPolicy,
+                >,
                 A,
             >,
         >,
@@ -171,6 +233,9 @@ where
         .layer(log) // logs every answer, names user and resource on refusals too, turns panics into 500s
         .layer(cors) // outside auth: preflights never meet auth, and 401s carry CORS headers
         .layer(BearerAuthLayer::new(auth).public_path("/health")?)
+        // What the caller may do: `memory:read|write|delete` from the route, 403
+        // `insufficient_scope` naming the missing one; admins read every resource.
+        .layer(authorization()?)
         // Scope forces the caller's id into the query and into the JSON bodies that name a
         // resource (thread creation's `resourceId` …), editing only that field.
         .layer(

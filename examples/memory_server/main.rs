@@ -7,7 +7,8 @@
 //! Environment: `HOST` (127.0.0.1), `PORT` (4111; 0 picks a free port), `DATABASE_URL`
 //! (default: the SQLite file `memory_server.db`, created on first run; `postgres://...` works),
 //! `JWT_SECRET` (HS256, 32 bytes or more; when unset a random secret is generated and dev
-//! tokens for `alice` and `bob` are printed with ready curl lines), `JWT_ISSUER` /
+//! tokens for `alice`, `bob`, `admin` (reads every resource) and `viewer` (read-only) are
+//! printed with ready curl lines), `JWT_ISSUER` /
 //! `JWT_AUDIENCE` (required claims when set), `CORS_ORIGINS` (comma list),
 //! `WORKING_MEMORY_SCOPE` (`resource`, Mastra's default, or `thread`).
 
@@ -22,20 +23,53 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn dev_token(settings: &Settings, sub: &str) -> Result<String, jsonwebtoken::errors::Error> {
+/// A dev user: its name, and the grant claims its token carries.
+struct DevUser {
+    sub: &'static str,
+    about: &'static str,
+    scope: Option<&'static str>,
+    permissions: Option<&'static [&'static str]>,
+}
+
+const DEV_USERS: [DevUser; 4] = [
+    DevUser {
+        sub: "alice",
+        about: "a user (role `user`: read, write, delete own data)",
+        scope: None,
+        permissions: None,
+    },
+    DevUser {
+        sub: "bob",
+        about: "another user",
+        scope: None,
+        permissions: None,
+    },
+    DevUser {
+        sub: "admin",
+        about: "`memory:admin`: own data, and reads every resource",
+        scope: None,
+        permissions: Some(&["memory:admin"]),
+    },
+    DevUser {
+        sub: "viewer",
+        about: "`scope: memory:read`: reads own data, every write is 403",
+        scope: Some("memory:read"),
+        permissions: None,
+    },
+];
+
+fn dev_token(settings: &Settings, user: &DevUser) -> Result<String, jsonwebtoken::errors::Error> {
     // Minting dev tokens uses jsonwebtoken's process-wide provider; verification does not.
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         + 24 * 3600;
-    let claims = Claims {
-        sub: sub.to_owned(),
-        org_id: None,
-        exp,
-        iss: settings.issuer.clone(),
-        aud: settings.audience.clone(),
-    };
+    let mut claims = Claims::user(user.sub, exp);
+    claims.iss = settings.issuer.clone();
+    claims.aud = settings.audience.clone();
+    claims.grants.scope = user.scope.map(|s| s.split(' ').collect());
+    claims.grants.permissions = user.permissions.map(|p| p.iter().copied().collect());
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
@@ -85,9 +119,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     if generated_secret {
         println!("JWT_SECRET was not set: generated a random one for this run. Dev tokens (24 h):");
-        for user in ["alice", "bob"] {
+        for user in &DEV_USERS {
             let token = dev_token(&settings, user)?;
-            println!("  {user}: {token}");
+            println!("  {} ({}): {token}", user.sub, user.about);
             println!(
                 "    curl -H 'Authorization: Bearer {token}' http://{addr}/api/memory/threads"
             );

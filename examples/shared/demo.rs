@@ -9,13 +9,16 @@ use tower_scope::guard::MemoryThreadStore;
 use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtKey};
 use tower_scope::{BearerAuthLayer, ResourceId, ThreadId};
 
-/// The token's claims: `sub`, an optional `org_id`, expiry.
+/// The token's claims: `sub`, an optional `org_id`, expiry, and an optional space-delimited
+/// `scope` (the gRPC example checks a permission per RPC from it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org_id: Option<String>,
     pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// `JWT_SECRET`, or a fixed development secret.
@@ -45,6 +48,11 @@ pub fn auth_layer() -> BearerAuthLayer<JwtAuthenticator<Claims>> {
 
 /// A dev token for `sub` (and `org`), valid one hour.
 pub fn token(sub: &str, org: Option<&str>) -> String {
+    token_with_scope(sub, org, None)
+}
+
+/// A dev token for `sub` (and `org`) listing `scope`, valid one hour.
+pub fn token_with_scope(sub: &str, org: Option<&str>, scope: Option<&str>) -> String {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -54,6 +62,7 @@ pub fn token(sub: &str, org: Option<&str>) -> String {
         sub: sub.into(),
         org_id: org.map(str::to_owned),
         exp,
+        scope: scope.map(str::to_owned),
     };
     let key = jsonwebtoken::EncodingKey::from_secret(secret().as_bytes());
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("HS256 signing")

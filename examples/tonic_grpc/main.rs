@@ -1,14 +1,16 @@
-//! tower-scope in front of a tonic gRPC server: `Server::builder().layer(..)` runs auth and
-//! scope for every call (the standard health service included), and the handler checks the
-//! thread id that lives inside the protobuf message with `OwnershipCheck`. Clients get
-//! `Unauthenticated`, `PermissionDenied`, `NotFound` or `Unavailable` with a message.
+//! tower-scope in front of a tonic gRPC server: `Server::builder().layer(..)` runs auth,
+//! authorization (a permission per RPC) and scope for every call (the standard health service
+//! included), and the handler checks the thread id that lives inside the protobuf message with
+//! `OwnershipCheck`. Clients get `Unauthenticated`, `PermissionDenied` (`Missing required
+//! permission: memory:read` for a token whose `scope` lacks it), `NotFound` or `Unavailable`
+//! with a message.
 //!
 //! Browsers reach the same service through gRPC-web (tonic-web), with the `grpc_web(origins)` CORS
 //! preset, in the order CORS -> grpc-web -> auth: CORS answers preflights before grpc-web
 //! (which refuses plain HTTP/1.1) and auth see them, and decorates auth's answers.
 //!
 //! ```text
-//! cargo run --example tonic_grpc --features tonic,guard,cors
+//! cargo run --example tonic_grpc --features tonic,guard,cors,authz
 //! ```
 //!
 //! `HOST`, `PORT` (default 50051) and `JWT_SECRET` as in the memory server; dev tokens are
@@ -30,6 +32,7 @@ use memory::{GetThreadRequest, Thread, WhoAmIRequest, WhoAmIResponse};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
+use tower_scope::authz::{AuthorizeLayer, PermissionSource, Requirement};
 use tower_scope::guard::{OwnershipCheck, ThreadStore};
 use tower_scope::{Authenticated, CorsLayer, ResourceId, ResourceScopeLayer, ThreadId};
 
@@ -79,6 +82,34 @@ impl<S: ThreadStore> Threads for MemoryService<S> {
     }
 }
 
+/// The caller's permissions: what the token's `scope` lists, or — a first-party token that
+/// lists nothing — `memory:read`. Implemented by hand to show the trait; no allocation.
+#[derive(Debug, Clone, Copy)]
+pub struct ScopeOrUser;
+
+impl PermissionSource for ScopeOrUser {
+    type User = Claims;
+
+    fn any_granted(&self, user: &Claims, wanted: &mut dyn FnMut(&str) -> bool) -> bool {
+        match &user.scope {
+            Some(scope) => scope.split_ascii_whitespace().any(|p| wanted(p)),
+            None => wanted("memory:read"),
+        }
+    }
+}
+
+/// A permission per RPC; any other method (the service grows, a path is misspelled) is
+/// refused with `PermissionDenied`, never passed.
+pub fn authorization() -> AuthorizeLayer<ScopeOrUser> {
+    let read = || Requirement::all_of(["memory:read"]).expect("a valid permission");
+    AuthorizeLayer::new(ScopeOrUser)
+        .grpc_method("/memory.v1.Threads/WhoAmI", Requirement::Authenticated)
+        .and_then(|a| a.grpc_method("/memory.v1.Threads/GetThread", read()))
+        .and_then(|a| a.grpc_method("/grpc.health.v1.Health/Check", Requirement::Authenticated))
+        .and_then(|a| a.grpc_method("/grpc.health.v1.Health/Watch", Requirement::Authenticated))
+        .expect("valid gRPC method paths")
+}
+
 /// Serves the gRPC API and the standard health service on `listener`.
 pub async fn serve<S: ThreadStore>(listener: tokio::net::TcpListener, store: S) {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -94,6 +125,7 @@ pub async fn serve<S: ThreadStore>(listener: tokio::net::TcpListener, store: S) 
         .layer(cors)
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(demo::auth_layer())
+        .layer(authorization())
         .layer(ResourceScopeLayer::new(demo::resource_of))
         .add_service(health)
         .add_service(ThreadsServer::new(MemoryService {

@@ -202,6 +202,12 @@ impl<S: ThreadStore> OwnershipCheck<S> {
         }
     }
 
+    /// The owner of `thread`, as the store records it (bounded by the timeout). For privileged
+    /// access only: ownership decisions go through the `check_*` methods.
+    pub(crate) async fn thread_owner(&self, thread: &ThreadId) -> Result<ThreadOwner, GuardError> {
+        self.bounded(self.store.thread_owner(thread)).await
+    }
+
     /// Checks that `thread` belongs to `scope` or does not exist yet (for creation).
     ///
     /// # Errors

@@ -11,13 +11,13 @@ use http_body::Body;
 
 use super::check::{GuardError, OwnershipCheck, ThreadPresence};
 use super::route::{GuardRoute, Missing, invalid_message, invalid_thread, message_id};
-use super::store::ThreadStore;
+use super::store::{ThreadOwner, ThreadStore};
 use crate::http::body::{BodyLimits, BoxError, Buffered, Pending, invalid_body};
 use crate::http::json::{Doc, Edits, FieldPath, JsonError, Node};
 use crate::mastra::messages;
 use crate::query::{self, PairEdit};
 use crate::reject::{Rejection, RejectionKind};
-use crate::{MessageId, ResourceId, ThreadId};
+use crate::{ActingAs, MessageId, Privileged, ResourceId, ThreadId};
 
 /// The pending decision of one guarded request (store I/O, maybe body buffering). Boxed:
 /// the store's futures cannot be named, and the request waits on the network anyway.
@@ -25,6 +25,8 @@ pub(crate) type Decision = Pin<Box<dyn Future<Output = Result<Admit, Rejection>>
 
 pub(crate) struct Input<B> {
     pub(crate) scope: Option<ResourceId>,
+    /// Set by the authorization layer: the route's thread may belong to another resource.
+    pub(crate) privileged: Option<Privileged>,
     pub(crate) trusted: Option<ThreadId>,
     pub(crate) client_thread: Result<Option<ThreadId>, Rejection>,
     pub(crate) extra_threads: Result<Vec<ThreadId>, Rejection>,
@@ -41,6 +43,8 @@ pub(crate) struct Admit {
     pub(crate) message: Option<MessageId>,
     pub(crate) body: Option<Buffered>,
     pub(crate) rewrite: Option<ThreadId>,
+    /// A privileged request acting on the owner of the route's thread.
+    pub(crate) acting_as: Option<ActingAs>,
 }
 
 fn json(error: JsonError) -> Rejection {
@@ -178,6 +182,35 @@ fn not_scoped_body() -> Rejection {
     )
 }
 
+/// The route's thread checked as the caller's; for a [`Privileged`] request, another
+/// resource's thread passes too, and the owner it acts as is returned.
+async fn privileged_check<T: ThreadStore>(
+    check: &OwnershipCheck<T>,
+    scope: &ResourceId,
+    thread: &ThreadId,
+    privileged: Option<&Privileged>,
+) -> Result<(ThreadPresence, Option<ActingAs>), Rejection> {
+    match check.check_thread_or_missing(scope, thread).await {
+        Ok(presence) => Ok((presence, None)),
+        Err(err @ (GuardError::ForeignThread | GuardError::ThreadNotFound)) => {
+            let Some(privileged) = privileged else {
+                return Err(err.into());
+            };
+            match check.thread_owner(thread).await? {
+                ThreadOwner::Owned(owner) if privileged.allows(&owner) => Ok((
+                    ThreadPresence::Exists,
+                    Some(ActingAs {
+                        resource: owner,
+                        via: privileged.via(),
+                    }),
+                )),
+                _ => Err(err.into()),
+            }
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
 pub(crate) async fn decide<T, B>(
     check: OwnershipCheck<T>,
     route: Arc<GuardRoute>,
@@ -189,7 +222,8 @@ where
     B: Body<Data = bytes::Bytes>,
     B::Error: Into<BoxError>,
 {
-    let scope = input.scope.ok_or(GuardError::NotScoped)?;
+    let mut scope = input.scope.ok_or(GuardError::NotScoped)?;
+    let mut acting_as = None;
     if let Some(message) = &route.deny {
         return Err(Rejection::with_message(
             RejectionKind::Forbidden,
@@ -249,13 +283,22 @@ where
     let mut admitted = None;
     if route.checks_thread() {
         match &thread {
-            Some(id) => match check.check_thread_or_missing(&scope, id).await? {
-                ThreadPresence::Exists => admitted = Some(id.clone()),
-                ThreadPresence::Missing if route.missing == Missing::Allow => {
-                    admitted = Some(id.clone())
+            Some(id) => {
+                match privileged_check(&check, &scope, id, input.privileged.as_ref()).await? {
+                    (ThreadPresence::Exists, owner) => {
+                        admitted = Some(id.clone());
+                        if let Some(acting) = owner {
+                            // Every later check of this request is made as the thread's owner.
+                            scope = acting.resource.clone();
+                            acting_as = Some(acting);
+                        }
+                    }
+                    (ThreadPresence::Missing, _) if route.missing == Missing::Allow => {
+                        admitted = Some(id.clone())
+                    }
+                    (ThreadPresence::Missing, _) => return Err(GuardError::ThreadNotFound.into()),
                 }
-                ThreadPresence::Missing => return Err(GuardError::ThreadNotFound.into()),
-            },
+            }
             None if route.missing == Missing::Allow => {}
             None => {
                 return Err(Rejection::with_message(
@@ -312,6 +355,7 @@ where
         message: path_message,
         body,
         rewrite: input.trusted,
+        acting_as,
     })
 }
 

@@ -18,7 +18,7 @@ use super::store::ThreadStore;
 use crate::gate::{Gate, GateFuture, forward, note, response_future, take_ready};
 use crate::http::body::{self as request_body, BodyLimits, BoxError};
 use crate::reject::{Rejection, RejectionKind, render};
-use crate::{ResourceId, ThreadId, query};
+use crate::{Privileged, ResourceId, ThreadId, query};
 
 /// The service made by [`ThreadGuardLayer`]: the inner service `S` over the store `T`.
 pub struct ThreadGuard<S, T> {
@@ -113,6 +113,7 @@ where
         let route = Arc::clone(route);
         let input = Input {
             scope: req.extensions().get::<ResourceId>().cloned(),
+            privileged: req.extensions().get::<Privileged>().cloned(),
             trusted: req.extensions().get::<ThreadId>().cloned(),
             client_thread: route.thread_in_request(&req),
             extra_threads,
@@ -177,6 +178,11 @@ impl<B> Gate<B> for GuardGate<B> {
         }
         if let Some(message) = admit.message {
             req.extensions_mut().insert(message);
+        }
+        if let Some(acting) = admit.acting_as {
+            // The handler serves the thread's owner: what the guard decided on is what it reads.
+            req.extensions_mut().insert(acting.resource.clone());
+            req.extensions_mut().insert(acting);
         }
         Ok(())
     }

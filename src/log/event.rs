@@ -12,7 +12,7 @@ use super::layer::{Config, UserAccessor};
 use crate::http::protocol::{GRPC_STATUS, is_grpc};
 use crate::query;
 use crate::reject::Rejection;
-use crate::{AuthState, ResourceId, ThreadId};
+use crate::{ActingAs, ActingVia, AuthState, Privileged, ResourceId, ThreadId};
 
 /// The event's target, for filters (`RUST_LOG=tower_scope::log=info`).
 pub(super) const TARGET: &str = "tower_scope::log";
@@ -68,6 +68,8 @@ struct SlotInner {
     user: OnceLock<String>,
     resource_id: OnceLock<ResourceId>,
     thread_id: OnceLock<ThreadId>,
+    privileged: OnceLock<Privileged>,
+    acting_as: OnceLock<ActingAs>,
 }
 
 impl Slot {
@@ -78,6 +80,8 @@ impl Slot {
             user: OnceLock::new(),
             resource_id: OnceLock::new(),
             thread_id: OnceLock::new(),
+            privileged: OnceLock::new(),
+            acting_as: OnceLock::new(),
         }))
     }
 
@@ -95,6 +99,12 @@ impl Slot {
         }
         if let Some(id) = extensions.get::<ThreadId>() {
             let _ = inner.thread_id.set(id.clone());
+        }
+        if let Some(privileged) = extensions.get::<Privileged>() {
+            let _ = inner.privileged.set(privileged.clone());
+        }
+        if let Some(acting) = extensions.get::<ActingAs>() {
+            let _ = inner.acting_as.set(acting.clone());
         }
     }
 }
@@ -128,6 +138,8 @@ pub(super) struct PendingEvent {
     user: Option<String>,
     resource_id: Option<ResourceId>,
     thread_id: Option<ThreadId>,
+    privileged: Option<Privileged>,
+    acting_as: Option<ActingAs>,
     slot: Option<Slot>,
     rejection: Option<Rejection>,
     panicked: bool,
@@ -168,6 +180,8 @@ impl PendingEvent {
             user,
             resource_id,
             thread_id,
+            privileged: None,
+            acting_as: None,
             slot,
             rejection: None,
             panicked: false,
@@ -255,6 +269,14 @@ impl PendingEvent {
                 .thread_id
                 .take()
                 .or_else(|| slot.thread_id.get().cloned());
+            self.privileged = self
+                .privileged
+                .take()
+                .or_else(|| slot.privileged.get().cloned());
+            self.acting_as = self
+                .acting_as
+                .take()
+                .or_else(|| slot.acting_as.get().cloned());
         }
         let path = logged_path(&self.uri, &self.config);
         let latency_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -280,6 +302,13 @@ impl PendingEvent {
                     user = self.user.as_deref(),
                     resource_id = self.resource_id.as_ref().map(ResourceId::as_str),
                     thread_id = self.thread_id.as_ref().map(ThreadId::as_str),
+                    privileged = self.privileged.as_ref().map(|_| true),
+                    privilege = self.privileged.as_ref().and_then(Privileged::permission),
+                    acting_as = self.acting_as.as_ref().map(|a| a.resource.as_str()),
+                    acting_via = self.acting_as.as_ref().map(|a| match a.via {
+                        ActingVia::Privilege => "privilege",
+                        ActingVia::Approval => "approval",
+                    }),
                     rejection = rejection.map(|r| tracing::field::debug(r.kind())),
                     rejection_message = rejection.map(Rejection::message),
                     headers = self.headers.as_deref(),

@@ -12,6 +12,16 @@ pub(crate) const INVALID_OR_EXPIRED_TOKEN: &str = "Invalid or expired token";
 /// Mastra's 403 when `authorizeUser` said no.
 pub(crate) const ACCESS_DENIED: &str = "Access denied";
 
+/// Mastra's 403 `error` when RBAC finds a route permission missing.
+pub(crate) const FORBIDDEN: &str = "Forbidden";
+
+/// Mastra's 403 `message` prefix when RBAC finds a route permission missing (the permission
+/// follows).
+pub(crate) const MISSING_PERMISSION: &str = "Missing required permission: ";
+
+/// Mastra's 500 when `authorizeUser` / `authorize` threw.
+pub(crate) const AUTHORIZATION_ERROR: &str = "Authorization error";
+
 /// Mastra's 413 over `server.bodySizeLimit`.
 pub(crate) const REQUEST_BODY_TOO_LARGE: &str = "Request body too large";
 

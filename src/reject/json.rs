@@ -98,7 +98,7 @@ where
         let response = std::task::ready!(self.project().inner.poll(cx))?;
         let json = match response.extensions().get::<Rejection>() {
             Some(rejection) if !is_grpc(response.headers()) => {
-                Some(json_error(rejection.message()))
+                Some(json_error(rejection.message(), rejection.detail()))
             }
             _ => None,
         };

@@ -168,6 +168,7 @@ impl RejectionKind {
 pub struct Rejection {
     kind: RejectionKind,
     message: Cow<'static, str>,
+    detail: Option<Cow<'static, str>>,
     scope: Option<Cow<'static, str>>,
 }
 
@@ -177,6 +178,7 @@ impl Rejection {
         Self {
             kind,
             message: Cow::Borrowed(kind.default_message()),
+            detail: None,
             scope: None,
         }
     }
@@ -186,6 +188,7 @@ impl Rejection {
         Self {
             kind,
             message: message.into(),
+            detail: None,
             scope: None,
         }
     }
@@ -203,6 +206,25 @@ impl Rejection {
     pub fn with_scope(mut self, scope: impl Into<Cow<'static, str>>) -> Self {
         self.scope = Some(scope.into());
         self
+    }
+
+    /// Adds a longer explanation: the JSON body becomes `{"error": message, "message":
+    /// detail}` (Mastra's shape for permission refusals), and the detail replaces the message
+    /// in the `error_description` and `grpc-message`.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The longer explanation, if any.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
+    /// The text a client reads in a header: the detail, else the message.
+    pub(crate) fn description(&self) -> &str {
+        self.detail.as_deref().unwrap_or(&self.message)
     }
 
     /// What kind of refusal this is.
@@ -238,6 +260,9 @@ impl fmt::Debug for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Rejection");
         d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(detail) = &self.detail {
+            d.field("detail", detail);
+        }
         if let Some(scope) = &self.scope {
             d.field("scope", scope);
         }
@@ -247,7 +272,7 @@ impl fmt::Debug for Rejection {
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.kind.status().as_u16(), self.message)
+        write!(f, "{} {}", self.kind.status().as_u16(), self.description())
     }
 }
 
@@ -257,6 +282,10 @@ impl std::error::Error for Rejection {}
 impl From<Rejection> for tonic::Status {
     fn from(rejection: Rejection) -> Self {
         let code = tonic::Code::from_i32(i32::from(rejection.kind.grpc_code()));
-        tonic::Status::new(code, rejection.message.into_owned())
+        let message = match rejection.detail {
+            Some(detail) => detail.into_owned(),
+            None => rejection.message.into_owned(),
+        };
+        tonic::Status::new(code, message)
     }
 }

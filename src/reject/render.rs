@@ -57,7 +57,7 @@ fn challenge(rejection: &Rejection, realm: Option<&str>) -> Option<HeaderValue> 
         value.push_str("error=\"");
         value.push_str(code);
         value.push_str("\", error_description=");
-        push_quoted_safe(&mut value, &rejection.message);
+        push_quoted_safe(&mut value, rejection.description());
         if let Some(scope) = &rejection.scope {
             value.push_str(", scope=");
             push_quoted_safe(&mut value, scope);
@@ -94,7 +94,8 @@ pub(crate) fn render<B: Default>(
             GRPC_STATUS,
             HeaderValue::from(u16::from(rejection.kind.grpc_code())),
         );
-        let message = utf8_percent_encode(&rejection.message, GRPC_MESSAGE_ESCAPES).to_string();
+        let message =
+            utf8_percent_encode(rejection.description(), GRPC_MESSAGE_ESCAPES).to_string();
         if let Ok(value) = HeaderValue::try_from(message) {
             headers.insert(GRPC_MESSAGE, value);
         }
@@ -115,11 +116,23 @@ pub(crate) fn render<B: Default>(
     response
 }
 
-/// `{"error":"<message>"}` with the message escaped as a JSON string.
-pub(crate) fn json_error(message: &str) -> Bytes {
-    let mut out = String::with_capacity(message.len() + 12);
-    out.push_str("{\"error\":\"");
-    for c in message.chars() {
+/// `{"error":"<message>"}`, or `{"error":"<message>","message":"<detail>"}`, with the texts
+/// escaped as JSON strings.
+pub(crate) fn json_error(message: &str, detail: Option<&str>) -> Bytes {
+    let mut out = String::with_capacity(message.len() + detail.map_or(0, str::len) + 26);
+    out.push_str("{\"error\":");
+    push_json_string(&mut out, message);
+    if let Some(detail) = detail {
+        out.push_str(",\"message\":");
+        push_json_string(&mut out, detail);
+    }
+    out.push('}');
+    Bytes::from(out)
+}
+
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -127,6 +140,5 @@ pub(crate) fn json_error(message: &str) -> Bytes {
             c => out.push(c),
         }
     }
-    out.push_str("\"}");
-    Bytes::from(out)
+    out.push('"');
 }

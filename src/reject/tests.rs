@@ -127,7 +127,7 @@ fn rejection_is_attached_to_the_response() {
 #[test]
 fn json_error_escapes_the_message() {
     assert_eq!(
-        json_error("a \"b\"\n"),
+        json_error("a \"b\"\n", None),
         Bytes::from_static(br#"{"error":"a \"b\"\u000a"}"#)
     );
 }

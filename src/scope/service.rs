@@ -18,7 +18,7 @@ use crate::gate::{Gate, GateFuture, forward, note, response_future, take_ready};
 use crate::mastra::messages;
 use crate::query::{self, PairEdit};
 use crate::reject::{Rejection, RejectionKind, private_unless_cached, render};
-use crate::{AuthState, Authenticated, ResourceId};
+use crate::{ActingAs, ActingVia, AuthState, Authenticated, Privileged, ResourceId};
 
 #[cfg(feature = "json-body")]
 use crate::http::body::{self as request_body, Buffered};
@@ -178,20 +178,13 @@ impl<S, R: ResolveResource, K> ResourceScope<S, R, K> {
         ResB: Default,
     {
         match self.source(&req) {
-            Source::Known(id) => {
-                // Inserted first, so a refused mismatch is still logged with the caller's id.
-                req.extensions_mut().insert(id.clone());
-                match apply_scope(&mut req, &id, &self.config) {
-                    Ok(()) => {
-                        let gate = self.gate();
-                        ResponseFuture::new(GateFuture::pass(
-                            forward(&mut self.inner, req),
-                            Some(gate),
-                        ))
-                    }
-                    Err(rejection) => refuse(&req, rejection),
+            Source::Known(id) => match scope_request(&mut req, id, &self.config, true) {
+                Ok(()) => {
+                    let gate = self.gate();
+                    ResponseFuture::new(GateFuture::pass(forward(&mut self.inner, req), Some(gate)))
                 }
-            }
+                Err(rejection) => refuse(&req, rejection),
+            },
             Source::Resolve(fut) => ResponseFuture::new(GateFuture::deciding(
                 Decision::Resolve { fut },
                 req,
@@ -377,9 +370,12 @@ impl<B> Gate<B> for ScopeGate<B> {
         let Some(id) = scoped.id else {
             return Err(unscoped());
         };
-        // Inserted first, so a refused mismatch is still logged with the caller's resource.
-        req.extensions_mut().insert(id.clone());
-        apply_scope(req, &id, &self.config)?;
+        // A scoped body was forced to the caller's id: the request stays the caller's.
+        #[cfg(feature = "json-body")]
+        let may_act_as_other = self.restore.is_none();
+        #[cfg(not(feature = "json-body"))]
+        let may_act_as_other = true;
+        scope_request(req, id, &self.config, may_act_as_other)?;
         #[cfg(feature = "json-body")]
         if let (Some(body), Some(restore)) = (scoped.body, self.restore) {
             restore(req, body);
@@ -407,6 +403,88 @@ fn anonymous_scope<B>(req: &Request<B>, config: &Config) -> Option<ResourceId> {
         return None;
     }
     ResourceId::new(format!("{}{}", anon.prefix, value)).ok()
+}
+
+/// Sets the resource in force and rewrites the client's scope to it: the caller's, or — for a
+/// [`Privileged`] request naming another resource it may act on — that one (marked
+/// [`ActingAs`]). `may_act_as_other` is false where a body was already forced to the caller's.
+fn scope_request<B>(
+    req: &mut Request<B>,
+    caller: ResourceId,
+    config: &Config,
+    may_act_as_other: bool,
+) -> Result<(), Rejection> {
+    // Inserted first, so a refused request is still logged with the caller's resource.
+    req.extensions_mut().insert(caller.clone());
+    let target = match may_act_as_other {
+        true => privileged_target(req, &caller, config)?,
+        false => None,
+    };
+    let id = match target {
+        Some((other, via)) => {
+            req.extensions_mut().insert(other.clone());
+            req.extensions_mut().insert(ActingAs {
+                resource: other.clone(),
+                via,
+            });
+            other
+        }
+        None => caller,
+    };
+    apply_scope(req, &id, config)
+}
+
+fn conflicting() -> Rejection {
+    Rejection::with_message(
+        RejectionKind::BadRequest,
+        "Invalid request: the resource id is given more than once with different values",
+    )
+}
+
+fn invalid_resource() -> Rejection {
+    Rejection::with_message(
+        RejectionKind::BadRequest,
+        "Invalid request: invalid resource id",
+    )
+}
+
+/// The other resource a [`Privileged`] request names (the same value in every configured
+/// header and query parameter) and may act on; `None` when it names none, names the caller's,
+/// or names one the privilege does not cover (then it is forced to the caller's as usual).
+fn privileged_target<B>(
+    req: &Request<B>,
+    caller: &ResourceId,
+    config: &Config,
+) -> Result<Option<(ResourceId, ActingVia)>, Rejection> {
+    let Some(privileged) = req.extensions().get::<Privileged>() else {
+        return Ok(None);
+    };
+    let mut named: Option<std::borrow::Cow<'_, str>> = None;
+    let mut add = |value: std::borrow::Cow<'_, str>| match &named {
+        Some(seen) if *seen != value => Err(conflicting()),
+        Some(_) => Ok(()),
+        None => {
+            named = Some(value.into_owned().into());
+            Ok(())
+        }
+    };
+    for name in &config.headers {
+        for value in req.headers().get_all(name) {
+            let text = value.to_str().map_err(|_| invalid_resource())?;
+            add(text.into())?;
+        }
+    }
+    if let Some(q) = req.uri().query() {
+        for pair in query::pairs(q).filter(|p| config.params.iter().any(|n| **n == *p.key)) {
+            add(query::decode(pair.value).ok_or_else(invalid_resource)?)?;
+        }
+    }
+    let Some(named) = named else { return Ok(None) };
+    if named == caller.as_str() {
+        return Ok(None);
+    }
+    let id = ResourceId::new(&*named).map_err(|_| invalid_resource())?;
+    Ok(privileged.allows(&id).then(|| (id, privileged.via())))
 }
 
 /// Rewrites (or, by option, checks) every client-supplied scope to the caller's id.

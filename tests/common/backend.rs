@@ -138,13 +138,7 @@ pub fn token(secret: &str, sub: &str) -> String {
         .unwrap()
         .as_secs()
         + 600;
-    let claims = crate::app::Claims {
-        sub: sub.into(),
-        org_id: None,
-        exp,
-        iss: None,
-        aud: None,
-    };
+    let claims = crate::app::Claims::user(sub, exp);
     let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
 }

@@ -1,0 +1,186 @@
+//! Permission strings and Mastra's wildcard matching.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::ConfigError;
+
+/// A permission a route requires or a user holds: `resource:action`, `resource:action:id`,
+/// or `*`, validated when built.
+///
+/// Each part is a non-empty run of visible ASCII without `:` or whitespace (the id, the part
+/// after the second `:`, may contain `:`). `*` as a whole part is a wildcard, see
+/// [`permission_matches`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Permission(Arc<str>);
+
+impl Permission {
+    /// Validates `text` as a permission.
+    pub fn new(text: &str) -> Result<Self, ConfigError> {
+        if is_valid(text) {
+            Ok(Self(Arc::from(text)))
+        } else {
+            Err(ConfigError::InvalidValue {
+                setting: "permission",
+                reason: format!(
+                    "{text:?} is not `*`, `resource:action` or `resource:action:id` (visible \
+                     ASCII, no spaces, no empty part)"
+                ),
+            })
+        }
+    }
+
+    /// The permission as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Permission {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_part(part: &str) -> bool {
+    !part.is_empty() && part.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+}
+
+fn is_valid(text: &str) -> bool {
+    if text == "*" {
+        return true;
+    }
+    let mut parts = text.splitn(3, ':');
+    let (Some(resource), Some(action)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let id_ok = match parts.next() {
+        None => true,
+        Some(id) => !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic()),
+    };
+    is_part(resource) && is_part(action) && id_ok
+}
+
+/// Splits a permission into resource, action and optional id; `None` when it has no action.
+fn split(text: &str) -> Option<(&str, &str, Option<&str>)> {
+    let mut parts = text.splitn(3, ':');
+    let resource = parts.next()?;
+    let action = parts.next()?;
+    Some((resource, action, parts.next()))
+}
+
+/// Whether a `granted` permission satisfies a `required` one, with Mastra's wildcard rules:
+///
+/// | granted | satisfies |
+/// |---|---|
+/// | `*` | everything |
+/// | `memory:read` (exact) | `memory:read`, and `memory:read:<any id>` |
+/// | `memory:*` | every action on `memory` (`memory:read`, `memory:delete:t1`, ...) |
+/// | `*:read` | `read` on every resource |
+/// | `memory:read:t1` | `memory:read:t1` only — not `memory:read`, not `memory:read:t2` |
+///
+/// Matching is case-sensitive, and a wildcard only stands for a whole part: `mem*:read`
+/// satisfies nothing but itself. A required permission without an action (`memory`) is only
+/// satisfied by the same string or by `*`. One deliberate difference from Mastra: the id is
+/// everything after the second `:` (Mastra compares only the third `:`-separated part, so its
+/// `a:b:c:x` would satisfy `a:b:c:y`). Mastra's special `stored:` resource alias is not
+/// reproduced.
+pub fn permission_matches(granted: &str, required: &str) -> bool {
+    if granted == "*" || granted == required {
+        return true;
+    }
+    let (Some(granted), Some((resource, action, id))) = (split(granted), split(required)) else {
+        return false;
+    };
+    parts_match(granted, resource, action, id)
+}
+
+/// [`permission_matches`] against a required permission given in parts (no string built).
+pub(crate) fn matches_parts(granted: &str, resource: &str, action: &str) -> bool {
+    if granted == "*" {
+        return true;
+    }
+    match split(granted) {
+        Some(granted) => parts_match(granted, resource, action, None),
+        None => false,
+    }
+}
+
+fn parts_match(
+    (g_resource, g_action, g_id): (&str, &str, Option<&str>),
+    resource: &str,
+    action: &str,
+    id: Option<&str>,
+) -> bool {
+    (g_resource == "*" || g_resource == resource)
+        && (g_action == "*" || g_action == action)
+        && match g_id {
+            None => true,
+            Some(g_id) => Some(g_id) == id,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_are_validated() {
+        for ok in [
+            "*",
+            "memory:read",
+            "memory:*",
+            "*:read",
+            "a:b:c",
+            "a:b:c:d",
+            "x-y:z.w",
+        ] {
+            assert!(Permission::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "memory",
+            ":read",
+            "memory:",
+            "memory::x",
+            "mem ory:read",
+            "memory:read:",
+            "memory:re\tad",
+            "mémoire:read",
+            "a:b: c",
+        ] {
+            assert!(Permission::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parts_and_strings_agree() {
+        for granted in [
+            "*",
+            "memory:read",
+            "memory:*",
+            "*:read",
+            "*:*",
+            "memory:read:t1",
+            "agents:read",
+        ] {
+            assert_eq!(
+                matches_parts(granted, "memory", "read"),
+                permission_matches(granted, "memory:read"),
+                "{granted}"
+            );
+        }
+    }
+}
