@@ -112,10 +112,14 @@ pub(crate) fn matches_parts(granted: &str, resource: &str, action: &str) -> bool
     if granted == "*" {
         return true;
     }
-    match split(granted) {
-        Some(granted) => parts_match(granted, resource, action, None),
-        None => false,
-    }
+    // The hot path of derived permissions: two prefix comparisons, no search. What follows
+    // the resource is the action, or `*`; an id-scoped grant (`memory:read:t1`) never
+    // satisfies a permission without an id, and never equals a bare action.
+    let after = granted
+        .strip_prefix(resource)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .or_else(|| granted.strip_prefix("*:"));
+    after.is_some_and(|rest| rest == action || rest == "*")
 }
 
 fn parts_match(

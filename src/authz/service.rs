@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use super::grants::PermissionSource;
 use super::layer::{AuthorizeLayer, Config, Policy, PolicyError, RequestHead, Verdict};
-use crate::gate::{Gate, GateFuture, forward, note, response_future, take_ready};
+use crate::gate::{Gate, GateFuture, forward, note, take_ready};
 use crate::mastra::messages;
 use crate::query;
 use crate::reject::{Rejection, RejectionKind, render};
@@ -131,11 +131,60 @@ impl<F: Future<Output = Result<bool, PolicyError>>> Future for Hook<F> {
     }
 }
 
-response_future! {
+type Deciding<S, G, P, B> =
+    GateFuture<S, AuthzGate, Decision<<P as Policy<<G as PermissionSource>::User>>::Future>, B>;
+
+pin_project! {
     /// The response future of [`Authorize`]: the inner service `S`, the permission source
     /// `G`, the policy hook `P`, the request body `B`.
-    ResponseFuture<S, [G, P], B> where [G: PermissionSource, P: Policy<G::User>,]
-        => AuthzGate, Decision<<P as Policy<G::User>>::Future>
+    ///
+    /// A request the static checks decide is the inner service's own future (or the refusal):
+    /// nothing else is carried, so the common path moves no more bytes than the bare service.
+    /// Only a request waiting on the policy or approval hook holds the request and a ready
+    /// service, boxed (it waits on a backend anyway).
+    pub struct ResponseFuture<S, G, P, B>
+    where
+        S: Service<Request<B>>,
+        G: PermissionSource,
+        P: Policy<G::User>,
+    {
+        #[pin]
+        state: FutureState<S, G, P, B>,
+    }
+}
+
+pin_project! {
+    #[project = FutureStateProj]
+    enum FutureState<S, G, P, B>
+    where
+        S: Service<Request<B>>,
+        G: PermissionSource,
+        P: Policy<G::User>,
+    {
+        Inner { #[pin] fut: S::Future },
+        Done { response: Option<S::Response> },
+        Deciding { fut: Pin<Box<Deciding<S, G, P, B>>> },
+    }
+}
+
+impl<S, G, P, B, ResB> Future for ResponseFuture<S, G, P, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    G: PermissionSource,
+    P: Policy<G::User>,
+    ResB: Default,
+{
+    type Output = Result<Response<ResB>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            FutureStateProj::Inner { fut } => fut.poll(cx),
+            FutureStateProj::Done { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("authz ResponseFuture polled after completion"))),
+            FutureStateProj::Deciding { fut } => fut.as_mut().poll(cx),
+        }
+    }
 }
 
 /// How [`Authorize`] applies the hook's answer.
@@ -277,12 +326,18 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         match self.step(&req) {
-            Step::Pass => {
-                ResponseFuture::new(GateFuture::pass(forward(&mut self.inner, req), None))
-            }
+            Step::Pass => ResponseFuture {
+                state: FutureState::Inner {
+                    fut: forward(&mut self.inner, req),
+                },
+            },
             Step::Refuse(rejection) => {
                 note(&req);
-                ResponseFuture::new(GateFuture::done(render(rejection, req.headers(), None)))
+                ResponseFuture {
+                    state: FutureState::Done {
+                        response: Some(render(rejection, req.headers(), None)),
+                    },
+                }
             }
             Step::Allowed { user, privileged } => {
                 let approval = match (&privileged, &self.config.approver) {
@@ -294,10 +349,11 @@ where
                     if let Some(privileged) = privileged {
                         req.extensions_mut().insert(privileged);
                     }
-                    return ResponseFuture::new(GateFuture::pass(
-                        forward(&mut self.inner, req),
-                        None,
-                    ));
+                    return ResponseFuture {
+                        state: FutureState::Inner {
+                            fut: forward(&mut self.inner, req),
+                        },
+                    };
                 }
                 let hook = match &self.policy {
                     None => Hook::None,
@@ -332,12 +388,16 @@ where
                         }),
                     },
                 };
-                ResponseFuture::new(GateFuture::deciding(
-                    decision,
-                    req,
-                    take_ready(&mut self.inner),
-                    AuthzGate,
-                ))
+                ResponseFuture {
+                    state: FutureState::Deciding {
+                        fut: Box::pin(GateFuture::deciding(
+                            decision,
+                            req,
+                            take_ready(&mut self.inner),
+                            AuthzGate,
+                        )),
+                    },
+                }
             }
         }
     }
