@@ -21,6 +21,7 @@ mod backend;
 mod common;
 
 use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use backend::Db;
 use reqwest::{Client, Method, StatusCode};
@@ -558,6 +559,88 @@ async fn config_status_and_unknown_agents(db: &Db) {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
 
+/// A token whose grant claims are exactly `permissions` (`scope`, space-delimited).
+fn granted(base: &str, sub: &str, scope: &str) -> User {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let mut claims = app::Claims::user(sub, exp);
+    claims.grants.scope = Some(scope.split(' ').collect());
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    User {
+        base: base.to_owned(),
+        token: jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap(),
+        client: Client::new(),
+    }
+}
+
+async fn admins_read_but_never_write_through_the_new_routes(db: &Db) {
+    let (alice, bob) = start(db).await;
+    fixtures(&alice, &bob).await;
+    let wm = "/api/memory/threads/a1/working-memory";
+    assert_eq!(
+        alice
+            .post(wm, json!({"workingMemory": "likes tea"}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let admin = granted(&alice.base, "root", "memory:admin");
+    // Reads act as the thread's owner: her working memory, her search.
+    let (status, hers) = admin.get(wm).await;
+    assert_eq!(
+        (status, &hers["workingMemory"]),
+        (StatusCode::OK, &json!("likes tea"))
+    );
+    let (status, found) = admin
+        .get("/api/memory/search?searchQuery=x&resourceId=alice")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["results"][0]["id"], "am2");
+    // A `?threadId=` is checked as the admin's own (the guard's query check is not
+    // privileged): refused, fail-closed.
+    let (status, _) = admin
+        .get("/api/memory/search?searchQuery=x&threadId=a1")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Writes through her thread: refused, nothing changed.
+    for (path, body) in [
+        (wm, json!({"workingMemory": "admin was here"})),
+        (
+            "/api/memory/threads/a1/clone",
+            json!({"newThreadId": "admin-copy"}),
+        ),
+        (
+            "/api/memory/threads/a1/transfer",
+            json!({"resourceId": "root"}),
+        ),
+    ] {
+        let (status, answer) = admin.post(path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {answer}");
+    }
+    assert_eq!(alice.get(wm).await.1["workingMemory"], "likes tea");
+    assert_eq!(db.count("mastra_threads").await, 2);
+    // A read-only token reads its own, and every new write route is refused.
+    let viewer = granted(&alice.base, "alice", "memory:read");
+    assert_eq!(viewer.get(wm).await.0, StatusCode::OK);
+    assert_eq!(
+        viewer.get("/api/memory/search?searchQuery=x").await.0,
+        StatusCode::OK
+    );
+    for (path, body) in [
+        (wm, json!({"workingMemory": "viewer"})),
+        ("/api/memory/threads/a1/clone", json!({})),
+    ] {
+        let (status, answer) = viewer.post(path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {answer}");
+    }
+    assert_eq!(db.count("mastra_threads").await, 2);
+    assert_alice_intact(db, &alice).await;
+}
+
 on_both_backends!(
     bob_cannot_clone_from_or_onto_alices_threads,
     racing_clones_into_one_id_give_it_to_exactly_one,
@@ -566,6 +649,7 @@ on_both_backends!(
     listing_options_are_checked_and_filtered_by_owner,
     moving_a_message_only_moves_ones_own,
     config_status_and_unknown_agents,
+    admins_read_but_never_write_through_the_new_routes,
 );
 
 // ---- thread-scoped working memory: the example binary with WORKING_MEMORY_SCOPE=thread ------
