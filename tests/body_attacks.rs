@@ -1386,6 +1386,9 @@ async fn memory_server_message_bodies_cannot_reach_alice() {
     .await
     .unwrap();
     assert_eq!(row.try_get::<String, _>("thread_id").unwrap(), "alice-t");
-    assert_eq!(row.try_get::<String, _>("content").unwrap(), "secret");
+    // Plain text is stored in Mastra's format 2.
+    let content: serde_json::Value =
+        serde_json::from_str(&row.try_get::<String, _>("content").unwrap()).unwrap();
+    assert_eq!(content["content"], "secret");
     db.finish().await;
 }

@@ -304,7 +304,7 @@ async fn bob_cannot_reach_alices_threads_or_messages_by_any_id(db: &Db) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["content"].as_str().unwrap())
+        .map(|m| m["content"]["content"].as_str().unwrap())
         .collect();
     assert_eq!(contents, vec!["secret one", "secret two"]);
     let (_, bobs) = bob
@@ -856,7 +856,7 @@ async fn text_no_database_can_hold_is_refused_alike_and_json_keeps_it(db: &Db) {
         .await;
     assert_refused("NUL title on update", &answer, stored);
     for message in [
-        json!({"id": "m-nul", "threadId": "t-new", "resourceId": "alice", "role": "user", "content": "a\u{0}"}),
+        json!({"id": "m-nul", "threadId": "t-new", "resourceId": "alice", "role": "user", "type": "v\u{0}", "content": "x"}),
         json!({"id": "m-nul", "threadId": "t-text", "resourceId": "alice", "role": "u\u{0}", "content": "x"}),
     ] {
         let body = json!({"messages": [message_to("m-fine", "t-text"), message]});
@@ -898,6 +898,16 @@ async fn text_no_database_can_hold_is_refused_alike_and_json_keeps_it(db: &Db) {
         .call(Method::GET, "/api/memory/threads/t-text/messages", None)
         .await;
     assert_eq!(listed["messages"][0]["content"], content);
+    // Plain text is saved as a format-2 JSON document, so it holds NUL too.
+    let body = json!({"messages": [{"id": "m-text", "threadId": "t-text", "resourceId": "alice", "role": "user", "content": "a\u{0}b"}]});
+    assert_eq!(
+        alice.call(Method::POST, SAVE, Some(body)).await.0,
+        StatusCode::OK
+    );
+    let (_, listed) = alice
+        .call(Method::GET, "/api/memory/threads/t-text/messages", None)
+        .await;
+    assert_eq!(listed["messages"][1]["content"]["content"], "a\u{0}b");
 
     // Bytes that are not UTF-8, and escapes that are not Unicode, are not JSON text.
     for body in [

@@ -12,53 +12,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::example_binary;
+use common::{MemoryServer, spawn_memory_server};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 const SECRET: &str = "two-process-test-secret-0123456789abcdef";
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(database_url: &str) -> Server {
-    let mut child = Command::new(example_binary())
-        .env("PORT", "0")
-        .env("HOST", "127.0.0.1")
-        .env("DATABASE_URL", database_url)
-        .env("JWT_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the memory_server example is built by `cargo test --all-features`");
-    let stdout = child.stdout.take().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut lines = BufReader::new(stdout).lines();
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if let Some(base) = line.strip_prefix("memory server listening on ") {
-            return Server {
-                child,
-                base: base.trim().to_owned(),
-            };
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("memory_server did not start");
+fn spawn(database_url: &str) -> MemoryServer {
+    spawn_memory_server(database_url, SECRET, &[])
 }
 
 fn token(sub: &str) -> String {

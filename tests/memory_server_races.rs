@@ -123,7 +123,8 @@ impl Race {
             })
     }
 
-    /// A message row: its thread and its content.
+    /// A message row: its thread and its text (the server stores plain text in Mastra's
+    /// format 2, `{"format": 2, "parts": [..], "content": text}`).
     async fn message(&self, id: &str) -> Option<(Option<String>, Option<String>)> {
         sqlx::query("SELECT thread_id, content FROM mastra_messages WHERE id = $1")
             .bind(id.to_owned())
@@ -131,10 +132,14 @@ impl Race {
             .await
             .unwrap()
             .map(|row| {
-                (
-                    row.try_get("thread_id").unwrap(),
-                    row.try_get("content").unwrap(),
-                )
+                let content: Option<String> = row.try_get("content").unwrap();
+                let text = content.map(|c| {
+                    serde_json::from_str::<serde_json::Value>(&c)
+                        .ok()
+                        .and_then(|v| v["content"].as_str().map(str::to_owned))
+                        .unwrap_or(c)
+                });
+                (row.try_get("thread_id").unwrap(), text)
             })
     }
 

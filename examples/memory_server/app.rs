@@ -18,19 +18,21 @@
 //! default), which the guard and axum share.
 #![allow(dead_code)]
 
+#[path = "memory.rs"]
+mod memory;
+#[allow(unused_imports)] // main.rs uses both; the tests only `create_schema`
+pub use memory::{WorkingMemoryScope, create_schema};
+
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
@@ -41,16 +43,13 @@ use tower_scope::authz::{
 };
 use tower_scope::cors::Cors;
 use tower_scope::guard::ThreadGuard;
-use tower_scope::guard::{
-    DEFAULT_MAX_BODY, GuardError, NewMessage, SqlThreadStore, StoreError, ThreadFields,
-    ThreadRecord, ThreadWrites,
-};
+use tower_scope::guard::{DEFAULT_MAX_BODY, GuardError, SqlThreadStore, StoreError};
 use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtKey};
 use tower_scope::log::Log;
 use tower_scope::reject::JsonErrors;
 use tower_scope::scope::{BodyRules, ResolveResource, ResourceScope};
 use tower_scope::{
-    Authenticated, BearerAuthLayer, ConfigError, JsonErrorLayer, LogLayer, MessageId, Rejection,
+    Authenticated, BearerAuthLayer, ConfigError, JsonErrorLayer, LogLayer, Rejection,
     RejectionKind, ResourceId, ResourceScopeLayer, ThreadId, mastra,
 };
 
@@ -224,18 +223,8 @@ where
         .user(|c: &Claims| c.sub.clone());
     let routes = Router::new()
         .route("/health", get(health))
-        .route("/api/memory/threads", get(list_threads).post(create_thread))
-        .route(
-            "/api/memory/threads/{thread_id}",
-            get(get_thread).patch(update_thread).delete(delete_thread),
-        )
-        .route(
-            "/api/memory/threads/{thread_id}/messages",
-            get(list_messages),
-        )
-        .route("/api/memory/save-messages", post(save_messages))
-        .route("/api/memory/messages/delete", post(delete_messages))
-        .with_state(store.clone())
+        // Mastra's memory API (threads, messages, working memory, clone, search, ...).
+        .merge(memory::routes(store.clone()))
         // One body limit for scope, the guard and axum's extractors: Mastra's 4.5 MB.
         .layer(DefaultBodyLimit::max(DEFAULT_MAX_BODY));
     // `ServiceBuilder`: the first `.layer()` is outermost.
@@ -265,6 +254,8 @@ where
 pub struct ApiError {
     rejection: Rejection,
     issues: Option<Value>,
+    /// A status no rejection kind has (409 for a clone into an id the caller already has).
+    status: Option<StatusCode>,
 }
 
 impl ApiError {
@@ -273,9 +264,22 @@ impl ApiError {
     }
 
     fn invalid(message: &'static str, reason: String) -> Self {
+        Self::with_issues(message, json!([{ "message": reason }]))
+    }
+
+    /// A 400 with Mastra's `issues` list (`[{field, message}]`).
+    fn with_issues(message: &'static str, issues: Value) -> Self {
         Self {
-            issues: Some(json!([{ "message": reason }])),
+            issues: Some(issues),
             ..Self::bad_request(message)
+        }
+    }
+
+    /// 409 Conflict with this message.
+    fn conflict(message: String) -> Self {
+        Self {
+            status: Some(StatusCode::CONFLICT),
+            ..Rejection::with_message(RejectionKind::BadRequest, message).into()
         }
     }
 }
@@ -285,6 +289,7 @@ impl From<Rejection> for ApiError {
         Self {
             rejection,
             issues: None,
+            status: None,
         }
     }
 }
@@ -325,6 +330,11 @@ impl IntoResponse for ApiError {
         if let Some(issues) = self.issues {
             parts.extensions.remove::<Rejection>();
             body["issues"] = issues;
+        }
+        // Same for a status no rejection kind has: JsonErrorLayer would render the kind's.
+        if let Some(status) = self.status {
+            parts.extensions.remove::<Rejection>();
+            parts.status = status;
         }
         let json = Json(body).into_response();
         parts.headers.extend(json.headers().clone());
@@ -397,18 +407,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ThreadPath {
     }
 }
 
-/// A client-chosen thread id, or a fresh one; an empty or otherwise invalid id is 400.
-fn thread_id_or_new(id: Option<String>) -> Result<ThreadId, ApiError> {
-    let id = id.unwrap_or_else(|| random_id(16));
-    ThreadId::new(id).map_err(|_| ApiError::bad_request("Invalid thread id"))
-}
-
-/// A message id: the rules every id follows (non-empty, at most 256 bytes, no control
-/// characters, so nothing a database cannot hold), checked by the crate's one id validator.
-fn message_id(id: String) -> Result<MessageId, ApiError> {
-    MessageId::try_from(id).map_err(|_| ApiError::bad_request("Invalid message id"))
-}
-
 /// An RFC 3339 UTC timestamp with milliseconds, like Mastra stores:
 /// `2026-12-01T23:06:15.042Z`.
 pub fn now_iso() -> String {
@@ -434,341 +432,4 @@ pub fn random_id(bytes: usize) -> String {
 
 async fn health() -> Json<Value> {
     Json(json!({ "success": true }))
-}
-
-/// Mastra's thread JSON. `metadata` is stored as the client's JSON text and sent back as that
-/// text ([`RawValue`]): numbers of any size or precision, key order and spacing come back as
-/// sent (a `Value` would turn `123456789012345678901234567890` into `1.2345678901234568e29`).
-#[derive(Serialize)]
-struct ThreadJson {
-    id: Option<String>,
-    #[serde(rename = "resourceId")]
-    resource_id: Option<String>,
-    title: Option<String>,
-    metadata: Option<Box<RawValue>>,
-    #[serde(rename = "createdAt")]
-    created_at: Option<String>,
-    #[serde(rename = "updatedAt")]
-    updated_at: Option<String>,
-}
-
-/// Stored metadata text as JSON; text that is not JSON (written by another program) is `null`.
-fn metadata_json(text: Option<&str>) -> Option<Box<RawValue>> {
-    text.and_then(|m| RawValue::from_string(m.to_owned()).ok())
-}
-
-fn thread_json(thread: &ThreadRecord) -> ThreadJson {
-    ThreadJson {
-        id: Some(thread.id.to_string()),
-        resource_id: thread.resource.as_ref().map(ToString::to_string),
-        title: thread.title.clone(),
-        metadata: metadata_json(thread.metadata.as_deref()),
-        created_at: thread.created_at.clone(),
-        updated_at: thread.updated_at.clone(),
-    }
-}
-
-fn thread_row_json(row: &AnyRow) -> ThreadJson {
-    let text = |column: &str| row.try_get::<Option<String>, _>(column).ok().flatten();
-    ThreadJson {
-        id: text("id"),
-        resource_id: text("resourceId"),
-        title: text("title"),
-        metadata: metadata_json(text("metadata").as_deref()),
-        created_at: text("createdAt"),
-        updated_at: text("updatedAt"),
-    }
-}
-
-/// One page of the caller's threads.
-#[derive(Serialize)]
-struct ThreadPage {
-    threads: Vec<ThreadJson>,
-    total: i64,
-    page: i64,
-    #[serde(rename = "perPage")]
-    per_page: i64,
-    #[serde(rename = "hasMore")]
-    has_more: bool,
-}
-
-const THREAD_COLUMNS: &str = r#"id, "resourceId", title, metadata, "createdAt", "updatedAt""#;
-
-#[derive(Deserialize)]
-struct ListQuery {
-    page: Option<String>,
-    #[serde(rename = "perPage")]
-    per_page: Option<String>,
-}
-
-/// Mastra's pagination: a non-negative integer, or the default when absent.
-fn non_negative(value: Option<&str>, default: i64) -> Option<i64> {
-    match value {
-        None => Some(default),
-        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0),
-    }
-}
-
-/// Lists the caller's threads, newest first. A `?resourceId=` is ignored: the scope decides.
-async fn list_threads(
-    State(store): State<SqlThreadStore>,
-    Caller(scope): Caller,
-    Params(q): Params<ListQuery>,
-) -> Result<Json<ThreadPage>, ApiError> {
-    let invalid = || ApiError::bad_request("Invalid query parameters");
-    let page = non_negative(q.page.as_deref(), 0).ok_or_else(invalid)?;
-    let per_page = non_negative(q.per_page.as_deref(), 100)
-        .ok_or_else(invalid)?
-        .max(1);
-    // `?page=9223372036854775807` must be a 400, not an overflow panic.
-    let offset = page.checked_mul(per_page).ok_or_else(invalid)?;
-    let total: i64 =
-        sqlx::query(r#"SELECT COUNT(*) AS total FROM mastra_threads WHERE "resourceId" = $1"#)
-            .bind(scope.as_str())
-            .fetch_one(store.pool())
-            .await
-            .map_err(store_failed)?
-            .try_get("total")
-            .unwrap_or(0);
-    let sql = format!(
-        r#"SELECT {THREAD_COLUMNS} FROM mastra_threads WHERE "resourceId" = $1
-        ORDER BY "createdAt" DESC, id LIMIT $2 OFFSET $3"#
-    );
-    let rows = sqlx::query(&sql)
-        .bind(scope.as_str())
-        .bind(per_page)
-        .bind(offset)
-        .fetch_all(store.pool())
-        .await
-        .map_err(store_failed)?;
-    let threads = rows.iter().map(thread_row_json).collect();
-    let has_more = offset.checked_add(per_page).is_some_and(|end| end < total);
-    Ok(Json(ThreadPage {
-        threads,
-        total,
-        page,
-        per_page,
-        has_more,
-    }))
-}
-
-/// The caller's thread: read by id *and* owner, so a thread recreated by someone else after the
-/// guard looked is not shown.
-async fn get_thread(
-    State(store): State<SqlThreadStore>,
-    Caller(scope): Caller,
-    ThreadPath(thread): ThreadPath,
-) -> Result<Json<ThreadJson>, ApiError> {
-    let sql = format!(
-        r#"SELECT {THREAD_COLUMNS} FROM mastra_threads WHERE id = $1 AND "resourceId" = $2"#
-    );
-    let row = sqlx::query(&sql)
-        .bind(thread.as_str())
-        .bind(scope.as_str())
-        .fetch_optional(store.pool())
-        .await
-        .map_err(store_failed)?;
-    row.map(|row| Json(thread_row_json(&row)))
-        .ok_or_else(|| GuardError::ThreadNotFound.into())
-}
-
-#[derive(Deserialize)]
-struct CreateThread {
-    title: Option<String>,
-    metadata: Option<Box<RawValue>>,
-    #[serde(rename = "threadId")]
-    thread_id: Option<String>,
-}
-
-/// Creates a thread for the caller, or re-saves the caller's own (Mastra's upsert); another
-/// user's id is refused by the store even when it appeared after the guard looked.
-async fn create_thread(
-    State(store): State<SqlThreadStore>,
-    Caller(scope): Caller,
-    Body(body): Body<CreateThread>,
-) -> Result<Json<ThreadJson>, ApiError> {
-    let thread = thread_id_or_new(body.thread_id)?;
-    let fields = ThreadFields {
-        title: body.title,
-        metadata: body.metadata.map(|m| m.get().to_owned()),
-    };
-    let created = store
-        .create_thread(&scope, &thread, &fields, &now_iso())
-        .await?;
-    Ok(Json(thread_json(&created)))
-}
-
-#[derive(Deserialize)]
-struct UpdateThread {
-    title: Option<String>,
-    metadata: Option<Box<RawValue>>,
-}
-
-/// Changes title and metadata of the caller's thread; its owner never changes (a body
-/// `resourceId` is ignored).
-async fn update_thread(
-    State(store): State<SqlThreadStore>,
-    Caller(scope): Caller,
-    ThreadPath(thread): ThreadPath,
-    Body(body): Body<UpdateThread>,
-) -> Result<Json<ThreadJson>, ApiError> {
-    let fields = ThreadFields {
-        title: body.title,
-        metadata: body.metadata.map(|m| m.get().to_owned()),
-    };
-    let updated = store
-        .update_thread(&scope, &thread, &fields, &now_iso())
-        .await?;
-    Ok(Json(thread_json(&updated)))
-}
-
-/// Deletes the caller's thread and its messages, only if it is still the caller's.
-async fn delete_thread(
-    State(store): State<SqlThreadStore>,
-    Caller(scope): Caller,
-    ThreadPath(thread): ThreadPath,
-) -> Result<Json<Value>, ApiError> {
-    store.delete_thread(&scope, &thread).await?;
-    Ok(Json(json!({ "result": "Thread deleted" })))
-}
-
-fn message_json(row: &AnyRow) -> Value {
-    let text = |column: &str| row.try_get::<Option<String>, _>(column).ok().flatten();
-    json!({
-        "id": text("id"),
-        "threadId": text("thread_id"),
-        "resourceId": text("resourceId"),
-        "role": text("role"),
-        "type": text("type"),
-        "content": text("content").map(|c| serde_json::from_str::<Value>(&c).unwrap_or(Value::String(c))),
-        "createdAt": text("createdAt"),
-    })
-}
-
-/// The messages of the caller's thread (joined on the owner, like `get_thread`).
-async fn list_messages(
-    State(store): State<SqlThreadStore>,
-    Caller(scope): Caller,
-    ThreadPath(thread): ThreadPath,
-) -> Result<Json<Value>, ApiError> {
-    let sql = r#"SELECT m.id, m.thread_id, m.content, m.role, m.type, m."createdAt", m."resourceId"
-        FROM mastra_messages AS m JOIN mastra_threads AS t ON t.id = m.thread_id
-        WHERE m.thread_id = $1 AND t."resourceId" = $2 ORDER BY m."createdAt", m.id"#;
-    let rows = sqlx::query(sql)
-        .bind(thread.as_str())
-        .bind(scope.as_str())
-        .fetch_all(store.pool())
-        .await
-        .map_err(store_failed)?;
-    let messages: Vec<Value> = rows.iter().map(message_json).collect();
-    Ok(Json(json!({ "messages": messages, "uiMessages": [] })))
-}
-
-#[derive(Deserialize)]
-struct SaveMessages {
-    messages: Vec<MessageIn>,
-}
-
-#[derive(Deserialize)]
-struct MessageIn {
-    id: Option<String>,
-    #[serde(rename = "threadId")]
-    thread_id: String,
-    #[serde(rename = "resourceId")]
-    resource_id: String,
-    role: Option<String>,
-    content: Value,
-}
-
-/// Saves messages for the caller, all or none, in one transaction: each thread is the caller's
-/// or is created for them, and an existing message id must already be the caller's.
-async fn save_messages(
-    State(store): State<SqlThreadStore>,
-    Caller(scope): Caller,
-    Body(body): Body<SaveMessages>,
-) -> Result<Json<Value>, ApiError> {
-    let now = now_iso();
-    let mut batch = Vec::with_capacity(body.messages.len());
-    let mut saved = Vec::with_capacity(body.messages.len());
-    for m in body.messages {
-        if m.resource_id != scope.as_str() {
-            return Err(GuardError::ForeignResource.into());
-        }
-        let thread =
-            ThreadId::new(&m.thread_id).map_err(|_| ApiError::bad_request("Invalid thread id"))?;
-        let id = match m.id {
-            Some(id) => message_id(id)?,
-            None => message_id(random_id(16))?,
-        };
-        let role = m.role.unwrap_or_else(|| "user".into());
-        let content = match &m.content {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        saved.push(json!({ "id": id.as_str(), "threadId": thread.as_str(), "resourceId": scope.as_str(), "role": role, "content": m.content, "createdAt": now }));
-        batch.push(NewMessage {
-            id,
-            thread,
-            role,
-            kind: "v2".into(),
-            content,
-            created_at: now.clone(),
-        });
-    }
-    store.save_messages(&scope, &batch, &now).await?;
-    Ok(Json(json!({ "messages": saved })))
-}
-
-#[derive(Deserialize)]
-struct DeleteMessages {
-    #[serde(rename = "messageIds")]
-    message_ids: Option<MessageIds>,
-}
-
-/// `messageIds` as Mastra accepts it: an id, `{id}`, or a list of either.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum MessageIds {
-    One(MessageRef),
-    Many(Vec<MessageRef>),
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum MessageRef {
-    Id(String),
-    Object { id: String },
-}
-
-impl MessageRef {
-    fn into_id(self) -> String {
-        match self {
-            Self::Id(id) | Self::Object { id } => id,
-        }
-    }
-}
-
-/// Deletes those listed messages that are the caller's, in one statement, and reports how many
-/// that was (Mastra counts unknown ids as deleted; we say what happened, in Mastra's shape).
-async fn delete_messages(
-    State(store): State<SqlThreadStore>,
-    Caller(scope): Caller,
-    Body(body): Body<DeleteMessages>,
-) -> Result<Json<Value>, ApiError> {
-    let refs = match body.message_ids {
-        None => return Err(ApiError::bad_request("messageIds is required")),
-        Some(MessageIds::One(one)) => vec![one],
-        Some(MessageIds::Many(many)) => many,
-    };
-    let ids = refs
-        .into_iter()
-        .map(|r| message_id(r.into_id()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let n = store.delete_messages(&scope, &ids).await?;
-    let message = if n == 1 {
-        "1 message deleted successfully".to_owned()
-    } else {
-        format!("{n} messages deleted successfully")
-    };
-    Ok(Json(json!({ "success": true, "message": message })))
 }

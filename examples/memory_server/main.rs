@@ -9,7 +9,8 @@
 //! `JWT_SECRET` (HS256, 32 bytes or more; when unset a random secret is generated and dev
 //! tokens for `alice`, `bob`, `admin` (reads every resource) and `viewer` (read-only) are
 //! printed with ready curl lines), `JWT_ISSUER` /
-//! `JWT_AUDIENCE` (required claims when set), `CORS_ORIGINS` (comma list).
+//! `JWT_AUDIENCE` (required claims when set), `CORS_ORIGINS` (comma list),
+//! `WORKING_MEMORY_SCOPE` (`resource`, Mastra's default, or `thread`).
 
 mod app;
 
@@ -109,6 +110,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let store = SqlThreadStore::connect(&database_url).await?;
     store.create_schema().await?;
+    app::create_schema(&store).await?;
+    // A bad `WORKING_MEMORY_SCOPE` stops the server here, with a message, not at the first request.
+    app::WorkingMemoryScope::from_env()?;
     let router = app::app(store, &settings)?;
 
     let listener = tokio::net::TcpListener::bind(format!("{host}:{port}")).await?;

@@ -43,6 +43,9 @@ impl Db {
             Backend::Postgres => Self::postgres().await,
         };
         db.store.create_schema().await.expect("create the schema");
+        crate::app::create_schema(&db.store)
+            .await
+            .expect("create the working-memory table");
         db
     }
 
@@ -125,6 +128,19 @@ impl Db {
             }
         }
     }
+}
+
+/// A 10-minute HS256 token for the memory server's `Claims` with this `sub`.
+pub fn token(secret: &str, sub: &str) -> String {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = crate::app::Claims::user(sub, exp);
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
 }
 
 pub fn pg_url() -> String {

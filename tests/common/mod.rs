@@ -75,3 +75,51 @@ pub fn example_binary() -> std::path::PathBuf {
         .join("examples")
         .join("memory_server")
 }
+
+/// A `memory_server` example process on a free loopback port, killed when dropped.
+pub struct MemoryServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Drop for MemoryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the example on `database_url` with HS256 `secret` and the extra environment `env`;
+/// waits (30 s at most) for its "listening on" line.
+pub fn spawn_memory_server(database_url: &str, secret: &str, env: &[(&str, &str)]) -> MemoryServer {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let mut child = Command::new(example_binary())
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("DATABASE_URL", database_url)
+        .env("JWT_SECRET", secret)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the memory_server example is built by `cargo test --all-features`");
+    let stdout = child.stdout.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = BufReader::new(stdout).lines();
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(base) = line.strip_prefix("memory server listening on ") {
+            return MemoryServer {
+                child,
+                base: base.trim().to_owned(),
+            };
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("memory_server did not start");
+}
