@@ -67,6 +67,7 @@ fn settings() -> app::Settings {
         issuer: None,
         audience: None,
         cors_origins: Vec::new(),
+        dev_tokens: Vec::new(),
     }
 }
 

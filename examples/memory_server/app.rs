@@ -18,6 +18,11 @@
 //! default), which the guard and axum share.
 #![allow(dead_code)]
 
+#[path = "agent.rs"]
+pub mod agent;
+#[path = "page.rs"]
+mod page;
+
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
@@ -79,6 +84,10 @@ pub struct Settings {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub cors_origins: Vec<String>,
+    /// Dev mode: the dev users and their tokens, offered by the browser page at `/` through
+    /// `GET /dev/tokens` (a route that exists only when this is non-empty). `main.rs` fills it
+    /// only when it generated the secret itself.
+    pub dev_tokens: Vec<(String, String)>,
 }
 
 /// Builds the full stack: JSON errors -> log -> CORS -> auth -> scope -> guard -> handlers.
@@ -93,7 +102,9 @@ pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigE
     if let Some(audience) = &settings.audience {
         auth = auth.audience(audience.clone());
     }
-    app_with_auth(store, auth.build()?, &settings.cors_origins)
+    // The page and its static files are public and outside the stack; everything else is not.
+    let api = app_with_auth(store, auth.build()?, &settings.cors_origins)?;
+    Ok(page::routes(&settings.dev_tokens).merge(api))
 }
 
 /// The same stack with any authenticator yielding [`Claims`] (the soak test puts a JWKS
@@ -173,6 +184,7 @@ where
         )
         .route("/api/memory/save-messages", post(save_messages))
         .route("/api/memory/messages/delete", post(delete_messages))
+        .merge(agent::routes())
         .with_state(store.clone())
         // One body limit for scope, the guard and axum's extractors: Mastra's 4.5 MB.
         .layer(DefaultBodyLimit::max(DEFAULT_MAX_BODY));
@@ -186,9 +198,10 @@ where
         // resource (thread creation's `resourceId` …), editing only that field.
         .layer(
             ResourceScopeLayer::with_resolver(ResourceOf)
-                .body_rules(mastra::memory_body_rules("/api")?),
+                .body_rules(mastra::memory_body_rules("/api")?)
+                .body_rules(agent::body_rules()?),
         )
-        .layer(mastra::memory_guard(store, "/api")?)
+        .layer(mastra::memory_guard(store, "/api")?.routes(agent::guard_routes()?))
         .service(routes))
 }
 

@@ -59,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let database_url =
         env("DATABASE_URL").unwrap_or_else(|| "sqlite://memory_server.db?mode=rwc".into());
     let generated_secret = env("JWT_SECRET").is_none();
-    let settings = Settings {
+    let mut settings = Settings {
         jwt_secret: env("JWT_SECRET").unwrap_or_else(|| app::random_id(32)),
         issuer: env("JWT_ISSUER"),
         audience: env("JWT_AUDIENCE"),
@@ -71,7 +71,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .collect()
             })
             .unwrap_or_default(),
+        dev_tokens: Vec::new(),
     };
+    if generated_secret {
+        // Dev mode: the page at `/` offers these users (`GET /dev/tokens`).
+        for user in ["alice", "bob"] {
+            let token = dev_token(&settings, user)?;
+            settings.dev_tokens.push((user.to_owned(), token));
+        }
+    }
 
     let store = SqlThreadStore::connect(&database_url).await?;
     store.create_schema().await?;
@@ -81,13 +89,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     if generated_secret {
         println!("JWT_SECRET was not set: generated a random one for this run. Dev tokens (24 h):");
-        for user in ["alice", "bob"] {
-            let token = dev_token(&settings, user)?;
+        for (user, token) in &settings.dev_tokens {
             println!("  {user}: {token}");
             println!(
                 "    curl -H 'Authorization: Bearer {token}' http://{addr}/api/memory/threads"
             );
         }
+        println!("Chat in the browser as either of them: http://{addr}/");
     }
     println!("memory server listening on http://{addr}");
     axum::serve(listener, router)

@@ -77,6 +77,33 @@ fn thread_node<'a>(doc: &Doc<'a>, node: Node<'a>) -> Result<(ThreadId, Node<'a>)
     Ok((ThreadId::new(id).map_err(|_| invalid_thread())?, node))
 }
 
+/// The thread the body names in any of `paths` (`memory.thread`, legacy `threadId`) and the
+/// nodes holding it; two fields naming different threads are 400: the handler might read
+/// either, and the guard would have checked only one.
+fn body_thread<'a>(
+    doc: &Doc<'a>,
+    paths: &[FieldPath],
+) -> Result<Option<(ThreadId, Vec<Node<'a>>)>, Rejection> {
+    let mut found: Option<(ThreadId, Vec<Node<'a>>)> = None;
+    for path in paths {
+        let Some(node) = one(doc, Some(path))? else {
+            continue;
+        };
+        let (id, node) = thread_node(doc, node)?;
+        match &mut found {
+            None => found = Some((id, vec![node])),
+            Some((first, nodes)) if *first == id => nodes.push(node),
+            Some(_) => {
+                return Err(Rejection::with_message(
+                    RejectionKind::BadRequest,
+                    "The request names two different threads",
+                ));
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// `messageIds` as Mastra accepts it: a string, `{id}`, or a list of either; every id valid.
 fn message_ids(doc: &Doc<'_>, node: Option<Node<'_>>) -> Result<Vec<MessageId>, Rejection> {
     let bad = || {
@@ -212,10 +239,7 @@ where
     let doc = Doc::parse(&bytes).map_err(json)?;
 
     // Every id the body names is read (and validated) before the first store lookup.
-    let body_thread = match one(&doc, route.thread_body.as_ref())? {
-        Some(node) => Some(thread_node(&doc, node)?),
-        None => None,
-    };
+    let body_thread = body_thread(&doc, &route.thread_body)?;
     let new_thread = match one(&doc, route.new_thread_body.as_ref())? {
         Some(node) => Some(thread_node(&doc, node)?.0),
         None => None,
@@ -300,9 +324,11 @@ where
     // The only body edit the guard makes: the trusted thread id replaces the client's. All
     // other bytes go on as the client (or the scope layer) sent them.
     let mut body = buffered;
-    if let (Some(trusted), Some((_, node))) = (&input.trusted, &body_thread) {
+    if let (Some(trusted), Some((_, nodes))) = (&input.trusted, &body_thread) {
         let mut edits = Edits::new(&doc);
-        edits.replace(*node, trusted.as_str());
+        for node in nodes {
+            edits.replace(*node, trusted.as_str());
+        }
         if let (Some(edited), Some(body)) = (edits.finish(), body.as_mut()) {
             body.bytes = edited;
         }

@@ -8,6 +8,9 @@
 //! - [`memory_body_rules`], [`memory_guard_routes`] and [`memory_guard`] (feature `guard`):
 //!   Mastra's memory API for the scope layer (the JSON fields that carry a resource id) and
 //!   the guard (which thread or message each route names).
+//! - [`agent_body_rules`] and [`agent_guard_routes`] (feature `guard`): Mastra's agent routes
+//!   (`POST /api/agents/{agentId}/generate`, `/stream`, ...), whose body carries `memory:
+//!   {resource, thread}` or the legacy `resourceId` / `threadId`.
 //! - The refusal messages Mastra's clients see in `{"error": "..."}` bodies (`Invalid or expired
 //!   token`, `Access denied`, ...) are the crate's defaults; turn the bodies on with
 //!   `.json_errors()` on a layer or with [`JsonErrorLayer`](crate::JsonErrorLayer).
@@ -82,4 +85,6 @@ mod routes;
 #[cfg(feature = "cors")]
 pub use cors::{cors, cors_with_credentials};
 #[cfg(feature = "guard")]
-pub use routes::{memory_body_rules, memory_guard, memory_guard_routes};
+pub use routes::{
+    agent_body_rules, agent_guard_routes, memory_body_rules, memory_guard, memory_guard_routes,
+};
