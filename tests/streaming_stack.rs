@@ -62,7 +62,10 @@ async fn stream(
                 1 => {
                     gate.release.notified().await;
                     gate.produced_last.store(true, Ordering::SeqCst);
-                    format!("data: {}\n\n", json!({"type": "finish", "pad": "x".repeat(4000)}))
+                    format!(
+                        "data: {}\n\n",
+                        json!({"type": "finish", "pad": "x".repeat(4000)})
+                    )
                 }
                 2 => "data: [DONE]\n\n".to_owned(),
                 _ => return None,

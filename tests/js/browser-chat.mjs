@@ -38,8 +38,8 @@ try {
   const alice = await aliceContext.newPage();
   await alice.goto(`${BASE_URL}/?user=alice`);
   await alice.waitForSelector('body[data-ready="alice"]');
-  check("the page offers the dev users in dev mode", async () => {});
-  assert.deepEqual(await alice.locator("#users button").allTextContents(), ["alice", "bob"]);
+  const users = await alice.locator("#users button").allTextContents();
+  check("the page offers the dev users in dev mode", () => assert.deepEqual(users, ["alice", "bob"]));
 
   // Watch the answer bubble grow: each change of its text is one rendering while streaming.
   await alice.evaluate(() => {
@@ -69,10 +69,12 @@ try {
   await alice.reload();
   await alice.waitForSelector('body[data-ready="alice"]');
   await alice.waitForFunction(() => document.querySelectorAll(".msg").length >= 4);
-  check("after a reload the page reopens the same thread with its four messages", async () => {});
-  assert.equal(await alice.locator(".msg").count(), 4);
-  assert.equal(await alice.locator("#threads li").count(), 1);
-  assert.match(await alice.locator("#threads li").first().textContent(), /My favourite colour is teal/);
+  const shown = await alice.locator(".msg").count();
+  const listed = await alice.locator(`#threads button[data-thread="${thread}"]`).textContent();
+  check("after a reload the page reopens the same thread with its four messages", () => {
+    assert.equal(shown, 4);
+    assert.match(listed, /My favourite colour is teal/);
+  });
   if (SCREENSHOT) {
     await alice.screenshot({ path: SCREENSHOT });
     console.log(`screenshot: ${SCREENSHOT}`);
@@ -82,17 +84,22 @@ try {
   const bob = await bobContext.newPage();
   await bob.goto(`${BASE_URL}/?user=bob`);
   await bob.waitForSelector('body[data-ready="bob"]');
-  check("bob, in another context, sees none of alice's threads", async () => {});
-  assert.equal(await bob.locator("#threads li").count(), 0);
-  assert.equal(await bob.evaluate(() => localStorage.getItem("threadId:alice")), null);
+  const bobsList = await bob.locator("#threads button").evaluateAll((bs) => bs.map((b) => b.dataset.thread));
+  const aliceKey = await bob.evaluate(() => localStorage.getItem("threadId:alice"));
+  check("bob, in another context, sees none of alice's threads", () => {
+    assert.ok(!bobsList.includes(thread), bobsList.join(","));
+    assert.equal(aliceKey, null);
+  });
 
   await bob.goto(`${BASE_URL}/?user=bob&thread=${encodeURIComponent(thread)}`);
   await bob.waitForSelector('body[data-ready="bob"]');
   await bob.waitForSelector("#error.shown");
   const opened = await bob.locator("#error").textContent();
-  check("bob pointed at alice's thread gets the 403 message, and none of her messages", async () => {});
-  assert.equal(opened, "403: Access denied: thread belongs to a different resource");
-  assert.equal(await bob.locator(".msg").count(), 0);
+  const bobSees = await bob.locator(".msg").count();
+  check("bob pointed at alice's thread gets the 403 message, and none of her messages", () => {
+    assert.equal(opened, "403: Access denied: thread belongs to a different resource");
+    assert.equal(bobSees, 0);
+  });
 
   await bob.fill("#input", "Tell me what alice said");
   await bob.click("#send");
@@ -102,13 +109,14 @@ try {
   check("bob sending into alice's thread gets the 403 message and no answer", () => {
     assert.equal(sent, "403: Access denied: thread belongs to a different resource");
   });
-  assert.equal(await bob.locator("#threads li").count(), 0);
+  const bobsListAfter = await bob.locator("#threads button").evaluateAll((bs) => bs.map((b) => b.dataset.thread));
+  check("bob's list still has none of alice's threads", () => assert.ok(!bobsListAfter.includes(thread)));
 
   // Alice's thread is as she left it.
   await alice.reload();
   await alice.waitForFunction(() => document.querySelectorAll(".msg").length >= 4);
-  assert.equal(await alice.locator(".msg").count(), 4);
-  check("alice's thread is unchanged after bob's attempts", () => {});
+  const aliceAfter = await alice.locator(".msg").count();
+  check("alice's thread is unchanged after bob's attempts", () => assert.equal(aliceAfter, 4));
 } finally {
   await browser.close();
 }
