@@ -21,28 +21,13 @@ mod backend;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use backend::{Backend, Db};
 
 const SECRET: &str = "agent-js-secret-0123456789abcdef012345";
 
 fn token(sub: &str) -> String {
-    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let claims = app::Claims {
-        sub: sub.into(),
-        org_id: None,
-        exp,
-        iss: None,
-        aud: None,
-    };
-    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    backend::token(SECRET, sub)
 }
 
 /// The memory server in dev mode (the page offers alice and bob) on a fresh database.

@@ -21,7 +21,6 @@ mod app;
 mod backend;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use backend::{Backend, Db};
 use reqwest::header::HeaderMap;
@@ -31,21 +30,7 @@ use serde_json::{Value, json};
 const SECRET: &str = "agent-test-secret-0123456789abcdef0123";
 
 fn token(sub: &str) -> String {
-    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let claims = app::Claims {
-        sub: sub.into(),
-        org_id: None,
-        exp,
-        iss: None,
-        aud: None,
-    };
-    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    backend::token(SECRET, sub)
 }
 
 /// One answer: status, headers, body text, and the `data:` events when it streamed.
@@ -503,6 +488,13 @@ async fn the_page_is_public_and_dev_tokens_exist_only_in_dev_mode(db: &Db) {
         cors_origins: Vec::new(),
         dev_tokens: vec![("alice".into(), token("alice"))],
     };
+    // Neither the secret nor a dev token shows in Debug output (a log line of the settings).
+    let debug = format!("{settings:?}");
+    assert!(
+        !debug.contains(SECRET) && !debug.contains(&settings.dev_tokens[0].1),
+        "{debug}"
+    );
+    assert!(debug.contains("alice"));
     let dev = backend::serve(app::app(db.store.clone(), &settings).unwrap()).await;
     let users: Value = Client::new()
         .get(format!("{dev}/dev/tokens"))

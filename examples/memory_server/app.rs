@@ -78,7 +78,7 @@ pub fn resource_of(claims: &Claims) -> Option<String> {
 }
 
 /// How the server is configured (from the environment in `main.rs`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub jwt_secret: String,
     pub issuer: Option<String>,
@@ -88,6 +88,20 @@ pub struct Settings {
     /// `GET /dev/tokens` (a route that exists only when this is non-empty). `main.rs` fills it
     /// only when it generated the secret itself.
     pub dev_tokens: Vec<(String, String)>,
+}
+
+/// The secret and the dev tokens stay out of `Debug` output.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dev_users: Vec<&str> = self.dev_tokens.iter().map(|(u, _)| u.as_str()).collect();
+        f.debug_struct("Settings")
+            .field("jwt_secret", &"<redacted>")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("cors_origins", &self.cors_origins)
+            .field("dev_users", &dev_users)
+            .finish()
+    }
 }
 
 /// Builds the full stack: JSON errors -> log -> CORS -> auth -> scope -> guard -> handlers.

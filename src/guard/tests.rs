@@ -1382,10 +1382,19 @@ fn agents() -> ThreadGuardLayer<MemoryThreadStore> {
 async fn agent_routes_check_memory_thread_and_the_legacy_thread_id_alike() {
     for (path, body) in [
         ("/api/agents/a/stream", r#"{"memory":{"thread":"t-b"}}"#),
-        ("/api/agents/a/stream", r#"{"memory":{"thread":{"id":"t-b"}}}"#),
+        (
+            "/api/agents/a/stream",
+            r#"{"memory":{"thread":{"id":"t-b"}}}"#,
+        ),
         ("/api/agents/a/generate", r#"{"threadId":"t-b"}"#),
-        ("/api/agents/a/stream-legacy", r#"{"threadId":"t-b","resourceId":"bob"}"#),
-        ("/api/agents/a/stream/vnext", r#"{"memory":{"thread":"t-b"},"threadId":"t-b"}"#),
+        (
+            "/api/agents/a/stream-legacy",
+            r#"{"threadId":"t-b","resourceId":"bob"}"#,
+        ),
+        (
+            "/api/agents/a/stream/vnext",
+            r#"{"memory":{"thread":"t-b"},"threadId":"t-b"}"#,
+        ),
     ] {
         let seen = send(agents(), req(Method::POST, path, Some("alice"), body)).await;
         assert_eq!(seen.status, StatusCode::FORBIDDEN, "{path} {body}");
@@ -1393,19 +1402,29 @@ async fn agent_routes_check_memory_thread_and_the_legacy_thread_id_alike() {
     }
     // The caller's thread, or a new one: admitted, and named to the handler.
     for thread in ["t-a", "t-new"] {
-        let body = format!(r#"{{"memory":{{"thread":{{"id":"{thread}"}}}},"threadId":"{thread}"}}"#);
+        let body =
+            format!(r#"{{"memory":{{"thread":{{"id":"{thread}"}}}},"threadId":"{thread}"}}"#);
         let seen = send(
             agents(),
             req(Method::POST, "/api/agents/a/generate", Some("alice"), &body),
         )
         .await;
         assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
-        assert!(seen.body.starts_with(&format!("thread={thread} ")), "{}", seen.body);
+        assert!(
+            seen.body.starts_with(&format!("thread={thread} ")),
+            "{}",
+            seen.body
+        );
     }
     // No memory: no thread.
     let seen = send(
         agents(),
-        req(Method::POST, "/api/agents/a/stream", Some("alice"), r#"{"messages":"hi"}"#),
+        req(
+            Method::POST,
+            "/api/agents/a/stream",
+            Some("alice"),
+            r#"{"messages":"hi"}"#,
+        ),
     )
     .await;
     assert_eq!(seen.status, StatusCode::OK);

@@ -61,7 +61,7 @@
 //! # #[cfg(not(feature = "cors"))] fn main() {}
 //! ```
 //!
-//! The memory API, for the scope layer and the guard:
+//! The memory API and the agent routes, for the scope layer and the guard:
 //!
 //! ```
 //! # #[cfg(feature = "guard")] {
@@ -69,8 +69,10 @@
 //! use tower_scope::{ResourceScopeLayer, mastra};
 //!
 //! let scope = ResourceScopeLayer::new(|user: &String| Some(user.clone()))
-//!     .body_rules(mastra::memory_body_rules("/api")?);
-//! let guard = mastra::memory_guard(MemoryThreadStore::new(), "/api")?;
+//!     .body_rules(mastra::memory_body_rules("/api")?)
+//!     .body_rules(mastra::agent_body_rules("/api")?);
+//! let guard = mastra::memory_guard(MemoryThreadStore::new(), "/api")?
+//!     .routes(mastra::agent_guard_routes("/api")?);
 //! # let _ = (scope, guard);
 //! # }
 //! # Ok::<(), tower_scope::ConfigError>(())

@@ -143,6 +143,25 @@ pub fn router(store: SqlThreadStore, secret: &str) -> axum::Router {
     crate::app::app(store, &settings).expect("the memory server's stack builds")
 }
 
+/// An HS256 token for `sub` (the memory server's `Claims`, ten minutes), signed with `secret`.
+pub fn token(secret: &str, sub: &str) -> String {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = crate::app::Claims {
+        sub: sub.into(),
+        org_id: None,
+        exp,
+        iss: None,
+        aud: None,
+    };
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
 /// Serves `router` on `127.0.0.1:0` with axum; returns `http://127.0.0.1:<port>`.
 pub async fn serve(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -4,7 +4,13 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { user: null, token: null, thread: null, busy: false };
+const state = {
+  user: null,
+  token: null,
+  thread: null,
+  busy: false,
+  named: new URLSearchParams(location.search).get("thread"),
+};
 
 const threadKey = () => `threadId:${state.user}`;
 
@@ -145,7 +151,9 @@ async function useUser(user, token) {
   for (const b of document.querySelectorAll("#users button")) {
     b.setAttribute("aria-pressed", String(b.dataset.user === user));
   }
-  const named = new URLSearchParams(location.search).get("thread");
+  // `?thread=<id>` points the page at a thread once, on load; afterwards localStorage decides.
+  const named = state.named;
+  state.named = null;
   await openThread(named || localStorage.getItem(threadKey()));
   try {
     await loadThreads();
