@@ -178,6 +178,23 @@ async fn the_agent_recalls_this_thread_and_nothing_else(db: &Db) {
     assert_eq!(types.last(), Some(&"finish"));
     assert!(types.iter().filter(|t| **t == "text-delta").count() > 1);
     assert!(first.answer().starts_with("Nice to meet you."));
+    // As Mastra: one message id from `start` to `finish`, and the answer is saved under it.
+    let message_id = events[0]["payload"]["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        events
+            .iter()
+            .filter(
+                |e| ["step-start", "step-finish", "finish"].contains(&e["type"].as_str().unwrap())
+            )
+            .all(|e| e["payload"]["messageId"] == message_id.as_str())
+    );
+    assert_eq!(
+        events.last().unwrap()["payload"]["output"]["text"],
+        first.answer()
+    );
 
     // Same thread, `{id}` form: the earlier message is recalled.
     let second = alice
@@ -205,6 +222,8 @@ async fn the_agent_recalls_this_thread_and_nothing_else(db: &Db) {
     assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
     assert_eq!(saved[0].1, "My favourite colour is teal");
     assert_eq!(saved[1].1, first.answer());
+    let (_, listed) = alice.get("/api/memory/threads/a-1/messages").await;
+    assert_eq!(listed["messages"][1]["id"], message_id.as_str());
     assert_eq!(saved[3].1, second.answer());
 }
 

@@ -121,6 +121,7 @@ fn agent_json() -> Value {
         "agents": {},
         "provider": "local",
         "modelId": "echo-memory",
+        "supportsMemory": true,
         "defaultOptions": {},
     })
 }
@@ -271,6 +272,9 @@ struct Run {
     scope: ResourceId,
     thread: Option<ThreadId>,
     run_id: String,
+    /// The assistant message's id: streamed in `start` / `step-start` and saved under it, as
+    /// Mastra does (the client names its message after it).
+    message_id: String,
     answer: String,
     input_words: usize,
 }
@@ -299,7 +303,7 @@ async fn start_run(
             let now = now_iso();
             let batch = input
                 .iter()
-                .map(|(role, text)| message(thread, role, text, &now))
+                .map(|(role, text)| message(uuid_v4(), thread, role, text, &now))
                 .collect::<Result<Vec<_>, _>>()?;
             // The owner-conditional write: the thread is the caller's, or becomes theirs now.
             store.save_messages(&scope, &batch, &now).await?;
@@ -319,17 +323,24 @@ async fn start_run(
         scope,
         thread,
         run_id: uuid_v4(),
+        message_id: uuid_v4(),
         answer,
         input_words,
     })
 }
 
 /// A message in Mastra's stored format (v2: `{format: 2, parts, content}`).
-fn message(thread: &ThreadId, role: &str, text: &str, at: &str) -> Result<NewMessage, ApiError> {
+fn message(
+    id: String,
+    thread: &ThreadId,
+    role: &str,
+    text: &str,
+    at: &str,
+) -> Result<NewMessage, ApiError> {
     let content =
         json!({ "format": 2, "parts": [{ "type": "text", "text": text }], "content": text });
     Ok(NewMessage {
-        id: MessageId::new(uuid_v4()).map_err(|_| ApiError::bad_request("Invalid message id"))?,
+        id: MessageId::new(id).map_err(|_| ApiError::bad_request("Invalid message id"))?,
         thread: thread.clone(),
         role: role.to_owned(),
         kind: "v2".into(),
@@ -477,7 +488,8 @@ impl Run {
             return Ok(());
         };
         let now = now_iso();
-        let Ok(answer) = message(thread, "assistant", &self.answer, &now) else {
+        let id = self.message_id.clone();
+        let Ok(answer) = message(id, thread, "assistant", &self.answer, &now) else {
             return Ok(());
         };
         self.store.save_messages(&self.scope, &[answer], &now).await
@@ -490,13 +502,23 @@ impl Run {
 
     /// The events before the answer is saved: start, the text a few words at a time.
     fn text_events(&self) -> Vec<Value> {
-        let message_id = uuid_v4();
         let words: Vec<&str> = self.answer.split_whitespace().collect();
+        let started_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         let mut events = vec![
-            self.chunk("start", json!({})),
+            self.chunk(
+                "start",
+                json!({ "id": AGENT_ID, "messageId": self.message_id }),
+            ),
             self.chunk(
                 "step-start",
-                json!({ "messageId": message_id, "request": {}, "warnings": [] }),
+                json!({
+                    "warnings": [],
+                    "messageId": self.message_id,
+                    "startedAt": started_at,
+                    "request": {},
+                }),
             ),
             self.chunk("text-start", json!({ "id": "text-0" })),
         ];
@@ -514,25 +536,17 @@ impl Run {
 
     /// The events after the answer is saved: the step's and the run's end.
     fn finish_events(&self) -> Vec<Value> {
-        let usage = self.usage();
+        // Mastra's shape (compared with its own server): the step's and the run's end name the
+        // message, the reason and the output.
+        let payload = json!({
+            "messageId": self.message_id,
+            "stepResult": { "reason": "stop", "isContinued": false },
+            "metadata": { "modelId": "echo-memory", "modelProvider": "local" },
+            "output": { "text": self.answer, "toolCalls": [], "usage": self.usage() },
+        });
         vec![
-            self.chunk(
-                "step-finish",
-                json!({
-                    "stepResult": { "reason": "stop", "isContinued": false, "warnings": [] },
-                    "output": { "usage": usage },
-                    "metadata": {},
-                }),
-            ),
-            self.chunk(
-                "finish",
-                json!({
-                    "stepResult": { "reason": "stop", "isContinued": false },
-                    "output": { "usage": usage },
-                    "usage": usage,
-                    "metadata": {},
-                }),
-            ),
+            self.chunk("step-finish", payload.clone()),
+            self.chunk("finish", payload),
         ]
     }
 }
@@ -579,11 +593,10 @@ impl Events {
                 // The head is sent: the refusal goes in the stream, as Mastra reports errors.
                 self.after.clear();
                 let message = Rejection::from(err).message().to_owned();
-                return Some(frame(
-                    &self
-                        .run
-                        .chunk("error", json!({ "error": { "message": message } })),
-                ));
+                return Some(frame(&self.run.chunk(
+                    "error",
+                    json!({ "type": "error", "error": { "name": "Error", "message": message } }),
+                )));
             }
         }
         if let Some(event) = self.after.pop_front() {
