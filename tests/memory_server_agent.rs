@@ -381,6 +381,18 @@ async fn ambiguous_or_forged_bodies_are_refused(db: &Db) {
             assert!(!res.error().1.is_empty(), "{body}: a JSON error");
         }
     }
+    // Over the one body limit (4.5 MB): 413, before any handler or store.
+    let huge = format!(
+        r#"{{"messages":"{}","memory":{{"thread":"bobs"}}}}"#,
+        "x".repeat(5 * 1024 * 1024)
+    );
+    assert_eq!(
+        bob.post_raw(stream, &huge).await.error(),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large".to_owned()
+        )
+    );
     // Nothing was written for bob, nothing changed for alice.
     let (_, threads) = bob.get("/api/memory/threads").await;
     assert_eq!(threads["total"], 0, "{threads}");
