@@ -1,4 +1,5 @@
-//! A Mastra-compatible memory API where every user reaches only their own threads.
+//! A Mastra-compatible memory API where every user reaches only their own threads, an agent
+//! (`memAgent`, streaming) that remembers per thread, and a chat page at `/`.
 //!
 //! ```text
 //! cargo run --example memory_server --features axum,sqlite,postgres,cors,log
@@ -7,8 +8,8 @@
 //! Environment: `HOST` (127.0.0.1), `PORT` (4111; 0 picks a free port), `DATABASE_URL`
 //! (default: the SQLite file `memory_server.db`, created on first run; `postgres://...` works),
 //! `JWT_SECRET` (HS256, 32 bytes or more; when unset a random secret is generated and dev
-//! tokens for `alice` and `bob` are printed with ready curl lines), `JWT_ISSUER` /
-//! `JWT_AUDIENCE` (required claims when set), `CORS_ORIGINS` (comma list).
+//! tokens for `alice` and `bob` are printed with ready curl lines and offered by the page),
+//! `JWT_ISSUER` / `JWT_AUDIENCE` (required claims when set), `CORS_ORIGINS` (comma list).
 
 mod app;
 
