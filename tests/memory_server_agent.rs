@@ -168,10 +168,26 @@ fn say(text: &str, thread: Value) -> Value {
 
 async fn the_agent_recalls_this_thread_and_nothing_else(db: &Db) {
     let (alice, bob) = start(db).await;
-    let first = alice
-        .stream(say("My favourite colour is teal", json!("a-1")))
-        .await;
+    let res = alice
+        .client
+        .post(format!("{}/api/agents/memAgent/stream", alice.base))
+        .bearer_auth(&alice.token)
+        .header("origin", "https://app.example")
+        .body(say("My favourite colour is teal", json!("a-1")).to_string())
+        .send()
+        .await
+        .unwrap();
+    let first = Answer {
+        status: res.status(),
+        headers: res.headers().clone(),
+        text: res.text().await.unwrap(),
+    };
     assert_eq!(first.thread_header(), Some("a-1"));
+    // A page on another origin may read it.
+    let exposed = first.headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(exposed.contains("x-thread-id"), "{exposed}");
     let events = first.events();
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types.first(), Some(&"start"));

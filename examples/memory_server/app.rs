@@ -182,6 +182,8 @@ where
     } else {
         mastra::cors_with_credentials(cors_origins.iter().map(String::as_str))?
     };
+    // Browser clients on another origin may read which thread the agent used.
+    let cors = cors.expose_headers([agent::X_THREAD_ID])?;
     let log = LogLayer::new()
         .exclude_path("/health")?
         .user(|c: &Claims| c.sub.clone());
