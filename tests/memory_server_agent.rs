@@ -243,6 +243,26 @@ async fn the_agent_recalls_this_thread_and_nothing_else(db: &Db) {
     assert_eq!(saved[3].1, second.answer());
 }
 
+async fn recall_names_the_last_five_messages_of_the_thread(db: &Db) {
+    let (alice, _) = start(db).await;
+    let generate = "/api/agents/memAgent/generate";
+    for n in 1..=7 {
+        let res = alice
+            .post(generate, say(&format!("fact {n}"), json!("long")))
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    }
+    let res = alice.post(generate, say("recall", json!("long"))).await;
+    let text = res.json()["text"].as_str().unwrap().to_owned();
+    assert!(
+        text.starts_with(
+            r#"Earlier in this thread you said: "fact 3", "fact 4", "fact 5", "fact 6", "fact 7"."#
+        ),
+        "{text}"
+    );
+    assert_eq!(alice.messages("long").await.len(), 16);
+}
+
 async fn memory_resource_naming_alice_is_forced_to_the_caller(db: &Db) {
     let (alice, bob) = start(db).await;
     let res = bob.stream(say("mine", json!("bobs-thread"))).await;
@@ -562,6 +582,7 @@ async fn the_page_is_public_and_dev_tokens_exist_only_in_dev_mode(db: &Db) {
 
 on_both_backends!(
     the_agent_recalls_this_thread_and_nothing_else,
+    recall_names_the_last_five_messages_of_the_thread,
     memory_resource_naming_alice_is_forced_to_the_caller,
     bob_cannot_reach_alices_thread_in_any_spelling,
     ambiguous_or_forged_bodies_are_refused,

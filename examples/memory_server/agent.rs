@@ -309,11 +309,11 @@ async fn start_run(
             store.save_messages(&scope, &batch, &now).await?;
             name_new_thread(&store, &scope, thread, &said).await?;
             let saved: Vec<&str> = batch.iter().map(|m| m.id.as_str()).collect();
-            let earlier = history(&store, &scope, thread)
+            let earlier = recent_user_messages(&store, &scope, thread, RECALLED + saved.len())
                 .await?
                 .into_iter()
-                .filter(|(id, role, _)| role == "user" && !saved.contains(&id.as_str()))
-                .map(|(_, _, text)| text)
+                .filter(|(id, _)| !saved.contains(&id.as_str()))
+                .map(|(_, text)| text)
                 .collect::<Vec<_>>();
             answer(Some(&earlier), &said)
         }
@@ -384,33 +384,38 @@ async fn name_new_thread(
     Ok(())
 }
 
-/// The thread's messages `(id, role, text)` in order, read by id *and* owner.
-async fn history(
+/// The thread's last `limit` user messages `(id, text)`, oldest first, read by id *and*
+/// owner; bounded, so a long thread costs no more than a short one.
+async fn recent_user_messages(
     store: &SqlThreadStore,
     scope: &ResourceId,
     thread: &ThreadId,
-) -> Result<Vec<(String, String, String)>, ApiError> {
+    limit: usize,
+) -> Result<Vec<(String, String)>, ApiError> {
     let rows = sqlx::query(
-        r#"SELECT m.id, m.role, m.content FROM mastra_messages AS m
+        r#"SELECT m.id, m.content FROM mastra_messages AS m
         JOIN mastra_threads AS t ON t.id = m.thread_id
-        WHERE m.thread_id = $1 AND t."resourceId" = $2 ORDER BY m."createdAt", m.id"#,
+        WHERE m.thread_id = $1 AND t."resourceId" = $2 AND m.role = 'user'
+        ORDER BY m."createdAt" DESC, m.id DESC LIMIT $3"#,
     )
     .bind(thread.as_str())
     .bind(scope.as_str())
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(store.pool())
     .await
     .map_err(store_failed)?;
-    Ok(rows
+    let mut messages: Vec<(String, String)> = rows
         .iter()
         .map(|row| {
             let text = |c: &str| row.try_get::<Option<String>, _>(c).ok().flatten();
             (
                 text("id").unwrap_or_default(),
-                text("role").unwrap_or_default(),
                 stored_text(&text("content").unwrap_or_default()),
             )
         })
-        .collect())
+        .collect();
+    messages.reverse();
+    Ok(messages)
 }
 
 /// The text of stored content: Mastra's v2 JSON (`content`, else the text parts), or the
@@ -459,11 +464,8 @@ fn answer(earlier: Option<&[String]>, said: &str) -> String {
             format!("Nice to meet you. You said: \"{said}\". I will remember it in this thread.")
         }
         Some(earlier) => {
-            let recalled = earlier
+            let recalled = earlier[earlier.len().saturating_sub(RECALLED)..]
                 .iter()
-                .rev()
-                .take(RECALLED)
-                .rev()
                 .map(|text| format!("\"{}\"", clip(text.trim(), 200)))
                 .collect::<Vec<_>>()
                 .join(", ");
