@@ -77,22 +77,19 @@ fn thread_node<'a>(doc: &Doc<'a>, node: Node<'a>) -> Result<(ThreadId, Node<'a>)
     Ok((ThreadId::new(id).map_err(|_| invalid_thread())?, node))
 }
 
-/// The thread the body names in any of `paths` (`memory.thread`, legacy `threadId`) and the
-/// nodes holding it; two fields naming different threads are 400: the handler might read
-/// either, and the guard would have checked only one.
-fn body_thread<'a>(
-    doc: &Doc<'a>,
-    paths: &[FieldPath],
-) -> Result<Option<(ThreadId, Vec<Node<'a>>)>, Rejection> {
-    let mut found: Option<(ThreadId, Vec<Node<'a>>)> = None;
+/// The thread the body names in any of `paths` (`memory.thread`, legacy `threadId`); two
+/// fields naming different threads are 400: the handler might read either, and the guard would
+/// have checked only one.
+fn body_thread(doc: &Doc<'_>, paths: &[FieldPath]) -> Result<Option<ThreadId>, Rejection> {
+    let mut found: Option<ThreadId> = None;
     for path in paths {
         let Some(node) = one(doc, Some(path))? else {
             continue;
         };
-        let (id, node) = thread_node(doc, node)?;
-        match &mut found {
-            None => found = Some((id, vec![node])),
-            Some((first, nodes)) if *first == id => nodes.push(node),
+        let (id, _) = thread_node(doc, node)?;
+        match &found {
+            None => found = Some(id),
+            Some(first) if *first == id => {}
             Some(_) => {
                 return Err(Rejection::with_message(
                     RejectionKind::BadRequest,
@@ -268,7 +265,7 @@ where
     let thread = match (&input.trusted, client_thread) {
         (Some(trusted), _) => Some(trusted.clone()),
         (None, Some(client)) => Some(client),
-        (None, None) => body_thread.as_ref().map(|(id, _)| id.clone()),
+        (None, None) => body_thread.clone(),
     };
     let mut admitted = None;
     if route.checks_thread() {
@@ -324,10 +321,13 @@ where
     // The only body edit the guard makes: the trusted thread id replaces the client's. All
     // other bytes go on as the client (or the scope layer) sent them.
     let mut body = buffered;
-    if let (Some(trusted), Some((_, nodes))) = (&input.trusted, &body_thread) {
+    if let (Some(trusted), Some(_)) = (&input.trusted, &body_thread) {
         let mut edits = Edits::new(&doc);
-        for node in nodes {
-            edits.replace(*node, trusted.as_str());
+        // Every field that named the thread (read and validated above) gets the trusted id.
+        for path in &route.thread_body {
+            if let Some(node) = one(&doc, Some(path))? {
+                edits.replace(thread_node(&doc, node)?.1, trusted.as_str());
+            }
         }
         if let (Some(edited), Some(body)) = (edits.finish(), body.as_mut()) {
             body.bytes = edited;
