@@ -18,8 +18,12 @@
 //! default), which the guard and axum share.
 #![allow(dead_code)]
 
+#[path = "agent.rs"]
+pub mod agent;
 #[path = "memory.rs"]
 mod memory;
+#[path = "page.rs"]
+mod page;
 #[allow(unused_imports)] // main.rs uses both; the tests only `create_schema`
 pub use memory::{WorkingMemoryScope, create_schema};
 
@@ -39,7 +43,7 @@ use time::{OffsetDateTime, UtcOffset};
 use tower::ServiceBuilder;
 use tower_scope::auth::BearerAuth;
 use tower_scope::authz::{
-    Authorize, AuthorizeLayer, ClaimGrants, ClaimPermissions, NoPolicy, Privilege,
+    Authorize, AuthorizeLayer, ClaimGrants, ClaimPermissions, NoPolicy, Privilege, Requirement,
 };
 use tower_scope::cors::Cors;
 use tower_scope::guard::ThreadGuard;
@@ -95,10 +99,15 @@ fn grants_of(claims: &Claims) -> &ClaimGrants {
 /// Where the permissions come from, as a type the stack's name can mention.
 pub type Permissions = ClaimPermissions<fn(&Claims) -> &ClaimGrants, Claims>;
 
+/// What the agent routes need besides the memory permissions: `GET /api/agents` is
+/// `agents:read`, running an agent `agents:write`.
+pub const AGENT_PERMISSIONS: [&str; 2] = ["agents:read", "agents:write"];
+
 /// The permission model:
 ///
 /// - a token with neither `scope` nor `permissions` is a first-party user token: the role
-///   `user` = `memory:read memory:write memory:delete` on its own data;
+///   `user` = `memory:read memory:write memory:delete` on its own data, plus
+///   `agents:read agents:write` to chat with the agent;
 /// - a token with either gets exactly what it lists (`scope: "memory:read"` is read-only;
 ///   `scope: "openid email"` reaches no memory route);
 /// - `memory:admin` implies read, write and delete on its own data, and read access to every
@@ -108,14 +117,23 @@ pub fn permissions() -> Result<Permissions, ConfigError> {
         .scope()
         .permissions()
         .role("user", MEMORY_PERMISSIONS)?
+        .role("user", AGENT_PERMISSIONS)?
         .default_role("user")?
         .imply("memory:admin", MEMORY_PERMISSIONS)
 }
 
 /// The authorization layer: permissions derived below `/api` (every route there needs one),
-/// and `memory:admin`'s read-only access to every resource.
+/// and `memory:admin`'s read-only access to every resource. Running the agent saves into the
+/// thread, so it needs `memory:write` too; the seeds' chat route is a memory write.
 pub fn authorization() -> Result<AuthorizeLayer<Permissions>, ConfigError> {
+    let run_agent = Requirement::all_of(["agents:write", "memory:write"])?;
     Ok(AuthorizeLayer::new(permissions()?)
+        .route(Some(Method::POST), "/api/agents/:agentId/*", run_agent)?
+        .route(
+            Some(Method::POST),
+            "/api/chat",
+            Requirement::all_of(["memory:write"])?,
+        )?
         .derive_permissions("/api")?
         .privileged(Privilege::new().methods([Method::GET])))
 }
@@ -129,12 +147,30 @@ pub fn resource_of(claims: &Claims) -> Option<String> {
 }
 
 /// How the server is configured (from the environment in `main.rs`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub jwt_secret: String,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub cors_origins: Vec<String>,
+    /// Dev mode: the dev users and their tokens, offered by the browser page at `/` through
+    /// `GET /dev/tokens` (a route that exists only when this is non-empty). `main.rs` fills it
+    /// only when it generated the secret itself.
+    pub dev_tokens: Vec<(String, String)>,
+}
+
+/// The secret and the dev tokens stay out of `Debug` output.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dev_users: Vec<&str> = self.dev_tokens.iter().map(|(u, _)| u.as_str()).collect();
+        f.debug_struct("Settings")
+            .field("jwt_secret", &"<redacted>")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("cors_origins", &self.cors_origins)
+            .field("dev_users", &dev_users)
+            .finish()
+    }
 }
 
 /// Builds the full stack: JSON errors -> log -> CORS -> auth -> authorization -> scope ->
@@ -150,7 +186,9 @@ pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigE
     if let Some(audience) = &settings.audience {
         auth = auth.audience(audience.clone());
     }
-    app_with_auth(store, auth.build()?, &settings.cors_origins)
+    // The page and its static files are public and outside the stack; everything else is not.
+    let api = app_with_auth(store, auth.build()?, &settings.cors_origins)?;
+    Ok(page::routes(&settings.dev_tokens).merge(api))
 }
 
 /// The same stack with any authenticator yielding [`Claims`] (the soak test puts a JWKS
@@ -218,6 +256,8 @@ where
     } else {
         mastra::cors_with_credentials(cors_origins.iter().map(String::as_str))?
     };
+    // Browser clients on another origin may read which thread the agent used.
+    let cors = cors.expose_headers([agent::X_THREAD_ID])?;
     let log = LogLayer::new()
         .exclude_path("/health")?
         .user(|c: &Claims| c.sub.clone());
@@ -225,6 +265,8 @@ where
         .route("/health", get(health))
         // Mastra's memory API (threads, messages, working memory, clone, search, ...).
         .merge(memory::routes(store.clone()))
+        // The agent `memAgent` (generate, stream) and the seeds' `POST /api/chat`.
+        .merge(agent::routes().with_state(store.clone()))
         // One body limit for scope, the guard and axum's extractors: Mastra's 4.5 MB.
         .layer(DefaultBodyLimit::max(DEFAULT_MAX_BODY));
     // `ServiceBuilder`: the first `.layer()` is outermost.
@@ -240,9 +282,10 @@ where
         // resource (thread creation's `resourceId` …), editing only that field.
         .layer(
             ResourceScopeLayer::with_resolver(ResourceOf)
-                .body_rules(mastra::memory_body_rules("/api")?),
+                .body_rules(mastra::memory_body_rules("/api")?)
+                .body_rules(agent::body_rules()?),
         )
-        .layer(mastra::memory_guard(store, "/api")?)
+        .layer(mastra::memory_guard(store, "/api")?.routes(agent::guard_routes()?))
         .service(routes))
 }
 

@@ -1,14 +1,15 @@
-//! A Mastra-compatible memory API where every user reaches only their own threads.
+//! A Mastra-compatible memory API where every user reaches only their own threads, an agent
+//! (`memAgent`, streaming) that remembers per thread, and a chat page at `/`.
 //!
 //! ```text
-//! cargo run --example memory_server --features axum,sqlite,postgres,cors,log
+//! cargo run --example memory_server --features axum,sqlite,postgres,cors,log,authz
 //! ```
 //!
 //! Environment: `HOST` (127.0.0.1), `PORT` (4111; 0 picks a free port), `DATABASE_URL`
 //! (default: the SQLite file `memory_server.db`, created on first run; `postgres://...` works),
 //! `JWT_SECRET` (HS256, 32 bytes or more; when unset a random secret is generated and dev
 //! tokens for `alice`, `bob`, `admin` (reads every resource) and `viewer` (read-only) are
-//! printed with ready curl lines), `JWT_ISSUER` /
+//! printed with ready curl lines and offered by the page), `JWT_ISSUER` /
 //! `JWT_AUDIENCE` (required claims when set), `CORS_ORIGINS` (comma list),
 //! `WORKING_MEMORY_SCOPE` (`resource`, Mastra's default, or `thread`).
 
@@ -94,7 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let database_url =
         env("DATABASE_URL").unwrap_or_else(|| "sqlite://memory_server.db?mode=rwc".into());
     let generated_secret = env("JWT_SECRET").is_none();
-    let settings = Settings {
+    let mut settings = Settings {
         jwt_secret: env("JWT_SECRET").unwrap_or_else(|| app::random_id(32)),
         issuer: env("JWT_ISSUER"),
         audience: env("JWT_AUDIENCE"),
@@ -106,7 +107,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .collect()
             })
             .unwrap_or_default(),
+        dev_tokens: Vec::new(),
     };
+    if generated_secret {
+        // Dev mode: the page at `/` offers these users (`GET /dev/tokens`).
+        for user in &DEV_USERS {
+            let token = dev_token(&settings, user)?;
+            settings.dev_tokens.push((user.sub.to_owned(), token));
+        }
+    }
 
     let store = SqlThreadStore::connect(&database_url).await?;
     store.create_schema().await?;
@@ -119,13 +128,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     if generated_secret {
         println!("JWT_SECRET was not set: generated a random one for this run. Dev tokens (24 h):");
-        for user in &DEV_USERS {
-            let token = dev_token(&settings, user)?;
+        for (user, (_, token)) in DEV_USERS.iter().zip(&settings.dev_tokens) {
             println!("  {} ({}): {token}", user.sub, user.about);
             println!(
                 "    curl -H 'Authorization: Bearer {token}' http://{addr}/api/memory/threads"
             );
         }
+        println!("Chat in the browser as any of them: http://{addr}/");
     }
     println!("memory server listening on http://{addr}");
     axum::serve(listener, router)

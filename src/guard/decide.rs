@@ -81,6 +81,30 @@ fn thread_node<'a>(doc: &Doc<'a>, node: Node<'a>) -> Result<(ThreadId, Node<'a>)
     Ok((ThreadId::new(id).map_err(|_| invalid_thread())?, node))
 }
 
+/// The thread the body names in any of `paths` (`memory.thread`, legacy `threadId`); two
+/// fields naming different threads are 400: the handler might read either, and the guard would
+/// have checked only one.
+fn body_thread(doc: &Doc<'_>, paths: &[FieldPath]) -> Result<Option<ThreadId>, Rejection> {
+    let mut found: Option<ThreadId> = None;
+    for path in paths {
+        let Some(node) = one(doc, Some(path))? else {
+            continue;
+        };
+        let (id, _) = thread_node(doc, node)?;
+        match &found {
+            None => found = Some(id),
+            Some(first) if *first == id => {}
+            Some(_) => {
+                return Err(Rejection::with_message(
+                    RejectionKind::BadRequest,
+                    "The request names two different threads",
+                ));
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// `messageIds` as Mastra accepts it: a string, `{id}`, or a list of either; every id valid.
 fn message_ids(doc: &Doc<'_>, node: Option<Node<'_>>) -> Result<Vec<MessageId>, Rejection> {
     let bad = || {
@@ -246,10 +270,7 @@ where
     let doc = Doc::parse(&bytes).map_err(json)?;
 
     // Every id the body names is read (and validated) before the first store lookup.
-    let body_thread = match one(&doc, route.thread_body.as_ref())? {
-        Some(node) => Some(thread_node(&doc, node)?),
-        None => None,
-    };
+    let body_thread = body_thread(&doc, &route.thread_body)?;
     let new_thread = match one(&doc, route.new_thread_body.as_ref())? {
         Some(node) => Some(thread_node(&doc, node)?.0),
         None => None,
@@ -278,7 +299,7 @@ where
     let thread = match (&input.trusted, client_thread) {
         (Some(trusted), _) => Some(trusted.clone()),
         (None, Some(client)) => Some(client),
-        (None, None) => body_thread.as_ref().map(|(id, _)| id.clone()),
+        (None, None) => body_thread.clone(),
     };
     let mut admitted = None;
     if route.checks_thread() {
@@ -343,9 +364,14 @@ where
     // The only body edit the guard makes: the trusted thread id replaces the client's. All
     // other bytes go on as the client (or the scope layer) sent them.
     let mut body = buffered;
-    if let (Some(trusted), Some((_, node))) = (&input.trusted, &body_thread) {
+    if let (Some(trusted), Some(_)) = (&input.trusted, &body_thread) {
         let mut edits = Edits::new(&doc);
-        edits.replace(*node, trusted.as_str());
+        // Every field that named the thread (read and validated above) gets the trusted id.
+        for path in &route.thread_body {
+            if let Some(node) = one(&doc, Some(path))? {
+                edits.replace(thread_node(&doc, node)?.1, trusted.as_str());
+            }
+        }
         if let (Some(edited), Some(body)) = (edits.finish(), body.as_mut()) {
             body.bytes = edited;
         }

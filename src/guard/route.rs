@@ -43,7 +43,9 @@ pub struct GuardRoute {
     pub(crate) thread_path: Option<Box<str>>,
     pub(crate) thread_query: Option<Box<str>>,
     pub(crate) thread_header: Option<HeaderName>,
-    pub(crate) thread_body: Option<FieldPath>,
+    /// Body fields that may name the thread (`memory.thread`, legacy `threadId`): all that are
+    /// present must name the same one.
+    pub(crate) thread_body: Vec<FieldPath>,
     pub(crate) missing: Missing,
     pub(crate) messages_path: Option<Box<str>>,
     pub(crate) messages_body: Option<FieldPath>,
@@ -87,7 +89,7 @@ impl GuardRoute {
             thread_path: None,
             thread_query: None,
             thread_header: None,
-            thread_body: None,
+            thread_body: Vec::new(),
             missing: Missing::NotFound,
             messages_path: None,
             messages_body: None,
@@ -171,13 +173,23 @@ impl GuardRoute {
     }
 
     /// The thread id may come from the JSON body field at `path` (`threadId`, or nested such
-    /// as `memory.thread`): a string, or an object with a string `id`.
+    /// as `memory.thread`): a string, or an object with a string `id`. Called again with
+    /// another path (Mastra's agent routes take `memory.thread` and the legacy `threadId`),
+    /// every field present must name the same thread: two different ids are 400, since the
+    /// handler might read either.
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidValue`] for a malformed path.
+    /// [`ConfigError::InvalidValue`] for a malformed path, or one given twice.
     pub fn thread_from_body(mut self, path: &str) -> Result<Self, ConfigError> {
-        self.thread_body = Some(FieldPath::parse(path)?);
+        let path = FieldPath::parse(path)?;
+        if self.thread_body.iter().any(|other| other.overlaps(&path)) {
+            return Err(ConfigError::InvalidValue {
+                setting: "guard route body field",
+                reason: format!("{:?} overlaps a thread field already named", path.as_str()),
+            });
+        }
+        self.thread_body.push(path);
         Ok(self)
     }
 
@@ -235,7 +247,7 @@ impl GuardRoute {
         self.thread_path.is_some()
             || self.thread_query.is_some()
             || self.thread_header.is_some()
-            || self.thread_body.is_some()
+            || !self.thread_body.is_empty()
     }
 
     pub(crate) fn checks_nothing(&self) -> bool {
@@ -247,7 +259,7 @@ impl GuardRoute {
     }
 
     pub(crate) fn needs_body(&self) -> bool {
-        self.thread_body.is_some()
+        !self.thread_body.is_empty()
             || self.messages_body.is_some()
             || self.save_messages.is_some()
             || self.new_thread_body.is_some()

@@ -78,7 +78,8 @@ async fn send<S: ThreadStore>(layer: ThreadGuardLayer<S>, req: Request<Full<Byte
     let res = if req.extensions().get::<ResourceId>().is_some() {
         let scope = crate::ResourceScopeLayer::new(|_: &()| None::<String>)
             .without_added_param()
-            .body_rules(crate::mastra::memory_body_rules("/api").unwrap());
+            .body_rules(crate::mastra::memory_body_rules("/api").unwrap())
+            .body_rules(crate::mastra::agent_body_rules("/api").unwrap());
         scope
             .layer(layer.layer(handler))
             .oneshot(req)
@@ -1371,4 +1372,108 @@ fn request_timeout_renders_408_and_grpc_deadline_exceeded() {
     assert_eq!(kind.status(), StatusCode::REQUEST_TIMEOUT);
     assert_eq!(kind.grpc_code(), 4);
     assert!(!kind.has_challenge());
+}
+
+fn agents() -> ThreadGuardLayer<MemoryThreadStore> {
+    ThreadGuardLayer::new(store()).routes(crate::mastra::agent_guard_routes("/api").unwrap())
+}
+
+#[tokio::test]
+async fn agent_routes_check_memory_thread_and_the_legacy_thread_id_alike() {
+    for (path, body) in [
+        ("/api/agents/a/stream", r#"{"memory":{"thread":"t-b"}}"#),
+        (
+            "/api/agents/a/stream",
+            r#"{"memory":{"thread":{"id":"t-b"}}}"#,
+        ),
+        ("/api/agents/a/generate", r#"{"threadId":"t-b"}"#),
+        (
+            "/api/agents/a/stream-legacy",
+            r#"{"threadId":"t-b","resourceId":"bob"}"#,
+        ),
+        (
+            "/api/agents/a/stream/vnext",
+            r#"{"memory":{"thread":"t-b"},"threadId":"t-b"}"#,
+        ),
+    ] {
+        let seen = send(agents(), req(Method::POST, path, Some("alice"), body)).await;
+        assert_eq!(seen.status, StatusCode::FORBIDDEN, "{path} {body}");
+        assert_eq!(seen.calls, 0);
+    }
+    // The caller's thread, or a new one: admitted, and named to the handler.
+    for thread in ["t-a", "t-new"] {
+        let body =
+            format!(r#"{{"memory":{{"thread":{{"id":"{thread}"}}}},"threadId":"{thread}"}}"#);
+        let seen = send(
+            agents(),
+            req(Method::POST, "/api/agents/a/generate", Some("alice"), &body),
+        )
+        .await;
+        assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+        assert!(
+            seen.body.starts_with(&format!("thread={thread} ")),
+            "{}",
+            seen.body
+        );
+    }
+    // No memory: no thread.
+    let seen = send(
+        agents(),
+        req(
+            Method::POST,
+            "/api/agents/a/stream",
+            Some("alice"),
+            r#"{"messages":"hi"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(seen.body.starts_with("thread=- "), "{}", seen.body);
+}
+
+#[tokio::test]
+async fn body_fields_naming_two_different_threads_are_refused() {
+    for body in [
+        r#"{"memory":{"thread":"t-a"},"threadId":"t-b"}"#,
+        r#"{"memory":{"thread":{"id":"t-a"}},"threadId":"t-new"}"#,
+        r#"{"threadId":"t-a","memory":{"thread":"t-a2"}}"#,
+    ] {
+        let seen = send(
+            agents(),
+            req(Method::POST, "/api/agents/a/stream", Some("alice"), body),
+        )
+        .await;
+        assert_eq!(seen.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(message(&seen), "The request names two different threads");
+        assert_eq!(seen.calls, 0);
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_thread_id_replaces_every_body_field_naming_a_thread() {
+    let mut r = req(
+        Method::POST,
+        "/api/agents/a/stream",
+        Some("alice"),
+        r#"{"memory":{"thread":{"id":"t-x"}},"threadId":"t-x"}"#,
+    );
+    r.extensions_mut().insert(tid("t-a"));
+    let seen = send(agents(), r).await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(seen.body.starts_with("thread=t-a "), "{}", seen.body);
+    assert!(!seen.body.contains("t-x"), "{}", seen.body);
+    // Scope forced the resources; the guard replaced both thread ids; nothing else changed.
+    assert_eq!(
+        seen.body,
+        r#"thread=t-a uri=/api/agents/a/stream body={"memory":{"thread":{"id":"t-a"},"resource":"alice"},"threadId":"t-a","resourceId":"alice"}"#
+    );
+}
+
+#[test]
+fn one_body_field_named_twice_for_a_thread_is_a_configuration_error() {
+    let route = GuardRoute::new(Method::POST, "/chat").unwrap();
+    let route = route.thread_from_body("memory.thread").unwrap();
+    assert!(route.clone().thread_from_body("memory.thread").is_err());
+    assert!(route.clone().thread_from_body("memory").is_err());
+    assert!(route.thread_from_body("threadId").is_ok());
 }

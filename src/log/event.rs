@@ -285,6 +285,11 @@ impl PendingEvent {
             Phase::Body => Some("during_body"),
             Phase::ServiceError | Phase::Done => None,
         };
+        // A stream the client left mid-body still says how much of it was sent.
+        let size = match self.phase {
+            Phase::Body => Some(self.streamed),
+            _ => self.size,
+        };
         let rejection = self.rejection.as_ref();
         macro_rules! event_at {
             ($level:expr) => {
@@ -296,7 +301,7 @@ impl PendingEvent {
                     status = self.status,
                     grpc_status = self.grpc_status,
                     latency_us,
-                    response_size = self.size,
+                    response_size = size,
                     request_id = self.request_id.as_ref().and_then(|v| v.to_str().ok()),
                     auth = self.auth.map(AuthState::as_str),
                     user = self.user.as_deref(),

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `method`, `path` | the path only; the query string only with [`LogLayer::log_query`], secrets redacted |
 //! | `status`, `grpc_status` | HTTP status; gRPC status from the headers or the trailers |
-//! | `latency_us`, `response_size` | microseconds to the end of the response; bytes, when known |
+//! | `latency_us`, `response_size` | microseconds to the end of the response (a streamed body's last byte, or the client leaving); bytes: the whole body, or what was sent before the client left |
 //! | `request_id` | see [`RequestId`] |
 //! | `auth` | what authentication concluded ([`AuthState`](crate::AuthState)): `verified`, `public_path`, `anonymous`, `preflight` |
 //! | `user`, `resource_id`, `thread_id` | from [`Authenticated<U>`](crate::Authenticated) (with [`LogLayer::user`]), [`ResourceId`](crate::ResourceId), [`ThreadId`](crate::ThreadId) |

@@ -558,6 +558,24 @@ fn streaming_body_is_counted_and_logged_at_its_end() {
 }
 
 #[test]
+fn a_body_left_mid_stream_logs_the_bytes_sent_before() {
+    let rec = Recorder::new(Level::TRACE);
+    let svc = ServiceBuilder::new()
+        .layer(LogLayer::new())
+        .service(streaming());
+    recorded(&rec, || {
+        let mut body = call(svc, req("/events").body(String::new()).unwrap()).into_body();
+        let first = body.frame().now_or_never().unwrap().unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "abc");
+        assert!(rec.events().is_empty(), "nothing before the stream ends");
+        drop(body);
+    });
+    let e = rec.only();
+    assert_eq!(e.get("aborted"), Some("during_body"));
+    assert_eq!(e.get("response_size"), Some("3"));
+}
+
+#[test]
 fn dropped_body_still_emits_the_event_marked_aborted() {
     let rec = Recorder::new(Level::TRACE);
     let svc = ServiceBuilder::new()

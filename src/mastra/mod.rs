@@ -8,6 +8,9 @@
 //! - [`memory_body_rules`], [`memory_guard_routes`] and [`memory_guard`] (feature `guard`):
 //!   Mastra's memory API for the scope layer (the JSON fields that carry a resource id) and
 //!   the guard (which thread or message each route names).
+//! - [`agent_body_rules`] and [`agent_guard_routes`] (feature `guard`): Mastra's agent routes
+//!   (`POST /api/agents/{agentId}/generate`, `/stream`, ...), whose body carries `memory:
+//!   {resource, thread}` or the legacy `resourceId` / `threadId`.
 //! - The refusal messages Mastra's clients see in `{"error": "..."}` bodies (`Invalid or expired
 //!   token`, `Access denied`, ...) are the crate's defaults; turn the bodies on with
 //!   `.json_errors()` on a layer or with [`JsonErrorLayer`](crate::JsonErrorLayer).
@@ -58,7 +61,7 @@
 //! # #[cfg(not(feature = "cors"))] fn main() {}
 //! ```
 //!
-//! The memory API, for the scope layer and the guard:
+//! The memory API and the agent routes, for the scope layer and the guard:
 //!
 //! ```
 //! # #[cfg(feature = "guard")] {
@@ -66,8 +69,10 @@
 //! use tower_scope::{ResourceScopeLayer, mastra};
 //!
 //! let scope = ResourceScopeLayer::new(|user: &String| Some(user.clone()))
-//!     .body_rules(mastra::memory_body_rules("/api")?);
-//! let guard = mastra::memory_guard(MemoryThreadStore::new(), "/api")?;
+//!     .body_rules(mastra::memory_body_rules("/api")?)
+//!     .body_rules(mastra::agent_body_rules("/api")?);
+//! let guard = mastra::memory_guard(MemoryThreadStore::new(), "/api")?
+//!     .routes(mastra::agent_guard_routes("/api")?);
 //! # let _ = (scope, guard);
 //! # }
 //! # Ok::<(), tower_scope::ConfigError>(())
@@ -82,4 +87,6 @@ mod routes;
 #[cfg(feature = "cors")]
 pub use cors::{cors, cors_with_credentials};
 #[cfg(feature = "guard")]
-pub use routes::{memory_body_rules, memory_guard, memory_guard_routes};
+pub use routes::{
+    agent_body_rules, agent_guard_routes, memory_body_rules, memory_guard, memory_guard_routes,
+};

@@ -146,3 +146,82 @@ pub fn memory_guard<T: ThreadStore>(
         .cover(&format!("{p}/memory/*"))?
         .check_thread_query("threadId")
 }
+
+/// The agent routes under `{prefix}/agents/{agentId}` whose JSON body may carry Mastra's
+/// `memory: {resource, thread}` (or the legacy top-level `resourceId` / `threadId`): the
+/// execution routes of Mastra's `handlers/agents.ts` and those `@mastra/client-js` posts its
+/// stream parameters to.
+const AGENT_MEMORY_ROUTES: [&str; 11] = [
+    "generate",
+    "stream",
+    "generate/vnext",
+    "stream/vnext",
+    "generate-legacy",
+    "stream-legacy",
+    "stream-until-idle",
+    "resume-stream",
+    "resume-stream-until-idle",
+    "approve-tool-call",
+    "decline-tool-call",
+];
+
+fn agent_paths(prefix: &str) -> impl Iterator<Item = String> {
+    let p = prefix.trim_end_matches('/').to_owned();
+    AGENT_MEMORY_ROUTES
+        .into_iter()
+        .map(move |route| format!("{p}/agents/{{agentId}}/{route}"))
+}
+
+/// The JSON body rules of Mastra's agent routes under `prefix` (usually `/api`), for
+/// [`ResourceScopeLayer::body_rules`](crate::ResourceScopeLayer::body_rules), on `POST
+/// /agents/{agentId}/` `generate`, `stream`, `generate/vnext`, `stream/vnext`,
+/// `generate-legacy`, `stream-legacy`, `stream-until-idle`, `resume-stream`,
+/// `resume-stream-until-idle`, `approve-tool-call` and `decline-tool-call`:
+///
+/// | field | rule |
+/// |---|---|
+/// | `memory.resource` | forced to the caller's where `memory` is an object (a body without `memory` uses no memory and is left alone) |
+/// | `resourceId` (legacy) | forced to the caller's |
+/// | `resourceid` (legacy spelling) | must be the caller's (403) |
+/// | `requestContext.mastra__resourceId` | must be the caller's (403): Mastra's reserved key, never the client's to choose |
+///
+/// A client-chosen `memory.resource` reaching agent code is the vulnerability class of
+/// Mastra's issue #22875; here it never does.
+///
+/// # Errors
+///
+/// [`ConfigError::InvalidPathPattern`] for a malformed prefix.
+pub fn agent_body_rules(prefix: &str) -> Result<Vec<BodyRule>, ConfigError> {
+    agent_paths(prefix)
+        .map(|path| {
+            BodyRule::new(Method::POST, &path)?
+                .force("memory.resource")?
+                .force("resourceId")?
+                .require("resourceid")?
+                .require("requestContext.mastra__resourceId")
+        })
+        .collect()
+}
+
+/// The guarded agent routes under `prefix` (the routes of [`agent_body_rules`]), for
+/// [`ThreadGuardLayer::routes`]: the thread in `memory.thread` (an id, or `{id, ..}`) or the
+/// legacy `threadId` must be the caller's or not exist yet (the agent then creates it for the
+/// caller, with an owner-conditional write); both present and different is 400; no thread at
+/// all is allowed (no memory). The admitted thread reaches the handler as a
+/// [`ThreadId`](crate::ThreadId) extension. Each route expects [`agent_body_rules`] to have run
+/// ([`GuardRoute::expect_scoped_body`]).
+///
+/// # Errors
+///
+/// [`ConfigError::InvalidPathPattern`] for a malformed prefix.
+pub fn agent_guard_routes(prefix: &str) -> Result<Vec<GuardRoute>, ConfigError> {
+    agent_paths(prefix)
+        .map(|path| {
+            Ok(GuardRoute::new(Method::POST, &path)?
+                .thread_from_body("memory.thread")?
+                .thread_from_body("threadId")?
+                .allow_missing_thread()
+                .expect_scoped_body())
+        })
+        .collect()
+}
