@@ -31,6 +31,9 @@ pub struct PathPattern {
     wildcard_tail: bool,
     /// Every segment literal and no `/*`: only the pattern itself matches.
     exact: bool,
+    /// The first eight bytes of the literal prefix, when it has eight: a route table rejects
+    /// most patterns with this one comparison.
+    head: Option<u64>,
 }
 
 impl PathPattern {
@@ -54,6 +57,7 @@ impl PathPattern {
                 any: true,
                 wildcard_tail: true,
                 exact: false,
+                head: None,
             });
         }
         let Some(body) = pattern.strip_prefix('/') else {
@@ -102,6 +106,7 @@ impl PathPattern {
             })
             .sum();
         let exact = !wildcard_tail && segments.iter().all(|s| matches!(s, Segment::Literal(_)));
+        let head = pattern.as_bytes()[..literal_prefix].get(..8).map(word);
         Ok(Self {
             source: pattern.into(),
             literal_prefix,
@@ -109,12 +114,19 @@ impl PathPattern {
             any: false,
             wildcard_tail,
             exact,
+            head,
         })
     }
 
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.source
+    }
+
+    /// The first eight bytes every matching path starts with, as one word (see
+    /// [`path_head`]): a route table compares it before calling [`matches`](Self::matches).
+    pub(crate) fn head(&self) -> Option<u64> {
+        self.head
     }
 
     /// Whether `path` (a URI path, starting with `/`) matches.
@@ -157,6 +169,11 @@ impl PathPattern {
         }
         // One comparison rejects most paths before any segment is split (route tables scan
         // every pattern for every request).
+        if let Some(head) = self.head
+            && path.as_bytes().get(..8).map(word) != Some(head)
+        {
+            return false;
+        }
         let prefix = &self.source.as_bytes()[..self.literal_prefix];
         if path.len() < prefix.len() || !same_bytes(&path.as_bytes()[..prefix.len()], prefix) {
             return false;
@@ -191,6 +208,19 @@ impl PathPattern {
     }
 }
 
+/// A path's first eight bytes as one word, to compare with [`PathPattern::head`].
+pub(crate) fn path_head(path: &str) -> Option<u64> {
+    path.as_bytes().get(..8).map(word)
+}
+
+/// Eight bytes as one word (`chunk` has exactly eight).
+#[inline]
+fn word(chunk: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(chunk);
+    u64::from_ne_bytes(bytes)
+}
+
 /// `a == b`, eight bytes at a time and inline: route tables
 /// compare short literal prefixes against every request, where a `memcmp` call costs more than
 /// the comparison.
@@ -199,11 +229,6 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let word = |chunk: &[u8]| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        u64::from_ne_bytes(bytes)
-    };
     let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
     if !(&mut a8).zip(&mut b8).all(|(x, y)| word(x) == word(y)) {
         return false;

@@ -12,13 +12,25 @@ use crate::ConfigError;
 /// after the second `:`, may contain `:`). `*` as a whole part is a wildcard, see
 /// [`permission_matches`].
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Permission(Arc<str>);
+pub struct Permission {
+    text: Arc<str>,
+    /// Where `resource:action` ends, when the permission has that shape (no id, not `*`):
+    /// the resource is `text[..colon]`, the action `text[colon + 1..]`.
+    colon: Option<usize>,
+}
 
 impl Permission {
     /// Validates `text` as a permission.
     pub fn new(text: &str) -> Result<Self, ConfigError> {
         if is_valid(text) {
-            Ok(Self(Arc::from(text)))
+            let colon = match split(text) {
+                Some((resource, _, None)) => Some(resource.len()),
+                _ => None,
+            };
+            Ok(Self {
+                text: Arc::from(text),
+                colon,
+            })
         } else {
             Err(ConfigError::InvalidValue {
                 setting: "permission",
@@ -32,34 +44,34 @@ impl Permission {
 
     /// The permission as written.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// Whether holding `granted` satisfies this permission ([`permission_matches`]); the
-    /// common `resource:action` shape is compared in parts, without splitting `self` again.
+    /// common `resource:action` shape is compared in parts split once, when it was built.
     pub(crate) fn is_satisfied_by(&self, granted: &str) -> bool {
-        match split(&self.0) {
-            Some((resource, action, None)) => matches_parts(granted, resource, action),
-            _ => permission_matches(granted, &self.0),
+        match self.colon {
+            Some(colon) => matches_parts(granted, &self.text[..colon], &self.text[colon + 1..]),
+            None => permission_matches(granted, &self.text),
         }
     }
 }
 
 impl fmt::Debug for Permission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(&*self.text, f)
     }
 }
 
 impl fmt::Display for Permission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
 impl AsRef<str> for Permission {
     fn as_ref(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
