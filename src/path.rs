@@ -125,6 +125,7 @@ impl PathPattern {
 
     /// The first eight bytes every matching path starts with, as one word (see
     /// [`path_head`]): a route table compares it before calling [`matches`](Self::matches).
+    #[cfg_attr(not(feature = "authz"), allow(dead_code))]
     pub(crate) fn head(&self) -> Option<u64> {
         self.head
     }
@@ -209,6 +210,7 @@ impl PathPattern {
 }
 
 /// A path's first eight bytes as one word, to compare with [`PathPattern::head`].
+#[cfg_attr(not(feature = "authz"), allow(dead_code))]
 pub(crate) fn path_head(path: &str) -> Option<u64> {
     path.as_bytes().get(..8).map(word)
 }

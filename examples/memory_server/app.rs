@@ -261,14 +261,7 @@ where
     let log = LogLayer::new()
         .exclude_path("/health")?
         .user(|c: &Claims| c.sub.clone());
-    let routes = Router::new()
-        .route("/health", get(health))
-        // Mastra's memory API (threads, messages, working memory, clone, search, ...).
-        .merge(memory::routes(store.clone()))
-        // The agent `memAgent` (generate, stream) and the seeds' `POST /api/chat`.
-        .merge(agent::routes().with_state(store.clone()))
-        // One body limit for scope, the guard and axum's extractors: Mastra's 4.5 MB.
-        .layer(DefaultBodyLimit::max(DEFAULT_MAX_BODY));
+    let routes = handlers(store.clone());
     // `ServiceBuilder`: the first `.layer()` is outermost.
     Ok(ServiceBuilder::new()
         .layer(JsonErrorLayer::new()) // every refusal, the panic 500 included, as JSON
@@ -287,6 +280,21 @@ where
         )
         .layer(mastra::memory_guard(store, "/api")?.routes(agent::guard_routes()?))
         .service(routes))
+}
+
+/// The handlers alone, without any layer: what [`stack`] wraps. They read the caller from the
+/// [`ResourceId`] extension, so without the stack every request is refused (fail closed) —
+/// unless something trusted inserts one, as the load comparison in `benches/load_memory.rs`
+/// does to measure what the layers cost.
+pub fn handlers(store: SqlThreadStore) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        // Mastra's memory API (threads, messages, working memory, clone, search, ...).
+        .merge(memory::routes(store.clone()))
+        // The agent `memAgent` (generate, stream) and the seeds' `POST /api/chat`.
+        .merge(agent::routes().with_state(store))
+        // One body limit for scope, the guard and axum's extractors: Mastra's 4.5 MB.
+        .layer(DefaultBodyLimit::max(DEFAULT_MAX_BODY))
 }
 
 // ---- refusals and extractors: Mastra's JSON shape for every answer that is not a 200 ----------

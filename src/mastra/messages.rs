@@ -13,13 +13,16 @@ pub(crate) const INVALID_OR_EXPIRED_TOKEN: &str = "Invalid or expired token";
 pub(crate) const ACCESS_DENIED: &str = "Access denied";
 
 /// Mastra's 403 `error` when RBAC finds a route permission missing.
+#[cfg(feature = "authz")]
 pub(crate) const FORBIDDEN: &str = "Forbidden";
 
 /// Mastra's 403 `message` prefix when RBAC finds a route permission missing (the permission
 /// follows).
+#[cfg(feature = "authz")]
 pub(crate) const MISSING_PERMISSION: &str = "Missing required permission: ";
 
 /// Mastra's 500 when `authorizeUser` / `authorize` threw.
+#[cfg(feature = "authz")]
 pub(crate) const AUTHORIZATION_ERROR: &str = "Authorization error";
 
 /// Mastra's 413 over `server.bodySizeLimit`.
