@@ -278,7 +278,12 @@ where
                 .body_rules(mastra::memory_body_rules("/api")?)
                 .body_rules(agent::body_rules()?),
         )
-        .layer(mastra::memory_guard(store, "/api")?.routes(agent::guard_routes()?))
+        // Reads (GET) get the thread's record from the guard's own lookup: one query, not two.
+        .layer(
+            mastra::memory_guard(store, "/api")?
+                .routes(agent::guard_routes()?)
+                .prefetch_thread_records(),
+        )
         .service(routes))
 }
 

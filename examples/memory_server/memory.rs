@@ -26,7 +26,8 @@ use sqlx::{Any, Row};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tower_scope::guard::{
-    GuardError, NewMessage, SqlThreadStore, ThreadFields, ThreadRecord, ThreadWrites,
+    GuardError, NewMessage, PrefetchedThread, SqlThreadStore, ThreadFields, ThreadRecord,
+    ThreadWrites,
 };
 use tower_scope::{MessageId, Rejection, RejectionKind, ResourceId, ThreadId};
 
@@ -539,7 +540,16 @@ async fn get_thread(
     State(m): State<Memory>,
     Caller(scope): Caller,
     ThreadPath(thread): ThreadPath,
+    prefetched: Option<axum::Extension<PrefetchedThread>>,
 ) -> Result<Json<ThreadJson>, ApiError> {
+    // The guard read the thread in the lookup that checked its owner: serve that record, one
+    // query per read instead of two (still only the caller's: the same owner filter).
+    if let Some(axum::Extension(PrefetchedThread(record))) = prefetched
+        && record.id == thread
+        && record.resource.as_ref() == Some(&scope)
+    {
+        return Ok(Json(thread_json(&record)));
+    }
     own_thread(m.store.pool(), &scope, &thread)
         .await?
         .map(|row| Json(thread_row_json(&row)))

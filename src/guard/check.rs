@@ -119,6 +119,24 @@ struct Policy {
 pub struct OwnershipCheck<S> {
     store: S,
     policy: Arc<Policy>,
+    /// Reads a thread's whole record in the ownership lookup (set by
+    /// `ThreadGuardLayer::prefetch_thread_records`, for stores that can).
+    pub(crate) prefetch: Option<Prefetch<S>>,
+}
+
+/// A boxed read of one thread's record (the store is cloned into it).
+pub(crate) type Prefetch<S> = fn(&S, &ThreadId) -> PrefetchFuture;
+
+pub(crate) type PrefetchFuture =
+    std::pin::Pin<Box<dyn Future<Output = Result<Option<super::ThreadRecord>, StoreError>> + Send>>;
+
+/// The [`Prefetch`] of a store that can read records.
+pub(crate) fn prefetch_of<S: super::store::ThreadRecords>(
+    store: &S,
+    thread: &ThreadId,
+) -> PrefetchFuture {
+    let (store, thread) = (store.clone(), thread.clone());
+    Box::pin(async move { store.thread_record(&thread).await })
 }
 
 impl<S: ThreadStore> OwnershipCheck<S> {
@@ -131,6 +149,7 @@ impl<S: ThreadStore> OwnershipCheck<S> {
                 allow_unowned: false,
                 timeout: DEFAULT_STORE_TIMEOUT,
             }),
+            prefetch: None,
         }
     }
 
@@ -202,10 +221,42 @@ impl<S: ThreadStore> OwnershipCheck<S> {
         }
     }
 
-    /// The owner of `thread`, as the store records it (bounded by the timeout). For privileged
-    /// access only: ownership decisions go through the `check_*` methods.
-    pub(crate) async fn thread_owner(&self, thread: &ThreadId) -> Result<ThreadOwner, GuardError> {
+    /// The owner of `thread` as the store records it, and its record when prefetching (bounded
+    /// by the timeout). The guard's lookup of a route's own thread; decide with
+    /// [`decide_owner`](Self::decide_owner).
+    pub(crate) async fn thread_owner_and_record(
+        &self,
+        thread: &ThreadId,
+    ) -> Result<(ThreadOwner, Option<super::ThreadRecord>), GuardError> {
+        let Some(prefetch) = self.prefetch else {
+            return Ok((self.bounded(self.store.thread_owner(thread)).await?, None));
+        };
+        let record = self.bounded(prefetch(&self.store, thread)).await?;
+        let owner = match &record {
+            None => ThreadOwner::Missing,
+            Some(r) => match &r.resource {
+                Some(owner) => ThreadOwner::Owned(owner.clone()),
+                None => ThreadOwner::Unowned,
+            },
+        };
+        Ok((owner, record))
+    }
+
+    /// The owner of `thread` (bounded by the timeout), never prefetching.
+    pub(crate) async fn thread_owner_only(
+        &self,
+        thread: &ThreadId,
+    ) -> Result<ThreadOwner, GuardError> {
         self.bounded(self.store.thread_owner(thread)).await
+    }
+
+    /// The ownership decision for a looked-up owner.
+    pub(crate) fn decide_owner(
+        &self,
+        scope: &ResourceId,
+        owner: &ThreadOwner,
+    ) -> Result<ThreadPresence, GuardError> {
+        self.decide(scope, owner)
     }
 
     /// Checks that `thread` belongs to `scope` or does not exist yet (for creation).

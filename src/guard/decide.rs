@@ -12,6 +12,7 @@ use http_body::Body;
 use super::check::{GuardError, OwnershipCheck, ThreadPresence};
 use super::route::{GuardRoute, Missing, invalid_message, invalid_thread, message_id};
 use super::store::{ThreadOwner, ThreadStore};
+use super::write::ThreadRecord;
 use crate::http::body::{BodyLimits, BoxError, Buffered, Pending, invalid_body};
 use crate::http::json::{Doc, Edits, FieldPath, JsonError, Node};
 use crate::mastra::messages;
@@ -27,6 +28,8 @@ pub(crate) struct Input<B> {
     pub(crate) scope: Option<ResourceId>,
     /// Set by the authorization layer: the route's thread may belong to another resource.
     pub(crate) privileged: Option<Privileged>,
+    /// A GET or HEAD: the route's thread record may be prefetched for the handler.
+    pub(crate) read: bool,
     pub(crate) trusted: Option<ThreadId>,
     pub(crate) client_thread: Result<Option<ThreadId>, Rejection>,
     pub(crate) extra_threads: Result<Vec<ThreadId>, Rejection>,
@@ -45,6 +48,8 @@ pub(crate) struct Admit {
     pub(crate) rewrite: Option<ThreadId>,
     /// A privileged request acting on the owner of the route's thread.
     pub(crate) acting_as: Option<ActingAs>,
+    /// The route's thread as the guard's lookup read it (prefetching, reads only).
+    pub(crate) prefetched: Option<ThreadRecord>,
 }
 
 fn json(error: JsonError) -> Rejection {
@@ -206,27 +211,32 @@ fn not_scoped_body() -> Rejection {
     )
 }
 
-/// The route's thread checked as the caller's; for a [`Privileged`] request, another
-/// resource's thread passes too, and the owner it acts as is returned.
-async fn privileged_check<T: ThreadStore>(
+/// The route's thread checked as the caller's, in one store lookup; for a [`Privileged`]
+/// request, another resource's thread passes too, and the owner it acts as is returned. With
+/// prefetching (reads only), the thread's record comes back for the handler.
+async fn main_thread<T: ThreadStore>(
     check: &OwnershipCheck<T>,
     scope: &ResourceId,
     thread: &ThreadId,
     privileged: Option<&Privileged>,
-) -> Result<(ThreadPresence, Option<ActingAs>), Rejection> {
-    match check.check_thread_or_missing(scope, thread).await {
-        Ok(presence) => Ok((presence, None)),
+    read: bool,
+) -> Result<(ThreadPresence, Option<ActingAs>, Option<ThreadRecord>), Rejection> {
+    let (owner, record) = if read {
+        check.thread_owner_and_record(thread).await?
+    } else {
+        (check.thread_owner_only(thread).await?, None)
+    };
+    match check.decide_owner(scope, &owner) {
+        Ok(presence) => Ok((presence, None, record)),
         Err(err @ (GuardError::ForeignThread | GuardError::ThreadNotFound)) => {
-            let Some(privileged) = privileged else {
-                return Err(err.into());
-            };
-            match check.thread_owner(thread).await? {
-                ThreadOwner::Owned(owner) if privileged.allows(&owner) => Ok((
+            match (owner, privileged) {
+                (ThreadOwner::Owned(owner), Some(privileged)) if privileged.allows(&owner) => Ok((
                     ThreadPresence::Exists,
                     Some(ActingAs {
                         resource: owner,
                         via: privileged.via(),
                     }),
+                    record,
                 )),
                 _ => Err(err.into()),
             }
@@ -248,6 +258,7 @@ where
 {
     let mut scope = input.scope.ok_or(GuardError::NotScoped)?;
     let mut acting_as = None;
+    let mut prefetched = None;
     if let Some(message) = &route.deny {
         return Err(Rejection::with_message(
             RejectionKind::Forbidden,
@@ -305,19 +316,23 @@ where
     if route.checks_thread() {
         match &thread {
             Some(id) => {
-                match privileged_check(&check, &scope, id, input.privileged.as_ref()).await? {
-                    (ThreadPresence::Exists, owner) => {
+                match main_thread(&check, &scope, id, input.privileged.as_ref(), input.read).await?
+                {
+                    (ThreadPresence::Exists, owner, record) => {
                         admitted = Some(id.clone());
+                        prefetched = record;
                         if let Some(acting) = owner {
                             // Every later check of this request is made as the thread's owner.
                             scope = acting.resource.clone();
                             acting_as = Some(acting);
                         }
                     }
-                    (ThreadPresence::Missing, _) if route.missing == Missing::Allow => {
+                    (ThreadPresence::Missing, _, _) if route.missing == Missing::Allow => {
                         admitted = Some(id.clone())
                     }
-                    (ThreadPresence::Missing, _) => return Err(GuardError::ThreadNotFound.into()),
+                    (ThreadPresence::Missing, _, _) => {
+                        return Err(GuardError::ThreadNotFound.into());
+                    }
                 }
             }
             None if route.missing == Missing::Allow => {}
@@ -382,6 +397,7 @@ where
         body,
         rewrite: input.trusted,
         acting_as,
+        prefetched,
     })
 }
 

@@ -208,6 +208,18 @@ impl<T: ThreadStore, E> ThreadGuardLayer<T, E> {
     }
 }
 
+impl<T: super::ThreadRecords, E> ThreadGuardLayer<T, E> {
+    /// On guarded reads (GET, HEAD), reads the route's thread's whole record in the ownership
+    /// lookup and hands it to the handler as [`PrefetchedThread`](super::PrefetchedThread), so
+    /// a handler that serves the thread need not query again: one store round trip per read
+    /// instead of two. The decision is unchanged (made on the record's owner).
+    #[must_use]
+    pub fn prefetch_thread_records(mut self) -> Self {
+        self.check.prefetch = Some(super::check::prefetch_of::<T>);
+        self
+    }
+}
+
 impl<S, T: Clone> Layer<S> for ThreadGuardLayer<T, HeadOnly> {
     type Service = ThreadGuard<S, T>;
 

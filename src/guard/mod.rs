@@ -59,7 +59,17 @@ pub use service::{ResponseFuture, ThreadGuard};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use sql::{DEFAULT_POOL_ACQUIRE_TIMEOUT, SqlThreadStore, TableNames};
-pub use store::{MemoryThreadStore, MessageThread, StoreError, ThreadOwner, ThreadStore};
+pub use store::{
+    MemoryThreadStore, MessageThread, StoreError, ThreadOwner, ThreadRecords, ThreadStore,
+};
+
+/// The route's thread as the guard read it while checking its owner, for a handler that would
+/// otherwise read it again: inserted on guarded reads (GET, HEAD) when
+/// [`ThreadGuardLayer::prefetch_thread_records`] is on. The record and the decision come from one
+/// lookup, so a read queries the store once. Only the thread row: a handler still reads messages
+/// itself (owner-filtered, as always).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefetchedThread(pub ThreadRecord);
 pub use write::{MessageRecord, NewMessage, ThreadFields, ThreadRecord, ThreadWrites};
 
 #[cfg(test)]

@@ -120,6 +120,7 @@ where
                 .get::<Privileged>()
                 .filter(|_| req.extensions().get::<ActingAs>().is_none())
                 .cloned(),
+            read: matches!(*req.method(), http::Method::GET | http::Method::HEAD),
             trusted: req.extensions().get::<ThreadId>().cloned(),
             client_thread: route.thread_in_request(&req),
             extra_threads,
@@ -184,6 +185,9 @@ impl<B> Gate<B> for GuardGate<B> {
         }
         if let Some(message) = admit.message {
             req.extensions_mut().insert(message);
+        }
+        if let Some(record) = admit.prefetched {
+            req.extensions_mut().insert(super::PrefetchedThread(record));
         }
         if let Some(acting) = admit.acting_as {
             // The handler serves the thread's owner: what the guard decided on is what it reads.

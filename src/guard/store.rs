@@ -103,6 +103,18 @@ pub trait ThreadStore: Clone + Send + Sync + 'static {
     }
 }
 
+/// A [`ThreadStore`] that can read a thread's whole record in the ownership lookup itself, so a
+/// guarded read queries once: the guard decides on the record's owner and hands the record to
+/// the handler ([`PrefetchedThread`](super::PrefetchedThread); enable with
+/// [`ThreadGuardLayer::prefetch_thread_records`](super::ThreadGuardLayer::prefetch_thread_records)).
+pub trait ThreadRecords: ThreadStore {
+    /// The thread's record, `None` when it does not exist.
+    fn thread_record(
+        &self,
+        thread: &ThreadId,
+    ) -> impl Future<Output = Result<Option<super::ThreadRecord>, StoreError>> + Send;
+}
+
 #[derive(Debug, Default)]
 struct Tables {
     threads: HashMap<ThreadId, ThreadRow>,

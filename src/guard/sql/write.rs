@@ -87,6 +87,7 @@ pub(super) struct WriteQueries {
     touch_thread: String,
     save_message: String,
     delete_messages: String,
+    read_thread: String,
 }
 
 impl WriteQueries {
@@ -137,6 +138,10 @@ impl WriteQueries {
                 WHERE EXISTS (SELECT 1 FROM {threads} AS t
                     WHERE t.{id} = {messages}.{message_thread} AND t.{owner} = $7)
                 RETURNING {message_id}"#
+            ),
+            read_thread: format!(
+                r#"SELECT {id}, {owner}, "title", "metadata", "createdAt", "updatedAt"
+                FROM {threads} WHERE {id} = $1"#
             ),
             // One statement for any number of ids: they travel as one JSON array parameter, so
             // no bind-parameter limit applies and the database runs one semi-join.
@@ -200,6 +205,28 @@ fn record_from(row: ThreadRow) -> Result<ThreadRecord, Failure> {
         created_at,
         updated_at,
     })
+}
+
+impl crate::guard::store::ThreadRecords for SqlThreadStore {
+    async fn thread_record(&self, thread: &ThreadId) -> Result<Option<ThreadRecord>, StoreError> {
+        let row: Option<ThreadRow> = sqlx::query_as(&self.queries.writes.read_thread)
+            .bind(thread.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|err| classify("thread store query failed", &err))?;
+        let Some(row) = row else { return Ok(None) };
+        // A row for another id: the database compares ids loosely (a collation); fail closed,
+        // as the ownership lookup does.
+        if row.0 != thread.as_str() {
+            return Err(StoreError::Backend(
+                "thread id matched a row with a different id (collation)".into(),
+            ));
+        }
+        match record_from(row) {
+            Ok(record) => Ok(Some(record)),
+            Err(_) => Err(StoreError::Backend("invalid id in a thread row".into())),
+        }
+    }
 }
 
 impl SqlThreadStore {
