@@ -47,7 +47,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use pin_project_lite::pin_project;
@@ -383,7 +382,7 @@ impl ProtectedResourceMetadata {
         ProtectedResourceMetadataLayer {
             served: Arc::new(Served {
                 path: self.doc.path.clone(),
-                body: Bytes::from(self.to_json()),
+                body: Arc::from(self.to_json()),
                 cache_control: HeaderValue::try_from(cache)
                     .unwrap_or(HeaderValue::from_static("public, max-age=3600")),
             }),
@@ -394,15 +393,15 @@ impl ProtectedResourceMetadata {
 #[derive(Debug)]
 struct Served {
     path: String,
-    body: Bytes,
+    body: Arc<str>,
     cache_control: HeaderValue,
 }
 
 impl Served {
-    fn answer<B: From<Bytes>>(&self, method: &Method) -> Response<B> {
+    fn answer<B: From<String>>(&self, method: &Method) -> Response<B> {
         let head = *method == Method::HEAD;
         if !head && *method != Method::GET {
-            let mut response = Response::new(B::from(Bytes::new()));
+            let mut response = Response::new(B::from(String::new()));
             *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             response
                 .headers_mut()
@@ -410,9 +409,9 @@ impl Served {
             return response;
         }
         let body = if head {
-            Bytes::new()
+            String::new()
         } else {
-            self.body.clone()
+            self.body.to_string()
         };
         let mut response = Response::new(B::from(body));
         let headers = response.headers_mut();
@@ -461,7 +460,7 @@ pub struct ProtectedResourceMetadataService<S> {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for ProtectedResourceMetadataService<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
-    ResB: From<Bytes>,
+    ResB: From<String>,
 {
     type Response = Response<ResB>;
     type Error = S::Error;

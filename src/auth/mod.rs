@@ -47,8 +47,8 @@ use std::future::Future;
 
 pub use layer::{BearerAuth, BearerAuthLayer, DEFAULT_MAX_TOKEN_LEN, ResponseFuture};
 pub use metadata::{
-    BearerMethod, ProtectedResourceMetadata, ProtectedResourceMetadataLayer,
-    ProtectedResourceMetadataService,
+    BearerMethod, DEFAULT_MAX_AGE, ProtectedResourceMetadata, ProtectedResourceMetadataLayer,
+    ProtectedResourceMetadataService, WELL_KNOWN_PATH,
 };
 pub use static_tokens::StaticTokens;
 
