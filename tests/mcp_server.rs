@@ -133,11 +133,9 @@ async fn rfc9728_5_1_unauthenticated_client_is_told_where_the_metadata_is_and_ca
     );
 
     // rmcp's own client: initialize without a token is refused with that challenge.
-    let err = server
-        .client(None)
-        .await
-        .err()
-        .expect("unauthenticated initialize must fail");
+    let Err(err) = server.client(None).await else {
+        panic!("unauthenticated initialize must fail");
+    };
     assert!(err.contains("AuthRequired"), "{err}");
     assert!(err.contains(&server.metadata_url()), "{err}");
 

@@ -12,11 +12,10 @@
 ))]
 
 #[path = "../examples/memory_server/app.rs"]
-#[allow(dead_code)]
 mod app;
 #[macro_use]
 #[path = "common/backend.rs"]
-#[allow(dead_code, unused_macros)]
+#[allow(unused_macros)]
 mod backend;
 
 use std::convert::Infallible;
@@ -61,13 +60,22 @@ async fn send(svc: &Svc, method: Method, uri: &str, token: Option<&str>) -> Resp
     if let Some(token) = token {
         req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    svc.clone().oneshot(req.body(String::new()).unwrap()).await.unwrap()
+    svc.clone()
+        .oneshot(req.body(String::new()).unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn rfc9728_3_2_get_answers_the_document_as_json_publicly_cacheable() {
     let svc = service(tokens(), "https://api.example.com/notes");
-    let res = send(&svc, Method::GET, "/.well-known/oauth-protected-resource/notes", None).await;
+    let res = send(
+        &svc,
+        Method::GET,
+        "/.well-known/oauth-protected-resource/notes",
+        None,
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
     assert_eq!(res.headers()[header::CACHE_CONTROL], "public, max-age=3600");
@@ -82,7 +90,13 @@ async fn rfc9728_3_2_get_answers_the_document_as_json_publicly_cacheable() {
         })
     );
     // A query string does not change the document (it is not part of the path).
-    let again = send(&svc, Method::GET, "/.well-known/oauth-protected-resource/notes?x=1", None).await;
+    let again = send(
+        &svc,
+        Method::GET,
+        "/.well-known/oauth-protected-resource/notes?x=1",
+        None,
+    )
+    .await;
     assert_eq!(again.body(), res.body());
 }
 
@@ -115,7 +129,10 @@ async fn rfc9728_3_head_has_the_headers_and_other_methods_are_405() {
     let head = send(&svc, Method::HEAD, path, None).await;
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(head.body(), "");
-    assert_eq!(head.headers()[header::CONTENT_LENGTH], get.body().len().to_string());
+    assert_eq!(
+        head.headers()[header::CONTENT_LENGTH],
+        get.body().len().to_string()
+    );
     for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
         let res = send(&svc, method.clone(), path, Some(KEY)).await;
         assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
@@ -134,17 +151,32 @@ async fn rfc9728_5_1_every_bearer_challenge_names_the_metadata() {
         format!(r#"Bearer realm="api", resource_metadata="{url}""#)
     );
     // A bad token.
-    let res = send(&svc, Method::GET, "/notes", Some("wrong-key-wrong-key-wrong-key-00")).await;
+    let res = send(
+        &svc,
+        Method::GET,
+        "/notes",
+        Some("wrong-key-wrong-key-wrong-key-00"),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let value = res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
-    assert!(value.starts_with(r#"Bearer realm="api", error="invalid_token""#), "{value}");
-    assert!(value.ends_with(&format!(r#", resource_metadata="{url}""#)), "{value}");
+    assert!(
+        value.starts_with(r#"Bearer realm="api", error="invalid_token""#),
+        "{value}"
+    );
+    assert!(
+        value.ends_with(&format!(r#", resource_metadata="{url}""#)),
+        "{value}"
+    );
     // A malformed one (400 invalid_request).
     let res = send(&svc, Method::GET, "/notes", Some("a b")).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let value = res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
     assert!(value.contains(r#"error="invalid_request""#), "{value}");
-    assert!(value.ends_with(&format!(r#", resource_metadata="{url}""#)), "{value}");
+    assert!(
+        value.ends_with(&format!(r#", resource_metadata="{url}""#)),
+        "{value}"
+    );
     // A good token passes untouched.
     let res = send(&svc, Method::GET, "/notes", Some(KEY)).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -162,7 +194,11 @@ struct Claims {
 #[tokio::test]
 async fn rfc9728_5_1_insufficient_scope_from_the_authorization_layer_names_the_metadata() {
     let authn = |token: tower_scope::BearerToken| async move {
-        let scope = if token.expose_secret() == KEY { "notes:read" } else { "" };
+        let scope = if token.expose_secret() == KEY {
+            "notes:read"
+        } else {
+            ""
+        };
         let claims: Claims = serde_json::from_value(json!({ "scope": scope })).unwrap();
         Ok::<_, tower_scope::AuthError>(claims)
     };
@@ -170,7 +206,11 @@ async fn rfc9728_5_1_insufficient_scope_from_the_authorization_layer_names_the_m
         .protected_resource(metadata("https://api.example.com"))
         .unwrap();
     let authz = AuthorizeLayer::new(ClaimPermissions::new(|c: &Claims| &c.grants).scope())
-        .route(None, "/notes", Requirement::all_of(["notes:write"]).unwrap())
+        .route(
+            None,
+            "/notes",
+            Requirement::all_of(["notes:write"]).unwrap(),
+        )
         .unwrap();
     let svc = ServiceBuilder::new()
         .layer(well_known)
@@ -206,11 +246,23 @@ async fn rfc9728_2_bearer_methods_follow_the_enabled_token_sources() {
         .unwrap()
         .protected_resource(metadata("https://api.example.com"))
         .unwrap_err();
-    assert!(matches!(err, ConfigError::InvalidValue { setting: "protected_resource", .. }));
+    assert!(matches!(
+        err,
+        ConfigError::InvalidValue {
+            setting: "protected_resource",
+            ..
+        }
+    ));
     // Set by hand, the list is kept as given (deduplicated).
-    let m = metadata("https://api.example.com")
-        .bearer_methods([BearerMethod::Header, BearerMethod::Body, BearerMethod::Body]);
-    assert!(m.to_json().contains(r#""bearer_methods_supported":["header","body"]"#));
+    let m = metadata("https://api.example.com").bearer_methods([
+        BearerMethod::Header,
+        BearerMethod::Body,
+        BearerMethod::Body,
+    ]);
+    assert!(
+        m.to_json()
+            .contains(r#""bearer_methods_supported":["header","body"]"#)
+    );
 }
 
 /// The memory server over real HTTP: it describes itself at the root well-known path and
@@ -237,17 +289,27 @@ async fn memory_server_serves_its_metadata_and_names_it_in_challenges() {
     assert_eq!(res.status(), 200);
     let doc: Value = res.json().await.unwrap();
     assert_eq!(doc["resource"], base.as_str());
-    assert_eq!(doc["authorization_servers"], json!(["https://auth.example.com"]));
+    assert_eq!(
+        doc["authorization_servers"],
+        json!(["https://auth.example.com"])
+    );
     assert_eq!(doc["scopes_supported"], json!(app::SCOPES));
 
     let client = reqwest::Client::new();
-    let res = client.get(format!("{base}/api/memory/threads")).send().await.unwrap();
+    let res = client
+        .get(format!("{base}/api/memory/threads"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     assert_eq!(
         res.headers()["www-authenticate"],
         format!(r#"Bearer realm="api", resource_metadata="{url}""#).as_str()
     );
-    assert_eq!(res.json::<Value>().await.unwrap()["error"], "Authentication required");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "Authentication required"
+    );
 
     // A read-only token writing: 403 insufficient_scope, with the URL to step up.
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
@@ -273,8 +335,17 @@ async fn memory_server_serves_its_metadata_and_names_it_in_challenges() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
-    let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.contains(r#"error="insufficient_scope""#), "{challenge}");
-    assert!(challenge.ends_with(&format!(r#"resource_metadata="{url}""#)), "{challenge}");
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
+    assert!(
+        challenge.ends_with(&format!(r#"resource_metadata="{url}""#)),
+        "{challenge}"
+    );
     db.finish().await;
 }

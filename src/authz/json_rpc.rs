@@ -23,6 +23,45 @@
 //! written, never whether the check runs. A message without `method` is a JSON-RPC response
 //! (to a request the server sent); it asks for nothing and passes. A request on the route
 //! whose body is known to be empty (the streamable-HTTP `GET` stream, `DELETE`) is not read.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_scope::ConfigError> {
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode, header};
+//! use http_body_util::Full;
+//! use serde::Deserialize;
+//! use tower::{Layer, ServiceExt, service_fn};
+//! use tower_scope::authz::{AuthorizeLayer, ClaimGrants, ClaimPermissions, JsonRpc, Requirement};
+//! use tower_scope::{AuthState, Authenticated};
+//!
+//! #[derive(Deserialize)]
+//! struct Claims { #[serde(flatten)] grants: ClaimGrants }
+//!
+//! let rules = JsonRpc::new()
+//!     .method("initialize", Requirement::Authenticated)?
+//!     .tool("recall", Requirement::all_of(["notes:read"])?)?
+//!     .tool("remember", Requirement::all_of(["notes:write"])?)?;
+//! let svc = AuthorizeLayer::new(ClaimPermissions::new(|c: &Claims| &c.grants).scope())
+//!     .json_rpc("/mcp", rules)?
+//!     .layer(service_fn(|_req: Request<Full<Bytes>>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+//!     }));
+//!
+//! // What BearerAuthLayer leaves for a token with `"scope": "notes:read"`.
+//! let call = |tool: &str| {
+//!     let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#);
+//!     let mut req = Request::post("/mcp").body(Full::new(Bytes::from(body))).unwrap();
+//!     let claims: Claims = serde_json::from_str(r#"{"scope":"notes:read"}"#).unwrap();
+//!     req.extensions_mut().insert(Authenticated::new(claims));
+//!     req.extensions_mut().insert(AuthState::verified::<Claims>());
+//!     req
+//! };
+//! assert_eq!(svc.clone().oneshot(call("recall")).await.unwrap().status(), StatusCode::OK);
+//! let res = svc.oneshot(call("remember")).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::FORBIDDEN);
+//! assert!(res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().contains(r#"scope="notes:write""#));
+//! # Ok(()) }
+//! ```
 
 use std::fmt;
 use std::future::Future;
@@ -480,5 +519,201 @@ where
             take_ready(&mut self.inner),
             RpcGate,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::{Method, StatusCode, header};
+    use http_body_util::{BodyExt, Full};
+    use serde::Deserialize;
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+    use crate::authz::{ClaimGrants, ClaimPermissions};
+
+    #[derive(Deserialize)]
+    struct Claims {
+        #[serde(flatten)]
+        grants: ClaimGrants,
+    }
+
+    fn grants_of(c: &Claims) -> &ClaimGrants {
+        &c.grants
+    }
+
+    type Source = ClaimPermissions<fn(&Claims) -> &ClaimGrants, Claims>;
+
+    fn layer(rules: JsonRpc) -> JsonRpcAuthorizeLayer<Source, crate::authz::NoPolicy> {
+        let source = ClaimPermissions::new(grants_of as fn(&Claims) -> &ClaimGrants).scope();
+        AuthorizeLayer::new(source)
+            .route(None, "/other", Requirement::Authenticated)
+            .unwrap()
+            .json_rpc("/rpc", rules)
+            .unwrap()
+    }
+
+    fn rules() -> JsonRpc {
+        JsonRpc::new()
+            .method("ping", Requirement::Authenticated)
+            .unwrap()
+            .tool("read", Requirement::all_of(["n:read"]).unwrap())
+            .unwrap()
+            .tool("write", Requirement::all_of(["n:write"]).unwrap())
+            .unwrap()
+    }
+
+    fn request(method: Method, uri: &str, scope: Option<&str>, body: &str) -> Request<Full<Bytes>> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap();
+        match scope {
+            Some(scope) => {
+                let claims: Claims =
+                    serde_json::from_value(serde_json::json!({ "scope": scope })).unwrap();
+                req.extensions_mut().insert(Authenticated::new(claims));
+                req.extensions_mut().insert(AuthState::verified::<Claims>());
+            }
+            None => {
+                req.extensions_mut().insert(AuthState::Anonymous);
+            }
+        }
+        req
+    }
+
+    /// The echo service answers with the body it received and whether a layer read it.
+    async fn send(rules: JsonRpc, req: Request<Full<Bytes>>) -> (StatusCode, String, bool) {
+        let svc = layer(rules).layer(service_fn(|req: Request<Full<Bytes>>| async move {
+            let read = req.extensions().get::<Buffered>().is_some();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let mut res = Response::new(String::from_utf8(body.to_vec()).unwrap());
+            if read {
+                res.headers_mut()
+                    .insert("x-read", http::HeaderValue::from_static("1"));
+            }
+            Ok::<_, Infallible>(res)
+        }));
+        let res = svc.oneshot(req).await.unwrap();
+        let read = res.headers().contains_key("x-read");
+        (res.status(), res.into_body(), read)
+    }
+
+    #[tokio::test]
+    async fn other_routes_are_never_read() {
+        let body = r#"{"method":"tools/call","params":{"name":"write"}}"#;
+        let (status, echoed, read) =
+            send(rules(), request(Method::POST, "/other", Some(""), body)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(echoed, body);
+        assert!(!read);
+    }
+
+    #[tokio::test]
+    async fn an_allowed_call_reaches_the_handler_byte_for_byte() {
+        // Spacing, key order and a number serde would reformat are kept.
+        let body = r#" { "params" : {"name":"read","arguments":{"n":123456789012345678901234567890}},"method":"tools/call","id":1 } "#;
+        let (status, echoed, read) =
+            send(rules(), request(Method::POST, "/rpc", Some("n:read"), body)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(echoed, body);
+        assert!(read);
+    }
+
+    #[tokio::test]
+    async fn responses_without_a_method_ask_for_nothing_and_pass() {
+        let body = r#"{"jsonrpc":"2.0","id":"s-1","result":{}}"#;
+        let (status, echoed, _) =
+            send(rules(), request(Method::POST, "/rpc", Some(""), body)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(echoed, body);
+    }
+
+    #[tokio::test]
+    async fn a_bodyless_request_on_the_endpoint_is_not_read() {
+        let (status, _, read) = send(rules(), request(Method::GET, "/rpc", Some(""), "")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!read);
+    }
+
+    #[tokio::test]
+    async fn batches_need_every_call_allowed_or_are_refused_when_configured() {
+        let both = r#"[{"method":"ping"},{"method":"tools/call","params":{"name":"read"}}]"#;
+        let (status, echoed, _) =
+            send(rules(), request(Method::POST, "/rpc", Some("n:read"), both)).await;
+        assert_eq!((status, echoed.as_str()), (StatusCode::OK, both));
+        let (status, _, _) = send(
+            rules().refuse_batches(),
+            request(Method::POST, "/rpc", Some("n:read"), both),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // A malformed call later in a batch is a 400 even after a refused one.
+        let mixed = r#"[{"method":"tools/call","params":{"name":"write"}},{"method":1}]"#;
+        let (status, _, _) = send(
+            rules(),
+            request(Method::POST, "/rpc", Some("n:read"), mixed),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn an_anonymous_call_is_401() {
+        let body = r#"{"method":"ping"}"#;
+        let (status, _, _) = send(rules(), request(Method::POST, "/rpc", None, body)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn json_errors_write_mastras_body_for_a_missing_tool_scope() {
+        let source = ClaimPermissions::new(grants_of as fn(&Claims) -> &ClaimGrants).scope();
+        let svc = AuthorizeLayer::new(source)
+            .json_errors()
+            .json_rpc("/rpc", rules())
+            .unwrap()
+            .layer(service_fn(|_req: Request<Full<Bytes>>| async {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+            }));
+        let body = r#"{"method":"tools/call","params":{"name":"write"}}"#;
+        let res = svc
+            .oneshot(request(Method::POST, "/rpc", Some("n:read"), body))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert!(
+            res.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains(r#"scope="n:write""#)
+        );
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            &bytes[..],
+            br#"{"error":"Forbidden","message":"Missing required permission: n:write"}"#
+        );
+    }
+
+    #[test]
+    fn rules_that_could_never_be_decided_are_config_errors() {
+        assert!(JsonRpc::new().method("x", Requirement::Derived).is_err());
+        assert!(
+            JsonRpc::new()
+                .method("x", Requirement::Authenticated)
+                .unwrap()
+                .method("x", Requirement::Authenticated)
+                .is_err()
+        );
+        assert!(JsonRpc::new().tool("", Requirement::Authenticated).is_err());
+        assert!(
+            JsonRpc::new()
+                .tool("a", Requirement::Authenticated)
+                .unwrap()
+                .tool("a", Requirement::Authenticated)
+                .is_err()
+        );
     }
 }
