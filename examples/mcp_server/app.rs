@@ -163,10 +163,20 @@ pub async fn app(settings: &Settings, store: Store) -> Result<Router, ConfigErro
     let authz = AuthorizeLayer::new(ClaimPermissions::new(|c: &Claims| &c.grants).scope())
         .json_rpc("/mcp", json_rpc(settings)?)?;
     let scope = ResourceScopeLayer::new(|c: &Claims| Some(c.sub.clone()));
+    // rmcp checks `Host` against DNS rebinding: the public URL's host is the one to expect
+    // (the metadata above already validated it as an absolute URL).
+    let host = settings
+        .resource
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| uri.host().map(str::to_owned))
+        .unwrap_or_else(|| "localhost".into());
     let mcp = StreamableHttpService::new(
         move || Ok(Notes::new(store.clone())),
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default().with_sse_keep_alive(None),
+        StreamableHttpServerConfig::default()
+            .with_sse_keep_alive(None)
+            .with_allowed_hosts([host]),
     );
     let stack = ServiceBuilder::new()
         .layer(well_known) // public: the client reads it before it has a token
