@@ -9,7 +9,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::reject::{Rejection, render};
+use crate::reject::{Rejection, render_request};
 
 /// What a layer does with a decision.
 pub(crate) trait Gate<ReqB> {
@@ -21,7 +21,7 @@ pub(crate) trait Gate<ReqB> {
 
     /// Renders a refusal for this request.
     fn render<ResB: Default>(&self, rejection: Rejection, req: &Request<ReqB>) -> Response<ResB> {
-        render(rejection, req.headers(), None)
+        render_request(rejection, req)
     }
 
     /// Touches up every response the gate produced (`admitted == false`) or let through.

@@ -37,6 +37,7 @@ async fn serve(db: &Db) -> String {
         issuer: None,
         audience: None,
         cors_origins: Vec::new(),
+        public_url: None,
         dev_tokens: ["alice", "bob"]
             .map(|user| (user.to_owned(), token(user)))
             .to_vec(),

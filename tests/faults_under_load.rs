@@ -68,6 +68,7 @@ fn settings() -> app::Settings {
         issuer: None,
         audience: None,
         cors_origins: Vec::new(),
+        public_url: None,
         dev_tokens: Vec::new(),
     }
 }

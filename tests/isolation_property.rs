@@ -160,6 +160,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         issuer: None,
         audience: None,
         cors_origins: vec![],
+        public_url: None,
         dev_tokens: Vec::new(),
     };
     let app = app::app(store, &settings).unwrap();

@@ -553,6 +553,7 @@ async fn the_page_is_public_and_dev_tokens_exist_only_in_dev_mode(db: &Db) {
         issuer: None,
         audience: None,
         cors_origins: Vec::new(),
+        public_url: None,
         dev_tokens: vec![("alice".into(), token("alice"))],
     };
     // Neither the secret nor a dev token shows in Debug output (a log line of the settings).

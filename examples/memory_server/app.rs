@@ -153,6 +153,9 @@ pub struct Settings {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub cors_origins: Vec<String>,
+    /// The server's public URL (RFC 9728 `resource`): when set, the server describes itself at
+    /// `/.well-known/oauth-protected-resource` and names that document in every challenge.
+    pub public_url: Option<String>,
     /// Dev mode: the dev users and their tokens, offered by the browser page at `/` through
     /// `GET /dev/tokens` (a route that exists only when this is non-empty). `main.rs` fills it
     /// only when it generated the secret itself.
@@ -186,10 +189,34 @@ pub fn app(store: SqlThreadStore, settings: &Settings) -> Result<Router, ConfigE
     if let Some(audience) = &settings.audience {
         auth = auth.audience(audience.clone());
     }
+    let auth = auth.build()?;
+    let metadata = match &settings.public_url {
+        Some(url) => Some(
+            tower_scope::auth::ProtectedResourceMetadata::new(url)?
+                .authorization_servers(auth.issuers())?
+                .scopes_supported(SCOPES)?
+                .resource_name("tower-scope memory server")?,
+        ),
+        None => None,
+    };
+    let (stack, well_known) = stack_with_metadata(store, auth, &settings.cors_origins, metadata)?;
+    let mut api = Router::new().fallback_service(stack);
+    if let Some(well_known) = well_known {
+        // Public, in front of the whole stack: a client reads it before it has a token.
+        api = api.layer(well_known);
+    }
     // The page and its static files are public and outside the stack; everything else is not.
-    let api = app_with_auth(store, auth.build()?, &settings.cors_origins)?;
     Ok(page::routes(&settings.dev_tokens).merge(api))
 }
+
+/// The permissions this server's routes require, listed in its protected-resource metadata.
+pub const SCOPES: [&str; 5] = [
+    "memory:read",
+    "memory:write",
+    "memory:delete",
+    "agents:write",
+    "memory:admin",
+];
 
 /// The same stack with any authenticator yielding [`Claims`] (the soak test puts a JWKS
 /// authenticator with a token cache here), as an axum `Router`.
@@ -249,6 +276,34 @@ pub fn stack<A>(
 where
     A: tower_scope::Authenticate<User = Claims>,
 {
+    Ok(stack_with_metadata(store, auth, cors_origins, None)?.0)
+}
+
+/// [`stack`], naming `metadata` (RFC 9728) in every challenge when given, with the layer
+/// that serves it.
+pub fn stack_with_metadata<A>(
+    store: SqlThreadStore,
+    auth: A,
+    cors_origins: &[String],
+    metadata: Option<tower_scope::auth::ProtectedResourceMetadata>,
+) -> Result<
+    (
+        MemoryStack<A>,
+        Option<tower_scope::auth::ProtectedResourceMetadataLayer>,
+    ),
+    ConfigError,
+>
+where
+    A: tower_scope::Authenticate<User = Claims>,
+{
+    let auth = BearerAuthLayer::new(auth).public_path("/health")?;
+    let (auth, well_known) = match metadata {
+        Some(metadata) => {
+            let (auth, layer) = auth.protected_resource(metadata)?;
+            (auth, Some(layer))
+        }
+        None => (auth, None),
+    };
     // No configured origins: any origin, no credentials; with origins: exactly those, with
     // credentials (Mastra's two defaults).
     let cors = if cors_origins.is_empty() {
@@ -263,11 +318,11 @@ where
         .user(|c: &Claims| c.sub.clone());
     let routes = handlers(store.clone());
     // `ServiceBuilder`: the first `.layer()` is outermost.
-    Ok(ServiceBuilder::new()
+    let stack = ServiceBuilder::new()
         .layer(JsonErrorLayer::new()) // every refusal, the panic 500 included, as JSON
         .layer(log) // logs every answer, names user and resource on refusals too, turns panics into 500s
         .layer(cors) // outside auth: preflights never meet auth, and 401s carry CORS headers
-        .layer(BearerAuthLayer::new(auth).public_path("/health")?)
+        .layer(auth)
         // What the caller may do: `memory:read|write|delete` from the route, 403
         // `insufficient_scope` naming the missing one; admins read every resource.
         .layer(authorization()?)
@@ -284,7 +339,8 @@ where
                 .routes(agent::guard_routes()?)
                 .prefetch_thread_records(),
         )
-        .service(routes))
+        .service(routes);
+    Ok((stack, well_known))
 }
 
 /// The handlers alone, without any layer: what [`stack`] wraps. They read the caller from the

@@ -11,7 +11,9 @@
 //! tokens for `alice`, `bob`, `admin` (reads every resource) and `viewer` (read-only) are
 //! printed with ready curl lines and offered by the page), `JWT_ISSUER` /
 //! `JWT_AUDIENCE` (required claims when set), `CORS_ORIGINS` (comma list),
-//! `WORKING_MEMORY_SCOPE` (`resource`, Mastra's default, or `thread`).
+//! `WORKING_MEMORY_SCOPE` (`resource`, Mastra's default, or `thread`), `PUBLIC_URL` (the
+//! server's https URL, described at `/.well-known/oauth-protected-resource` (RFC 9728) and
+//! named in every `WWW-Authenticate`; default `http://<host>:<port>` on a loopback host).
 
 mod app;
 
@@ -107,6 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .collect()
             })
             .unwrap_or_default(),
+        public_url: None,
         dev_tokens: Vec::new(),
     };
     if generated_secret {
@@ -122,10 +125,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     app::create_schema(&store).await?;
     // A bad `WORKING_MEMORY_SCOPE` stops the server here, with a message, not at the first request.
     app::WorkingMemoryScope::from_env()?;
-    let router = app::app(store, &settings)?;
-
     let listener = tokio::net::TcpListener::bind(format!("{host}:{port}")).await?;
     let addr = listener.local_addr()?;
+    // RFC 9728: the server describes itself at `/.well-known/oauth-protected-resource` and
+    // names that in its challenges. Its identifier must be https (or plain http on loopback).
+    settings.public_url = match env("PUBLIC_URL") {
+        Some(url) => Some(url),
+        None if addr.ip().is_loopback() => Some(format!("http://{addr}")),
+        None => {
+            eprintln!(
+                "PUBLIC_URL is not set and {addr} is not loopback: no protected-resource metadata"
+            );
+            None
+        }
+    };
+    let router = app::app(store, &settings)?;
     if generated_secret {
         println!("JWT_SECRET was not set: generated a random one for this run. Dev tokens (24 h):");
         for (user, (_, token)) in DEV_USERS.iter().zip(&settings.dev_tokens) {

@@ -11,12 +11,15 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::extract::{ExtractConfig, Source, check_grammar, extract};
+use super::metadata::{BearerMethod, ProtectedResourceMetadata, ProtectedResourceMetadataLayer};
 use super::{AuthError, Authenticate, Token};
 use crate::gate::{Gate, GateFuture, forward, response_future, take_ready};
 use crate::http::names;
 use crate::http::protocol::is_preflight;
 use crate::path::{PathPattern, PathSet};
-use crate::reject::{HeadOnly, JsonBody, JsonErrors, Rejection, RejectionKind, render};
+use crate::reject::{
+    ChallengeHint, HeadOnly, JsonBody, JsonErrors, Rejection, RejectionKind, render_with,
+};
 use crate::{AuthState, Authenticated, ConfigError};
 
 /// The default maximum token length: 8 KiB, far above real JWTs, far below header limits.
@@ -29,6 +32,8 @@ struct Config {
     public: PathSet,
     bypass_preflight: bool,
     extract: ExtractConfig,
+    /// RFC 9728 §5.1: the metadata URL every challenge names, this layer's and those behind.
+    resource_metadata: Option<Arc<str>>,
 }
 
 /// Authenticates every request's bearer token; see the [module docs](crate::auth).
@@ -114,6 +119,7 @@ impl<A: Authenticate> BearerAuthLayer<A> {
                     cookie: None,
                     query: None,
                 },
+                resource_metadata: None,
             }),
         }
     }
@@ -183,6 +189,38 @@ impl<A: Authenticate, E> BearerAuthLayer<A, E> {
         query_name_safe("query parameter", name)?;
         self.config_mut().extract.query = Some(name.into());
         Ok(self)
+    }
+
+    /// Names `metadata`'s URL in every `WWW-Authenticate` challenge (RFC 9728 §5.1): this
+    /// layer's 401s and 400s, and the 403 `insufficient_scope` of the layers behind it
+    /// ([`AuthorizeLayer`](crate::authz::AuthorizeLayer)), so a client can find the
+    /// authorization server and step up. Returns the layer that serves the document, with
+    /// `bearer_methods_supported` set from the token sources enabled so far (configure them
+    /// first); put it in front of this one.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] when a token source is the cookie, which RFC 9728 has no
+    /// name for: the document would not tell clients how this resource takes tokens.
+    pub fn protected_resource(
+        mut self,
+        metadata: ProtectedResourceMetadata,
+    ) -> Result<(Self, ProtectedResourceMetadataLayer), ConfigError> {
+        if self.config.extract.cookie.is_some() {
+            return Err(ConfigError::InvalidValue {
+                setting: "protected_resource",
+                reason: "RFC 9728 names no bearer method for a cookie; drop token_from_cookie"
+                    .into(),
+            });
+        }
+        let methods: &[BearerMethod] = if self.config.extract.query.is_some() {
+            &[BearerMethod::Header, BearerMethod::Query]
+        } else {
+            &[BearerMethod::Header]
+        };
+        let metadata = metadata.bearer_methods(methods.iter().copied());
+        self.config_mut().resource_metadata = Some(Arc::from(metadata.url()));
+        Ok((self, metadata.layer()))
     }
 
     /// Lets CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`)
@@ -296,8 +334,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let config = &self.config;
+        if let Some(url) = &config.resource_metadata {
+            // For the challenges of the layers behind (authz's 403 `insufficient_scope`).
+            req.extensions_mut().insert(ChallengeHint {
+                resource_metadata: Arc::clone(url),
+            });
+        }
         if !config.public.is_empty() && config.public.matches(req.uri().path()) {
             return pass_unauthenticated::<S, A, ReqB>(&mut self.inner, req, AuthState::PublicPath);
         }
@@ -357,7 +401,12 @@ where
     A: Authenticate,
     ResB: Default,
 {
-    let response = render(rejection, req.headers(), config.realm.as_deref());
+    let response = render_with(
+        rejection,
+        req.headers(),
+        config.realm.as_deref(),
+        config.resource_metadata.as_deref(),
+    );
     ResponseFuture::new(GateFuture::done(response))
 }
 
@@ -410,7 +459,12 @@ where
     }
 
     fn render<ResB: Default>(&self, rejection: Rejection, req: &Request<ReqB>) -> Response<ResB> {
-        render(rejection, req.headers(), self.config.realm.as_deref())
+        render_with(
+            rejection,
+            req.headers(),
+            self.config.realm.as_deref(),
+            self.config.resource_metadata.as_deref(),
+        )
     }
 
     fn finish<ResB>(&self, response: &mut Response<ResB>, admitted: bool) {

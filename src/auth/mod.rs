@@ -38,6 +38,7 @@
 
 mod extract;
 mod layer;
+pub mod metadata;
 mod static_tokens;
 
 use std::borrow::Cow;
@@ -45,6 +46,10 @@ use std::fmt;
 use std::future::Future;
 
 pub use layer::{BearerAuth, BearerAuthLayer, DEFAULT_MAX_TOKEN_LEN, ResponseFuture};
+pub use metadata::{
+    BearerMethod, DEFAULT_MAX_AGE, ProtectedResourceMetadata, ProtectedResourceMetadataLayer,
+    ProtectedResourceMetadataService, WELL_KNOWN_PATH,
+};
 pub use static_tokens::StaticTokens;
 
 use closure::ClosureFuture;

@@ -422,7 +422,7 @@ pub(crate) enum Verdict {
     Refused(Rejection),
 }
 
-fn no_rule() -> Rejection {
+pub(crate) fn no_rule() -> Rejection {
     Rejection::with_message(
         RejectionKind::Forbidden,
         "Access denied: no authorization rule covers this route",
@@ -485,28 +485,9 @@ impl<U> Config<U> {
                 _ => return Verdict::Refused(Rejection::new(RejectionKind::Forbidden)),
             }
         }
-        let holds = |required: &Permission| {
-            source.any_granted(user, &mut |granted| required.is_satisfied_by(granted))
-        };
         match requirement {
-            Requirement::Authenticated => Verdict::Allowed,
-            Requirement::AllOf(all) => match all.iter().find(|p| !holds(p)) {
-                None => Verdict::Allowed,
-                Some(first) => {
-                    let scope: Vec<&str> = all.iter().map(Permission::as_str).collect();
-                    Verdict::Refused(missing(first.as_str()).with_scope(scope.join(" ")))
-                }
-            },
-            Requirement::AnyOf(any) => {
-                if any.iter().any(holds) {
-                    Verdict::Allowed
-                } else {
-                    let scope: Vec<&str> = any.iter().map(Permission::as_str).collect();
-                    let text = scope.join(" or ");
-                    Verdict::Refused(missing(&text).with_scope(scope.join(" ")))
-                }
-            }
             Requirement::Derived => self.derived(source, method, path, user),
+            held => held_by(held, source, user),
         }
     }
 
@@ -538,6 +519,39 @@ impl<U> Config<U> {
             },
             None => Verdict::Refused(no_rule()),
         }
+    }
+}
+
+/// Whether `user` meets a requirement that names its permissions (or none): [`Verdict::Allowed`]
+/// or the refusal naming what is missing. [`Requirement::Derived`] needs a request to derive
+/// from, so here it is refused.
+pub(crate) fn held_by<G: PermissionSource>(
+    requirement: &Requirement,
+    source: &G,
+    user: &G::User,
+) -> Verdict {
+    let holds = |required: &Permission| {
+        source.any_granted(user, &mut |granted| required.is_satisfied_by(granted))
+    };
+    match requirement {
+        Requirement::Authenticated => Verdict::Allowed,
+        Requirement::AllOf(all) => match all.iter().find(|p| !holds(p)) {
+            None => Verdict::Allowed,
+            Some(first) => {
+                let scope: Vec<&str> = all.iter().map(Permission::as_str).collect();
+                Verdict::Refused(missing(first.as_str()).with_scope(scope.join(" ")))
+            }
+        },
+        Requirement::AnyOf(any) => {
+            if any.iter().any(holds) {
+                Verdict::Allowed
+            } else {
+                let scope: Vec<&str> = any.iter().map(Permission::as_str).collect();
+                let text = scope.join(" or ");
+                Verdict::Refused(missing(&text).with_scope(scope.join(" ")))
+            }
+        }
+        Requirement::Derived => Verdict::Refused(no_rule()),
     }
 }
 

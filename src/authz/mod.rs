@@ -66,6 +66,8 @@
 //! ```
 
 mod grants;
+#[cfg(feature = "json-body")]
+pub mod json_rpc;
 mod layer;
 mod permission;
 mod service;
@@ -75,6 +77,8 @@ mod tests;
 pub use grants::{
     ClaimGrants, ClaimList, ClaimPermissions, FnPermissions, PermissionSource, RoleClaim, from_fn,
 };
+#[cfg(feature = "json-body")]
+pub use json_rpc::{Batches, JsonRpc, JsonRpcAuthorize, JsonRpcAuthorizeLayer, JsonRpcFuture};
 pub use layer::{
     AuthorizeLayer, DeriveFn, NoPolicy, Policy, PolicyError, PolicyFn, Privilege, RequestHead,
     Requirement, Rule,

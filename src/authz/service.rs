@@ -16,7 +16,7 @@ use super::layer::{AuthorizeLayer, Config, Policy, PolicyError, RequestHead, Ver
 use crate::gate::{Gate, GateFuture, forward, note, take_ready};
 use crate::mastra::messages;
 use crate::query;
-use crate::reject::{Rejection, RejectionKind, render};
+use crate::reject::{Rejection, RejectionKind, render_request};
 use crate::{AuthState, Authenticated, Privileged, ResourceId};
 
 /// The service made by [`AuthorizeLayer`]: the inner service `S`, the permission source `G`,
@@ -337,7 +337,7 @@ where
                 note(&req);
                 ResponseFuture {
                     state: FutureState::Done {
-                        response: Some(render(rejection, req.headers(), None)),
+                        response: Some(render_request(rejection, &req)),
                     },
                 }
             }

@@ -183,6 +183,12 @@ impl<C, U> JwksAuthenticator<C, U> {
         self.inner.issuers.iter().all(|i| i.source.is_ready())
     }
 
+    /// The issuers this authenticator trusts, in the order configured: the
+    /// `authorization_servers` of a [`ProtectedResourceMetadata`](crate::auth::ProtectedResourceMetadata).
+    pub fn issuers(&self) -> impl Iterator<Item = &str> {
+        self.inner.issuers.iter().map(|i| &*i.source.issuer)
+    }
+
     /// The counters since this authenticator was built.
     pub fn stats(&self) -> JwksStats {
         self.inner.stats.snapshot()

@@ -126,6 +126,14 @@ impl<C, U> fmt::Debug for JwtAuthenticator<C, U> {
     }
 }
 
+impl<C, U> JwtAuthenticator<C, U> {
+    /// The issuers this authenticator requires (`iss`), in the order configured: the
+    /// `authorization_servers` of a [`ProtectedResourceMetadata`](crate::auth::ProtectedResourceMetadata).
+    pub fn issuers(&self) -> impl Iterator<Item = &str> {
+        self.inner.rules.policy.issuers.iter().map(String::as_str)
+    }
+}
+
 impl<C: DeserializeOwned + 'static> JwtAuthenticator<C, C> {
     /// Starts a builder whose user is the claims value itself (see
     /// [`map_user`](JwtAuthenticatorBuilder::map_user)).

@@ -49,9 +49,11 @@ mod render;
 mod tests;
 
 pub use json::{ErrorBody, HeadOnly, JsonBody, JsonErrorLayer, JsonErrors, JsonErrorsFuture};
+pub(crate) use render::{
+    ChallengeHint, private_unless_cached, push_json_string, render, render_request, render_with,
+};
 #[cfg(feature = "log")]
 pub(crate) use render::{grpc_content_type, render_internal};
-pub(crate) use render::{private_unless_cached, render};
 
 /// The `Retry-After` of every 503: 5 seconds.
 ///

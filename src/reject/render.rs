@@ -40,8 +40,36 @@ fn push_quoted_safe(out: &mut String, value: &str) {
     out.push('"');
 }
 
+/// Where the protected resource's metadata lives (RFC 9728 §5.1), for the challenges of every
+/// layer behind the one that knows it: [`BearerAuthLayer`](crate::BearerAuthLayer) leaves it
+/// in the request's extensions when configured. It changes how a refusal is written, never
+/// whether a request is refused.
+#[derive(Debug, Clone)]
+pub(crate) struct ChallengeHint {
+    pub(crate) resource_metadata: std::sync::Arc<str>,
+}
+
+/// Renders a rejection for a request, naming the resource metadata an earlier layer left in
+/// its extensions (a [`ChallengeHint`]).
+pub(crate) fn render_request<B: Default, ReqB>(
+    rejection: Rejection,
+    req: &http::Request<ReqB>,
+) -> Response<B> {
+    let hint = req.extensions().get::<ChallengeHint>();
+    render_with(
+        rejection,
+        req.headers(),
+        None,
+        hint.map(|h| &*h.resource_metadata),
+    )
+}
+
 /// Builds the `WWW-Authenticate` value for a rejection, or `None` when it has no challenge.
-fn challenge(rejection: &Rejection, realm: Option<&str>) -> Option<HeaderValue> {
+fn challenge(
+    rejection: &Rejection,
+    realm: Option<&str>,
+    resource_metadata: Option<&str>,
+) -> Option<HeaderValue> {
     if !rejection.kind.has_challenge() {
         return None;
     }
@@ -62,6 +90,14 @@ fn challenge(rejection: &Rejection, realm: Option<&str>) -> Option<HeaderValue> 
             value.push_str(", scope=");
             push_quoted_safe(&mut value, scope);
         }
+        sep = ", ";
+    }
+    // RFC 9728 §5.1: every challenge names the metadata, so a client can discover the
+    // authorization server (401) or step up to the scope it lacks (403).
+    if let Some(url) = resource_metadata {
+        value.push_str(sep);
+        value.push_str("resource_metadata=");
+        push_quoted_safe(&mut value, url);
     }
     // Only filtered printable ASCII went in, so this cannot fail; fall back to a bare challenge.
     Some(HeaderValue::try_from(value).unwrap_or(HeaderValue::from_static("Bearer")))
@@ -83,6 +119,16 @@ pub(crate) fn render<B: Default>(
     request_headers: &HeaderMap,
     realm: Option<&str>,
 ) -> Response<B> {
+    render_with(rejection, request_headers, realm, None)
+}
+
+/// [`render`], with the `resource_metadata` URL (RFC 9728 §5.1) in the challenge.
+pub(crate) fn render_with<B: Default>(
+    rejection: Rejection,
+    request_headers: &HeaderMap,
+    realm: Option<&str>,
+    resource_metadata: Option<&str>,
+) -> Response<B> {
     let mut response = Response::new(B::default());
     let headers = response.headers_mut();
     if is_grpc(request_headers) {
@@ -101,7 +147,7 @@ pub(crate) fn render<B: Default>(
         }
     } else {
         *response.status_mut() = rejection.kind.status();
-        if let Some(value) = challenge(&rejection, realm) {
+        if let Some(value) = challenge(&rejection, realm, resource_metadata) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
@@ -130,7 +176,7 @@ pub(crate) fn json_error(message: &str, detail: Option<&str>) -> Bytes {
     Bytes::from(out)
 }
 
-fn push_json_string(out: &mut String, text: &str) {
+pub(crate) fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
     for c in text.chars() {
         match c {

@@ -154,6 +154,7 @@ pub fn router(store: SqlThreadStore, secret: &str) -> axum::Router {
         issuer: None,
         audience: None,
         cors_origins: Vec::new(),
+        public_url: None,
         dev_tokens: Vec::new(),
     };
     crate::app::app(store, &settings).expect("the memory server's stack builds")
