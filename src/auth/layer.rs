@@ -196,6 +196,8 @@ impl<A: Authenticate, E> BearerAuthLayer<A, E> {
     /// allowed, with the same length limit and `b64token` grammar as a bearer token; a token
     /// here *and* in another place is 400 `invalid_request`. The header is marked sensitive
     /// before the request is passed on. Authenticators see it as [`TokenSource::Header`].
+    /// `LogLayer` redacts `x-api-key` by default; add any other name to its redacted headers,
+    /// since it may read the request before this layer marks the header.
     ///
     /// # Errors
     ///
