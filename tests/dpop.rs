@@ -880,3 +880,56 @@ async fn rfc9449_4_3_malformed_and_huge_proofs_are_refused() {
     let signed = format!("{message}.{}", b64(&key.sign("ES256", message.as_bytes())));
     assert_invalid_proof(&get(&svc, &token, &signed).await, "duplicate htm");
 }
+
+// RFC 9449 §6.1 on the JWKS path: a DPoP-bound token served from the verified-token cache is
+// still compared with each request's proof key, and still refused as `Bearer`.
+#[cfg(feature = "test-util")]
+#[tokio::test]
+async fn rfc9449_6_1_binding_is_checked_on_every_jwks_cache_hit() {
+    use tower_scope::jwks::JwksAuthenticator;
+    use tower_scope::jwks::mock::MockIssuer;
+
+    let idp = MockIssuer::start().await.unwrap();
+    let auth = JwksAuthenticator::<Value>::builder()
+        .issuer(idp.jwks())
+        .token_cache(100)
+        .accept_dpop()
+        .build()
+        .await
+        .unwrap();
+    let layer = BearerAuthLayer::new(auth.clone()).dpop(config()).unwrap();
+    let svc: Svc =
+        tower::util::BoxCloneSyncService::new(ServiceBuilder::new().layer(layer).service(
+            service_fn(|_req: Request<String>| async {
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }),
+        ));
+    let key = ClientKey::es256();
+    let token =
+        idp.mint(json!({"sub": "alice", "exp": now() + 300, "cnf": {"jkt": key.thumbprint()}}));
+    assert_eq!(
+        get(&svc, &token, &Proof::new(&key, &token).sign())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&svc, &token, &Proof::new(&key, &token).sign())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let thief = ClientKey::es256();
+    let res = get(&svc, &token, &Proof::new(&thief, &token).sign()).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = send(
+        &svc,
+        Method::GET,
+        "/api/items",
+        &format!("Bearer {token}"),
+        &[],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(auth.stats().cache_hit >= 2, "{:?}", auth.stats());
+}

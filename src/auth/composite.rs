@@ -431,3 +431,40 @@ impl<F, G> fmt::Debug for CompositeFuture<F, G> {
         f.write_str("CompositeFuture")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jws_shape_is_three_non_empty_base64url_segments() {
+        assert!(is_jws_shaped("eyJ.eyJ.c2ln"));
+        assert!(!is_jws_shaped("eyJ.eyJ."));
+        assert!(!is_jws_shaped("eyJ.eyJ"));
+        assert!(!is_jws_shaped("a.b.c.d.e"));
+        assert!(!is_jws_shaped("a+b.c.d"));
+        assert!(!is_jws_shaped("svc-0123456789"));
+    }
+
+    #[test]
+    fn credentials_match_their_sources_only() {
+        let both = Credential::dpop().or(Credential::bearer());
+        assert!(both.claims(&Token::new("t")));
+        assert!(both.claims(&Token::with_source("t", TokenSource::Dpop)));
+        assert!(!both.claims(&Token::with_source("t", TokenSource::Header("x-api-key"))));
+        let header = Credential::header("X-Api-Key").unwrap().prefix("svc-");
+        assert!(header.claims(&Token::with_source(
+            "svc-1",
+            TokenSource::Header("x-api-key")
+        )));
+        assert!(!header.claims(&Token::with_source(
+            "usr-1",
+            TokenSource::Header("x-api-key")
+        )));
+        assert!(!header.claims(&Token::with_source("svc-1", TokenSource::Header("x-other"))));
+        assert!(
+            !Credential::cookie("a").claims(&Token::with_source("t", TokenSource::Cookie("b")))
+        );
+        assert!(Credential::query("a").claims(&Token::with_source("t", TokenSource::Query("a"))));
+    }
+}

@@ -97,14 +97,8 @@ fn challenge(config: &DpopConfig, error: Option<(&str, &str)>) -> HeaderValue {
     if let Some((code, description)) = error {
         value.push_str(", error=\"");
         value.push_str(code);
-        value.push_str("\", error_description=\"");
-        // RFC 6750 §3 quoted-string characters only; descriptions are fixed text anyway.
-        value.extend(
-            description
-                .chars()
-                .filter(|c| matches!(*c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')),
-        );
-        value.push('"');
+        value.push_str("\", error_description=");
+        reject::push_quoted_safe(&mut value, description);
     }
     HeaderValue::try_from(value).unwrap_or(HeaderValue::from_static("DPoP"))
 }

@@ -49,6 +49,8 @@ mod render;
 mod tests;
 
 pub use json::{ErrorBody, HeadOnly, JsonBody, JsonErrorLayer, JsonErrors, JsonErrorsFuture};
+#[cfg(feature = "dpop")]
+pub(crate) use render::push_quoted_safe;
 #[cfg(feature = "log")]
 pub(crate) use render::{grpc_content_type, render_internal};
 pub(crate) use render::{private_unless_cached, render};
