@@ -1,47 +1,4 @@
-//! [`CompositeAuth`]: several authenticators behind one layer, each for the credentials it
-//! declares (Mastra's `CompositeAuth`, without its "first one that does not throw" order).
-//!
-//! Every member says which credentials it handles ([`Credential`]: the source, a token shape,
-//! for JWTs the issuer). Exactly one member must claim a request's credential: none is 401
-//! `invalid_token`, more than one is 400 `invalid_request` (the deployment is ambiguous, and
-//! trying members in turn would let the weakest one decide). The issuer is read from the
-//! *unverified* payload only to pick the member; that member then verifies the token.
-//!
-//! The members share one user type: the layer inserts one [`Authenticated<U>`], and the scope,
-//! authorization and guard layers behind it are written against that `U`. Map each member's
-//! user into it where the member is built (`JwtAuthenticatorBuilder::map_user`, the value type
-//! of [`StaticTokens`](super::StaticTokens), a closure's output), for example into an enum
-//! with one variant per kind of caller.
-//!
-//! ```
-//! use http::{Request, Response, StatusCode};
-//! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_scope::auth::{CompositeAuth, Credential, Member};
-//! use tower_scope::{Authenticated, BearerAuthLayer, StaticTokens};
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let services = StaticTokens::new().token("svc-0123456789abcdef0123", String::from("billing"));
-//! let people = StaticTokens::new().token("usr-0123456789abcdef0123", String::from("alice"));
-//! let auth = CompositeAuth::new(
-//!     Member::new(Credential::header("x-api-key").unwrap(), services),
-//!     Member::new(Credential::bearer(), people),
-//! );
-//! let svc = ServiceBuilder::new()
-//!     .layer(BearerAuthLayer::new(auth).token_from_header("x-api-key").unwrap())
-//!     .service(service_fn(|req: Request<String>| async move {
-//!         let user = req.extensions().get::<Authenticated<String>>().unwrap();
-//!         Ok::<_, std::convert::Infallible>(Response::new(user.to_string()))
-//!     }));
-//!
-//! let req = Request::get("/").header("x-api-key", "svc-0123456789abcdef0123")
-//!     .body(String::new()).unwrap();
-//! assert_eq!(svc.clone().oneshot(req).await.unwrap().into_body(), "billing");
-//! // The service key sent as a bearer token is not the API-key member's credential.
-//! let req = Request::get("/").header("authorization", "Bearer svc-0123456789abcdef0123")
-//!     .body(String::new()).unwrap();
-//! assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
-//! # }
-//! ```
+//! [`CompositeAuth`]: several authenticators behind one layer, each for its own credentials.
 
 use std::fmt;
 use std::future::Future;
@@ -296,9 +253,52 @@ impl<A: Authenticate> Route for Member<A> {
     }
 }
 
-/// Two or more authenticators, each for its own credentials; see the [module docs](self).
+/// Several authenticators behind one layer, each for the credentials it
+/// declares (Mastra's `CompositeAuth`, without its "first one that does not throw" order).
 ///
-/// Build with [`CompositeAuth::new`] and [`or`](Self::or). All members share one user type.
+/// Every member says which credentials it handles ([`Credential`]: the source, a token shape,
+/// for JWTs the issuer). Exactly one member must claim a request's credential: none is 401
+/// `invalid_token`, more than one is 400 `invalid_request` (the deployment is ambiguous, and
+/// trying members in turn would let the weakest one decide). The issuer is read from the
+/// *unverified* payload only to pick the member; that member then verifies the token.
+///
+/// The members share one user type: the layer inserts one [`Authenticated<U>`], and the scope,
+/// authorization and guard layers behind it are written against that `U`. Map each member's
+/// user into it where the member is built (`JwtAuthenticatorBuilder::map_user`, the value type
+/// of [`StaticTokens`](super::StaticTokens), a closure's output), for example into an enum
+/// with one variant per kind of caller.
+///
+/// ```
+/// use http::{Request, Response, StatusCode};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// use tower_scope::auth::{CompositeAuth, Credential, Member};
+/// use tower_scope::{Authenticated, BearerAuthLayer, StaticTokens};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let services = StaticTokens::new().token("svc-0123456789abcdef0123", String::from("billing"));
+/// let people = StaticTokens::new().token("usr-0123456789abcdef0123", String::from("alice"));
+/// let auth = CompositeAuth::new(
+///     Member::new(Credential::header("x-api-key").unwrap(), services),
+///     Member::new(Credential::bearer(), people),
+/// );
+/// let svc = ServiceBuilder::new()
+///     .layer(BearerAuthLayer::new(auth).token_from_header("x-api-key").unwrap())
+///     .service(service_fn(|req: Request<String>| async move {
+///         let user = req.extensions().get::<Authenticated<String>>().unwrap();
+///         Ok::<_, std::convert::Infallible>(Response::new(user.to_string()))
+///     }));
+///
+/// let req = Request::get("/").header("x-api-key", "svc-0123456789abcdef0123")
+///     .body(String::new()).unwrap();
+/// assert_eq!(svc.clone().oneshot(req).await.unwrap().into_body(), "billing");
+/// // The service key sent as a bearer token is not the API-key member's credential.
+/// let req = Request::get("/").header("authorization", "Bearer svc-0123456789abcdef0123")
+///     .body(String::new()).unwrap();
+/// assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+/// # }
+/// ```
+///
+/// Build with [`CompositeAuth::new`] and [`or`](Self::or).
 #[derive(Clone, Debug)]
 pub struct CompositeAuth<A, B> {
     first: A,
