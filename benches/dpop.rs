@@ -177,6 +177,16 @@ fn benches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // The floor: one ES256 signature check, which every proof needs.
+    let message = b"header.payload";
+    let sig = client.key.sign(&client.rng, message).unwrap();
+    let public = signature::UnparsedPublicKey::new(
+        &signature::ECDSA_P256_SHA256_FIXED,
+        client.key.public_key().as_ref().to_vec(),
+    );
+    g.bench_function("es256_verify_only", |b| {
+        b.iter(|| black_box(public.verify(message, sig.as_ref()).is_ok()))
+    });
     g.bench_function("dpop_es256_proof_and_bound_jwt", |b| {
         b.iter_batched(
             || client.request(),
