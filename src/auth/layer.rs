@@ -380,8 +380,10 @@ where
                 }
                 #[cfg(feature = "dpop")]
                 Ok(Some(found)) if found.source == Source::Dpop => {
+                    // The scheme is only extracted with DPoP configured; never panic on it.
                     let Some(dpop) = &config.dpop else {
-                        unreachable!("the DPoP scheme is only extracted when configured")
+                        let rejection = Rejection::new(RejectionKind::MissingCredentials);
+                        return refuse(&req, rejection, config);
                     };
                     let verified = match crate::dpop::proof::verify(
                         dpop,
