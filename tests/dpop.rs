@@ -728,7 +728,10 @@ async fn rfc9449_9_server_nonce_is_required_and_issued() {
         .sign();
     assert!(challenge(&get(&svc, &token, &bad).await)[0].contains("use_dpop_nonce"));
     let proof = Proof::new(&key, &token).claim("nonce", json!(nonce)).sign();
-    assert_eq!(get(&svc, &token, &proof).await.status(), StatusCode::OK);
+    let res = get(&svc, &token, &proof).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // RFC 9449 §8.2: the answer carries the nonce to use next.
+    assert!(res.headers().contains_key("dpop-nonce"));
 }
 
 // RFC 9449 §7.1: the 401 without credentials offers both schemes, DPoP with `algs`.

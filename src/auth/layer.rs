@@ -542,6 +542,13 @@ where
     }
 
     fn finish<ResB>(&self, response: &mut Response<ResB>, admitted: bool) {
+        #[cfg(feature = "dpop")]
+        if admitted
+            && self.proof.is_some()
+            && let Some(dpop) = &self.config.dpop
+        {
+            crate::dpop::challenge::fresh_nonce(dpop, response);
+        }
         if self.private {
             mark_private(response);
         } else if admitted {

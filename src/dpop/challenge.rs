@@ -30,6 +30,16 @@ pub(crate) fn record(config: &DpopConfig, proof: &Verified) -> Result<(), Reject
     }
 }
 
+/// RFC 9449 §8.2: a successful answer may carry the next nonce, so the client need not fail
+/// once when the current one rotates out.
+pub(crate) fn fresh_nonce<B>(config: &DpopConfig, response: &mut Response<B>) {
+    if let Some(nonces) = &config.nonces
+        && let Ok(nonce) = HeaderValue::try_from(nonces.issue())
+    {
+        response.headers_mut().insert(DPOP_NONCE.clone(), nonce);
+    }
+}
+
 /// A refusal of the request's proof, with its `DPoP` challenge.
 pub(crate) fn render_proof<B: Default>(
     err: ProofError,
