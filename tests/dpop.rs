@@ -936,3 +936,38 @@ async fn rfc9449_6_1_binding_is_checked_on_every_jwks_cache_hit() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(auth.stats().cache_hit >= 2, "{:?}", auth.stats());
 }
+
+// RFC 9110 §11.1: the scheme is case-insensitive; a DPoP token also sent in another place is
+// ambiguous (400), as for bearer tokens.
+#[tokio::test]
+async fn rfc9449_7_1_scheme_case_and_ambiguity() {
+    let svc = stack(config());
+    let key = ClientKey::es256();
+    let token = bound_token(&key.thumbprint());
+    let proof = Proof::new(&key, &token).sign();
+    let res = send(
+        &svc,
+        Method::GET,
+        "/api/items",
+        &format!("dpop {token}"),
+        &[&proof],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let layer = BearerAuthLayer::new(authenticator())
+        .token_from_query("access_token")
+        .unwrap()
+        .dpop(config())
+        .unwrap();
+    let svc: Svc =
+        tower::util::BoxCloneSyncService::new(ServiceBuilder::new().layer(layer).service(
+            service_fn(|_req: Request<String>| async {
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }),
+        ));
+    let proof = Proof::new(&key, &token).sign();
+    let uri = format!("/api/items?access_token={token}");
+    let res = send(&svc, Method::GET, &uri, &format!("DPoP {token}"), &[&proof]).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
