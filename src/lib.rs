@@ -131,6 +131,8 @@ pub mod authz;
 #[cfg(feature = "cors")]
 pub mod cors;
 mod digest;
+#[cfg(feature = "dpop")]
+pub mod dpop;
 mod error;
 pub mod extensions;
 mod gate;

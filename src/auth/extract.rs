@@ -2,8 +2,8 @@
 
 use std::borrow::Cow;
 
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName};
 
 use crate::reject::{Rejection, RejectionKind};
 
@@ -13,12 +13,27 @@ pub(crate) struct ExtractConfig {
     pub(crate) max_len: usize,
     pub(crate) cookie: Option<Box<str>>,
     pub(crate) query: Option<Box<str>>,
+    /// A custom header carrying the bare token (e.g. `x-api-key`).
+    pub(crate) header: Option<HeaderName>,
+    /// Whether `Authorization: DPoP` is a credential (RFC 9449 §7.1), not "another scheme".
+    pub(crate) dpop: bool,
+}
+
+impl ExtractConfig {
+    /// Whether the `Authorization` header is the only place a token may come from.
+    fn header_only(&self) -> bool {
+        self.cookie.is_none() && self.query.is_none() && self.header.is_none()
+    }
 }
 
 /// Which method carried the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
+    /// `Authorization: Bearer`.
     Header,
+    /// `Authorization: DPoP`.
+    Dpop,
+    Custom,
     Cookie,
     Query,
 }
@@ -89,7 +104,8 @@ fn from_header(
     headers: &HeaderMap,
     max_len: usize,
     defer: bool,
-) -> Result<Option<&str>, Rejection> {
+    dpop: bool,
+) -> Result<Option<(&str, Source)>, Rejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -107,18 +123,48 @@ fn from_header(
         None => (bytes, &[][..]),
     };
     // RFC 9110 §11.1: the auth-scheme is case-insensitive.
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
+    let source = if scheme.eq_ignore_ascii_case(b"bearer") {
+        Source::Header
+    } else if dpop && scheme.eq_ignore_ascii_case(b"dpop") {
+        Source::Dpop
+    } else {
         return Ok(None);
-    }
+    };
     let token = &rest[rest.iter().take_while(|&&b| b == b' ').count()..];
     if token.is_empty() {
         return Err(invalid_request("The bearer token is empty"));
     }
     let token =
         std::str::from_utf8(token).map_err(|_| invalid_request("The access token is malformed"))?;
-    if defer {
+    if defer && source == Source::Header {
         check_len(token, max_len)?;
-        return Ok(Some(token));
+        return Ok(Some((token, source)));
+    }
+    checked(token, max_len).map(|token| Some((token, source)))
+}
+
+/// The token of a custom header (`X-API-Key: <token>`): exactly one value, the whole value.
+fn from_custom<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+    max_len: usize,
+) -> Result<Option<&'a str>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    // Two values (two headers, which a proxy may also fold into one list) are ambiguous.
+    if values.next().is_some() {
+        return Err(invalid_request("More than one token header"));
+    }
+    if value.len() > max_len {
+        return Err(invalid_request("The access token is too long"));
+    }
+    let token = value
+        .to_str()
+        .map_err(|_| invalid_request("The access token is malformed"))?;
+    if token.is_empty() {
+        return Err(invalid_request("The token header is empty"));
     }
     checked(token, max_len).map(Some)
 }
@@ -179,7 +225,7 @@ pub(crate) fn extract<'a>(
     config: &'a ExtractConfig,
     defer_grammar: bool,
 ) -> Result<Option<Found<'a>>, Rejection> {
-    let defer = defer_grammar && config.cookie.is_none() && config.query.is_none();
+    let defer = defer_grammar && config.header_only();
     let mut found: Option<Found<'a>> = None;
     let mut offer = |token: Cow<'a, str>, source| {
         if found.is_some() {
@@ -192,8 +238,13 @@ pub(crate) fn extract<'a>(
         });
         Ok(())
     };
-    if let Some(token) = from_header(headers, config.max_len, defer)? {
-        offer(Cow::Borrowed(token), Source::Header)?;
+    if let Some((token, source)) = from_header(headers, config.max_len, defer, config.dpop)? {
+        offer(Cow::Borrowed(token), source)?;
+    }
+    if let Some(name) = &config.header
+        && let Some(token) = from_custom(headers, name, config.max_len)?
+    {
+        offer(Cow::Borrowed(token), Source::Custom)?;
     }
     if let Some(name) = &config.cookie
         && let Some(token) = from_cookie(headers, name, config.max_len)?

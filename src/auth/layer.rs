@@ -10,9 +10,9 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::extract::{ExtractConfig, Source, check_grammar, extract};
+use super::extract::{ExtractConfig, Found, Source, check_grammar, extract};
 use super::metadata::{BearerMethod, ProtectedResourceMetadata, ProtectedResourceMetadataLayer};
-use super::{AuthError, Authenticate, Token};
+use super::{AuthError, Authenticate, Token, TokenSource};
 use crate::gate::{Gate, GateFuture, forward, response_future, take_ready};
 use crate::http::names;
 use crate::http::protocol::is_preflight;
@@ -34,6 +34,8 @@ struct Config {
     extract: ExtractConfig,
     /// RFC 9728 §5.1: the metadata URL every challenge names, this layer's and those behind.
     resource_metadata: Option<Arc<str>>,
+    #[cfg(feature = "dpop")]
+    dpop: Option<crate::dpop::DpopConfig>,
 }
 
 /// Authenticates every request's bearer token; see the [module docs](crate::auth).
@@ -118,8 +120,12 @@ impl<A: Authenticate> BearerAuthLayer<A> {
                     max_len: DEFAULT_MAX_TOKEN_LEN,
                     cookie: None,
                     query: None,
+                    header: None,
+                    dpop: false,
                 },
                 resource_metadata: None,
+                #[cfg(feature = "dpop")]
+                dpop: None,
             }),
         }
     }
@@ -223,6 +229,54 @@ impl<A: Authenticate, E> BearerAuthLayer<A, E> {
         Ok((self, metadata.layer()))
     }
 
+    /// Also accepts the token as the whole value of the header `name`, e.g. `X-API-Key`
+    /// (Kong's and Mastra's API-key header; off by default). Exactly one such header is
+    /// allowed, with the same length limit and `b64token` grammar as a bearer token; a token
+    /// here *and* in another place is 400 `invalid_request`. The header is marked sensitive
+    /// before the request is passed on. Authenticators see it as [`TokenSource::Header`].
+    /// `LogLayer` redacts `x-api-key` by default; add any other name to its redacted headers,
+    /// since it may read the request before this layer marks the header.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidHeaderName`] when `name` is not a header name;
+    /// [`ConfigError::InvalidValue`] for `Authorization`, `Cookie`, `DPoP` or `Host`, which
+    /// mean something else.
+    pub fn token_from_header(mut self, name: &str) -> Result<Self, ConfigError> {
+        let name = names::header_name(name)?;
+        if [header::AUTHORIZATION, header::COOKIE, header::HOST].contains(&name) || name == "dpop" {
+            return Err(ConfigError::InvalidValue {
+                setting: "token header",
+                reason: "use a header of its own, such as x-api-key".into(),
+            });
+        }
+        self.config_mut().extract.header = Some(name);
+        Ok(self)
+    }
+
+    /// Accepts DPoP-bound tokens (RFC 9449): `Authorization: DPoP <token>` with a `DPoP` proof
+    /// header, verified as [`crate::dpop`] describes; 401 challenges then also offer
+    /// `DPoP algs="..."`. The authenticator must compare the binding (`cnf.jkt`), e.g. a JWT
+    /// authenticator built with `accept_dpop()`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] when the authenticator does not check DPoP bindings
+    /// ([`Authenticate::checks_dpop_binding`]): a verified proof would prove nothing.
+    #[cfg(feature = "dpop")]
+    pub fn dpop(mut self, config: crate::dpop::DpopConfig) -> Result<Self, ConfigError> {
+        if !self.authenticator.checks_dpop_binding() {
+            return Err(ConfigError::InvalidValue {
+                setting: "DPoP",
+                reason: "the authenticator does not check DPoP bindings (accept_dpop())".into(),
+            });
+        }
+        let settings = self.config_mut();
+        settings.extract.dpop = true;
+        settings.dpop = Some(config);
+        Ok(self)
+    }
+
     /// Lets CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`)
     /// through without authentication, marked [`AuthState::Preflight`].
     ///
@@ -265,8 +319,14 @@ impl<A: Authenticate, E> BearerAuthLayer<A, E> {
     ) -> impl Future<Output = Result<Option<Authenticated<A::User>>, Rejection>> + Send + 'static
     {
         let pending = match extract(headers, None, &self.config.extract, false) {
+            // A DPoP proof names a method and URI, which a header map does not have.
+            Ok(Some(found)) if found.source == Source::Dpop => Err(Rejection::with_message(
+                RejectionKind::InvalidToken,
+                "DPoP tokens need the whole request",
+            )),
             Ok(Some(found)) => Ok(Some(
-                self.authenticator.authenticate(Token::new(&found.token)),
+                self.authenticator
+                    .authenticate(token_of(&found, &self.config.extract)),
             )),
             Ok(None) => Ok(None),
             Err(rejection) => Err(rejection),
@@ -349,6 +409,8 @@ where
         if config.bypass_preflight && is_preflight(&req) {
             return pass_unauthenticated::<S, A, ReqB>(&mut self.inner, req, AuthState::Preflight);
         }
+        #[cfg(feature = "dpop")]
+        let mut proof = None;
         let (decision, private) =
             match extract(req.headers(), req.uri().query(), &config.extract, true) {
                 Ok(Some(found)) if found.grammar_deferred => {
@@ -360,8 +422,40 @@ where
                         Err(rejection) => return refuse(&req, rejection, config),
                     }
                 }
+                #[cfg(feature = "dpop")]
+                Ok(Some(found)) if found.source == Source::Dpop => {
+                    // The scheme is only extracted with DPoP configured; never panic on it.
+                    let Some(dpop) = &config.dpop else {
+                        let rejection = Rejection::new(RejectionKind::MissingCredentials);
+                        return refuse(&req, rejection, config);
+                    };
+                    let verified = match crate::dpop::proof::verify(
+                        dpop,
+                        req.headers(),
+                        req.method(),
+                        req.uri().path(),
+                        &found.token,
+                    ) {
+                        Ok(verified) => verified,
+                        Err(err) => {
+                            let response = crate::dpop::challenge::render_proof(
+                                err,
+                                req.headers(),
+                                config.realm.as_deref(),
+                                dpop,
+                            );
+                            return ResponseFuture::new(GateFuture::done(response));
+                        }
+                    };
+                    let decision = self
+                        .authenticator
+                        .authenticate(Token::with_proof(&found.token, &verified.jkt));
+                    proof = Some(verified);
+                    (decision, false)
+                }
                 Ok(Some(found)) => (
-                    self.authenticator.authenticate(Token::new(&found.token)),
+                    self.authenticator
+                        .authenticate(token_of(&found, &config.extract)),
                     found.source == Source::Query,
                 ),
                 Ok(None) if config.optional => {
@@ -380,6 +474,8 @@ where
         let gate = AuthGate {
             config: Arc::clone(config),
             private,
+            #[cfg(feature = "dpop")]
+            proof,
             _user: PhantomData,
         };
         ResponseFuture::new(GateFuture::deciding(
@@ -401,13 +497,37 @@ where
     A: Authenticate,
     ResB: Default,
 {
-    let response = render_with(
+    let response = render_refusal(rejection, req.headers(), config);
+    ResponseFuture::new(GateFuture::done(response))
+}
+
+/// The authenticator's view of a token that came without a DPoP proof.
+fn token_of<'a>(found: &'a Found<'a>, config: &'a ExtractConfig) -> Token<'a> {
+    let source = match found.source {
+        Source::Header | Source::Dpop => TokenSource::Bearer,
+        Source::Custom => TokenSource::Header(config.header.as_ref().map_or("", |h| h.as_str())),
+        Source::Cookie => TokenSource::Cookie(config.cookie.as_deref().unwrap_or_default()),
+        Source::Query => TokenSource::Query(config.query.as_deref().unwrap_or_default()),
+    };
+    Token::with_source(&found.token, source)
+}
+
+/// Renders a refusal with this layer's challenges: `Bearer`, and `DPoP` when it is on.
+fn render_refusal<B: Default>(
+    rejection: Rejection,
+    headers: &HeaderMap,
+    config: &Config,
+) -> Response<B> {
+    #[cfg(feature = "dpop")]
+    if let Some(dpop) = &config.dpop {
+        return crate::dpop::challenge::render(rejection, headers, config.realm.as_deref(), dpop);
+    }
+    render_with(
         rejection,
-        req.headers(),
+        headers,
         config.realm.as_deref(),
         config.resource_metadata.as_deref(),
-    );
-    ResponseFuture::new(GateFuture::done(response))
+    )
 }
 
 /// Passes a request on without a user, saying why in its [`AuthState`].
@@ -437,6 +557,9 @@ response_future! {
 pub(crate) struct AuthGate<U> {
     config: Arc<Config>,
     private: bool,
+    /// The verified DPoP proof, whose `jti` is recorded once the token verified too.
+    #[cfg(feature = "dpop")]
+    proof: Option<crate::dpop::Verified>,
     _user: PhantomData<fn() -> U>,
 }
 
@@ -452,22 +575,29 @@ where
         req: &mut Request<ReqB>,
     ) -> Result<(), Rejection> {
         let user = outcome?;
-        mark_sensitive(req.headers_mut());
+        // Last, so that proofs for tokens that do not verify cannot fill the cache.
+        #[cfg(feature = "dpop")]
+        if let (Some(proof), Some(dpop)) = (&self.proof, &self.config.dpop) {
+            crate::dpop::challenge::record(dpop, proof)?;
+        }
+        mark_sensitive(req.headers_mut(), &self.config.extract);
         req.extensions_mut().insert(user);
         req.extensions_mut().insert(AuthState::verified::<U>());
         Ok(())
     }
 
     fn render<ResB: Default>(&self, rejection: Rejection, req: &Request<ReqB>) -> Response<ResB> {
-        render_with(
-            rejection,
-            req.headers(),
-            self.config.realm.as_deref(),
-            self.config.resource_metadata.as_deref(),
-        )
+        render_refusal(rejection, req.headers(), &self.config)
     }
 
     fn finish<ResB>(&self, response: &mut Response<ResB>, admitted: bool) {
+        #[cfg(feature = "dpop")]
+        if admitted
+            && self.proof.is_some()
+            && let Some(dpop) = &self.config.dpop
+        {
+            crate::dpop::challenge::fresh_nonce(dpop, response);
+        }
         if self.private {
             mark_private(response);
         } else if admitted {
@@ -478,10 +608,14 @@ where
 }
 
 /// Credentials must not show in `Debug` output or HPACK tables downstream.
-fn mark_sensitive(headers: &mut HeaderMap) {
+fn mark_sensitive(headers: &mut HeaderMap, config: &ExtractConfig) {
     // One pass over the values: `HeaderMap::entry` would hash each name and may grow the map.
     for (name, value) in headers.iter_mut() {
-        if name == header::AUTHORIZATION || name == header::COOKIE {
+        if name == header::AUTHORIZATION
+            || name == header::COOKIE
+            || config.header.as_ref() == Some(name)
+            || (config.dpop && name == "dpop")
+        {
             value.set_sensitive(true);
         }
     }

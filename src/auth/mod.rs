@@ -36,6 +36,7 @@
 //! # }
 //! ```
 
+mod composite;
 mod extract;
 mod layer;
 pub mod metadata;
@@ -45,6 +46,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 
+pub use composite::{CompositeAuth, CompositeFuture, Credential, Member, Route};
 pub use layer::{BearerAuth, BearerAuthLayer, DEFAULT_MAX_TOKEN_LEN, ResponseFuture};
 pub use metadata::{
     BearerMethod, DEFAULT_MAX_AGE, ProtectedResourceMetadata, ProtectedResourceMetadataLayer,
@@ -58,24 +60,83 @@ use crate::Authenticated;
 use crate::mastra::messages;
 use crate::reject::{Rejection, RejectionKind};
 
+/// How a credential reached the server: what a [`Token`] says about where it came from.
+///
+/// Authenticators that handle several kinds of credentials (a [`CompositeAuth`] member,
+/// an API-key table beside a JWT verifier) route on it; it is decided by the layer from the
+/// configured sources, never by a header the client chose to name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenSource<'a> {
+    /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
+    Bearer,
+    /// `Authorization: DPoP <token>` with a verified DPoP proof (RFC 9449 §7.1).
+    Dpop,
+    /// A custom header such as `x-api-key` (its lowercase name), see
+    /// [`BearerAuthLayer::token_from_header`].
+    Header(&'a str),
+    /// The configured cookie (its name).
+    Cookie(&'a str),
+    /// The configured query parameter (its name).
+    Query(&'a str),
+}
+
 /// A bearer token borrowed from the request. Its `Debug` output never shows the secret.
 #[derive(Clone, Copy)]
-pub struct Token<'a>(&'a str);
+pub struct Token<'a> {
+    secret: &'a str,
+    source: TokenSource<'a>,
+    /// The JWK thumbprint (RFC 7638) of a DPoP proof the layer verified for this token.
+    proof_jkt: Option<&'a str>,
+}
 
 impl<'a> Token<'a> {
-    /// Wraps a token string.
+    /// Wraps a token string, as if sent as `Authorization: Bearer`.
     pub fn new(token: &'a str) -> Self {
-        Self(token)
+        Self::with_source(token, TokenSource::Bearer)
+    }
+
+    /// Wraps a token string that came from `source`.
+    ///
+    /// [`TokenSource::Dpop`] made here carries no proof: a DPoP-bound token built this way is
+    /// refused, only the layer's own verification attaches one.
+    pub fn with_source(token: &'a str, source: TokenSource<'a>) -> Self {
+        Self {
+            secret: token,
+            source,
+            proof_jkt: None,
+        }
+    }
+
+    /// The token of a request whose DPoP proof verified with the key of thumbprint `jkt`.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    pub(crate) fn with_proof(token: &'a str, jkt: &'a str) -> Self {
+        Self {
+            secret: token,
+            source: TokenSource::Dpop,
+            proof_jkt: Some(jkt),
+        }
     }
 
     /// The secret token text. Do not log it.
     pub fn expose_secret(&self) -> &'a str {
-        self.0
+        self.secret
+    }
+
+    /// Where the token came from.
+    pub fn source(&self) -> TokenSource<'a> {
+        self.source
+    }
+
+    /// The RFC 7638 thumbprint of the key whose DPoP proof the layer verified for this token
+    /// (`htm`, `htu`, `iat`, `jti`, `ath`), `None` for every other token.
+    pub fn dpop_thumbprint(&self) -> Option<&'a str> {
+        self.proof_jkt
     }
 
     /// An owned copy, for authenticators whose future outlives the request.
     pub fn to_owned_token(&self) -> BearerToken {
-        BearerToken(self.0.into())
+        BearerToken(self.secret.into())
     }
 }
 
@@ -138,6 +199,16 @@ pub trait Authenticate: Clone + Send + Sync + 'static {
     ) -> Result<Self::Future, Rejection> {
         check(token.expose_secret())?;
         Ok(self.authenticate(token))
+    }
+
+    /// Whether this authenticator compares the key binding of every token it accepts with the
+    /// request's verified DPoP proof ([`Token::dpop_thumbprint`]): it accepts a DPoP-bound
+    /// token only with a proof by that key, and refuses an unbound token sent with a proof.
+    ///
+    /// [`BearerAuthLayer::dpop`] refuses an authenticator that says `false` (the default): the
+    /// proof alone proves nothing about a token its authenticator did not compare.
+    fn checks_dpop_binding(&self) -> bool {
+        false
     }
 }
 
@@ -223,6 +294,9 @@ pub enum AuthErrorKind {
     InsufficientScope,
     /// The authenticator's backend is down or too slow: 503, never a pass.
     Unavailable,
+    /// The credentials are ambiguous or malformed (e.g. more than one [`CompositeAuth`]
+    /// member claims them): 400 `invalid_request`.
+    InvalidRequest,
 }
 
 impl AuthError {
@@ -318,6 +392,9 @@ impl From<AuthError> for Rejection {
             }
             AuthErrorKind::Unavailable => {
                 Rejection::with_message(RejectionKind::Unavailable, err.message)
+            }
+            AuthErrorKind::InvalidRequest => {
+                Rejection::with_message(RejectionKind::InvalidRequest, err.message)
             }
         }
     }

@@ -204,8 +204,12 @@ where
     type Future = JwksFuture<U>;
 
     fn authenticate(&self, token: Token<'_>) -> JwksFuture<U> {
-        let Ok(future) = self.decide(token.expose_secret(), |_| Ok::<_, Infallible>(()));
+        let Ok(future) = self.decide(token, |_| Ok::<_, Infallible>(()));
         future
+    }
+
+    fn checks_dpop_binding(&self) -> bool {
+        self.inner.rules.policy.binding.checks_dpop()
     }
 
     fn authenticate_unchecked(
@@ -214,7 +218,7 @@ where
         check: fn(&str) -> Result<(), Rejection>,
     ) -> Result<JwksFuture<U>, Rejection> {
         // A hit needs no second pass over bytes that already verified once.
-        self.decide(token.expose_secret(), check)
+        self.decide(token, check)
     }
 }
 
@@ -226,13 +230,15 @@ where
     /// The cache, then `check`, then verification with the loaded keys or after a refetch.
     fn decide<E>(
         &self,
-        token: &str,
+        token: Token<'_>,
         check: impl FnOnce(&str) -> Result<(), E>,
     ) -> Result<JwksFuture<U>, E> {
+        let proof = token.dpop_thumbprint();
+        let token = token.expose_secret();
         let inner = &*self.inner;
         let digest = inner.cache.as_ref().map(|cache| cache.digest(token));
         if let Some(digest) = &digest
-            && let Some(result) = inner.cached(digest)
+            && let Some(result) = inner.cached(digest, proof)
         {
             inner.stats.outcome(&result);
             return Ok(JwksFuture::ready(result));
@@ -241,7 +247,7 @@ where
         if digest.is_some() {
             inner.stats.cache_miss();
         }
-        let index = match inner.attempt(token, digest.as_ref()) {
+        let index = match inner.attempt(token, proof, digest.as_ref()) {
             Ok(user) => {
                 let result = Ok(user);
                 inner.stats.outcome(&result);
@@ -257,10 +263,11 @@ where
         // The slow path: wait for one (shared) refetch of this issuer's keys, then decide.
         let inner = Arc::clone(&self.inner);
         let token: Box<str> = token.into();
+        let proof: Option<Box<str>> = proof.map(Into::into);
         Ok(JwksFuture::fetching(async move {
             let source = Arc::clone(&inner.issuers[index].source);
             source.refetch().await;
-            let result = inner.settle(&token, digest.as_ref());
+            let result = inner.settle(&token, proof.as_deref(), digest.as_ref());
             inner.stats.outcome(&result);
             result
         }))

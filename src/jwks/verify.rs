@@ -58,6 +58,7 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
     pub(super) fn cached(
         &self,
         digest: &TokenDigest,
+        proof: Option<&str>,
     ) -> Option<Result<Authenticated<U>, AuthError>> {
         let cache = self.cache.as_ref()?;
         let entry = cache.get(digest, self.rules.policy.now(), self.rules.policy.leeway)?;
@@ -69,11 +70,11 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
         self.stats.cache_hit();
         // A cached answer must not skip the binding verifier: it may have changed its mind
         // (a revoked key thumbprint), and it is the application's gate for `cnf` tokens.
-        if let Err(err) = issuer
-            .policy
-            .binding
-            .check(entry.source.cnf.as_ref(), Some(&*issuer.source.issuer))
-        {
+        if let Err(err) = issuer.policy.binding.check(
+            entry.source.cnf.as_ref(),
+            Some(&*issuer.source.issuer),
+            proof,
+        ) {
             cache.remove(digest);
             return Some(Err(err));
         }
@@ -83,6 +84,7 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
     pub(super) fn attempt(
         &self,
         token: &str,
+        proof: Option<&str>,
         digest: Option<&TokenDigest>,
     ) -> Result<Authenticated<U>, Failure> {
         let jws = self.rules.parse(token)?;
@@ -110,7 +112,7 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
             Err(SignatureError::NoKey) => return Err(Failure::Refetch(index, Missing::Kid)),
             Err(err) => return Err(Failure::Refused(err.into())),
         };
-        let lifetime = issuer.policy.check(&registered)?;
+        let lifetime = issuer.policy.check(&registered, proof)?;
         let user = Authenticated::new(self.rules.user(&payload)?);
         if let (Some(cache), Some(digest)) = (&self.cache, digest)
             && let Some(key) = set.keys.iter().find(|k| std::ptr::eq(&k.key, key))
@@ -130,9 +132,10 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
     pub(super) fn settle(
         &self,
         token: &str,
+        proof: Option<&str>,
         digest: Option<&TokenDigest>,
     ) -> Result<Authenticated<U>, AuthError> {
-        match self.attempt(token, digest) {
+        match self.attempt(token, proof, digest) {
             Ok(user) => Ok(user),
             Err(Failure::Refused(err)) => Err(err),
             Err(Failure::Refetch(_, Missing::KeySet)) => Err(AuthError::unavailable()),

@@ -156,8 +156,23 @@ macro_rules! claim_rule_setters {
             + Sync
             + 'static,
         ) -> Self {
-            self.rules.policy.binding =
-                $crate::jwt::Binding::accept_with(::std::sync::Arc::new(verifier));
+            self.rules
+                .policy
+                .binding
+                .accept_with(::std::sync::Arc::new(verifier));
+            self
+        }
+
+        /// Accepts DPoP-bound tokens (`cnf.jkt`, RFC 9449 §6.1) sent with the `DPoP` scheme
+        /// and a proof that [`BearerAuthLayer::dpop`](crate::BearerAuthLayer::dpop) verified,
+        /// when `cnf.jkt` equals the proof key's thumbprint (RFC 9449 §7.1). The same token
+        /// sent as `Bearer`, or with another key's proof, is refused with 401 `invalid_token`;
+        /// an unbound token sent with a proof too. `cnf` members beside `jkt` still go to the
+        /// [`accept_sender_constrained`](Self::accept_sender_constrained) verifier.
+        #[cfg(feature = "dpop")]
+        #[must_use]
+        pub fn accept_dpop(mut self) -> Self {
+            self.rules.policy.binding.accept_dpop();
             self
         }
 
@@ -381,8 +396,13 @@ impl Policy {
             .map_or(0.0, |d| d.as_secs_f64())
     }
 
-    /// Checks the registered claims and returns the token's validity window.
-    pub(crate) fn check(&self, claims: &Registered<'_>) -> Result<Lifetime, AuthError> {
+    /// Checks the registered claims and returns the token's validity window; `proof` is the
+    /// thumbprint of the request's verified DPoP proof key, if any.
+    pub(crate) fn check(
+        &self,
+        claims: &Registered<'_>,
+        proof: Option<&str>,
+    ) -> Result<Lifetime, AuthError> {
         let now = self.now();
         let Some(NumericDate(exp)) = claims.exp else {
             return Err(invalid("The token has no expiry"));
@@ -427,7 +447,7 @@ impl Policy {
         }
         // Last: a binding is only worth deciding for an otherwise valid token.
         self.binding
-            .check(claims.cnf.as_ref(), claims.iss.as_deref())?;
+            .check(claims.cnf.as_ref(), claims.iss.as_deref(), proof)?;
         Ok(Lifetime {
             exp,
             nbf: claims.nbf.map(|NumericDate(nbf)| nbf),

@@ -85,31 +85,81 @@ impl fmt::Debug for Confirmation<'_> {
     }
 }
 
-/// The binding rule of one authenticator: refuse every `cnf`, or ask the configured verifier.
+/// The fixed `error_description` of a DPoP proof presented with a token not bound to its key.
+pub(crate) const KEY_MISMATCH: &str = "The DPoP proof key does not match the token binding";
+
+/// The binding rule of one authenticator: refuse every `cnf`, ask the configured verifier,
+/// and (with DPoP on) compare `cnf.jkt` with the key of the proof the layer verified.
 #[derive(Clone, Default)]
-pub(crate) struct Binding(Option<Arc<BindingVerifier>>);
+pub(crate) struct Binding {
+    verifier: Option<Arc<BindingVerifier>>,
+    dpop: bool,
+}
 
 impl Binding {
-    pub(crate) fn accept_with(verifier: Arc<BindingVerifier>) -> Self {
-        Self(Some(verifier))
+    pub(crate) fn accept_with(&mut self, verifier: Arc<BindingVerifier>) {
+        self.verifier = Some(verifier);
+    }
+
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    pub(crate) fn accept_dpop(&mut self) {
+        self.dpop = true;
     }
 
     pub(crate) fn is_configured(&self) -> bool {
-        self.0.is_some()
+        self.verifier.is_some() || self.dpop
     }
 
-    /// Decides a verified token's `cnf` claim (`None`: the token has none).
-    pub(crate) fn check(&self, cnf: Option<&Value>, issuer: Option<&str>) -> Result<(), AuthError> {
+    /// Whether `cnf.jkt` is compared with the layer's verified DPoP proof.
+    pub(crate) fn checks_dpop(&self) -> bool {
+        self.dpop
+    }
+
+    /// Decides a verified token's `cnf` claim (`None`: the token has none); `proof` is the
+    /// thumbprint of the DPoP proof key the layer verified for this request, if any.
+    pub(crate) fn check(
+        &self,
+        cnf: Option<&Value>,
+        issuer: Option<&str>,
+        proof: Option<&str>,
+    ) -> Result<(), AuthError> {
         let Some(cnf) = cnf else {
-            return Ok(());
+            // RFC 9449 §7.1: the `DPoP` scheme is for DPoP-bound tokens; a bearer token sent
+            // with a proof is a confused or downgraded client, and the binding is not there.
+            return match proof {
+                Some(_) => Err(super::invalid(KEY_MISMATCH)),
+                None => Ok(()),
+            };
         };
         let Value::Object(members) = cnf else {
             return Err(super::invalid("The token claims are malformed"));
         };
-        match &self.0 {
+        let confirmation = Confirmation::new(members, issuer);
+        if self.dpop
+            && let Some(jkt) = confirmation.jkt()
+        {
+            // RFC 9449 §6.1 and §7.1: the proof's key must be the one the token is bound to.
+            // A DPoP-bound token sent as `Bearer` has no proof, so it is refused here.
+            let Some(proof) = proof else {
+                return Err(super::invalid(SENDER_CONSTRAINED));
+            };
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                jkt.as_bytes(),
+                proof.as_bytes(),
+            )) {
+                return Err(super::invalid(KEY_MISMATCH));
+            }
+            // Other confirmation methods beside `jkt` still need the application's verifier.
+            if confirmation.methods().count() == 1 {
+                return Ok(());
+            }
+        } else if proof.is_some() {
+            return Err(super::invalid(KEY_MISMATCH));
+        }
+        match &self.verifier {
             // RFC 9449 §6 / RFC 8705 §3: without a proof of possession the token is not usable.
             None => Err(super::invalid(SENDER_CONSTRAINED)),
-            Some(verify) => verify(&Confirmation::new(members, issuer)),
+            Some(verify) => verify(&confirmation),
         }
     }
 }

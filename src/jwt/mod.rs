@@ -79,8 +79,13 @@ pub(crate) use self::keys::{ASYMMETRIC, VerifyKey};
 pub(crate) use self::{
     claims::{Lifetime, Policy},
     jws::SignatureError,
-    keys::{JwkSetDocument, jwk_value_key},
+    keys::JwkSetDocument,
 };
+// What DPoP proof verification builds on: the JWS steps, the proof's embedded key.
+#[cfg(feature = "dpop")]
+pub(crate) use self::jws::Jws;
+#[cfg(any(feature = "jwks", feature = "dpop"))]
+pub(crate) use self::keys::jwk_value_key;
 
 /// The default clock leeway for `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -264,11 +269,15 @@ impl<C: DeserializeOwned, U> JwtAuthenticator<C, U> {
     ///
     /// An [`AuthError`] with a fixed, safe message saying what is wrong; never token content.
     pub fn verify(&self, token: &str) -> Result<U, AuthError> {
+        self.verify_bound(token, None)
+    }
+
+    fn verify_bound(&self, token: &str, proof: Option<&str>) -> Result<U, AuthError> {
         let inner = &*self.inner;
         let jws = inner.rules.parse(token)?;
         jws.verify_with(inner.provider, &inner.keys)?;
         let payload = jws.payload()?;
-        inner.rules.policy.check(&registered(&payload)?)?;
+        inner.rules.policy.check(&registered(&payload)?, proof)?;
         inner.rules.user(&payload)
     }
 }
@@ -282,6 +291,13 @@ where
     type Future = Ready<Result<Authenticated<U>, AuthError>>;
 
     fn authenticate(&self, token: Token<'_>) -> Self::Future {
-        ready(self.verify(token.expose_secret()).map(Authenticated::new))
+        ready(
+            self.verify_bound(token.expose_secret(), token.dpop_thumbprint())
+                .map(Authenticated::new),
+        )
+    }
+
+    fn checks_dpop_binding(&self) -> bool {
+        self.inner.rules.policy.binding.checks_dpop()
     }
 }

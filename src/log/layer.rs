@@ -84,6 +84,9 @@ impl LogLayer {
                     header::COOKIE,
                     header::SET_COOKIE,
                     header::PROXY_AUTHORIZATION,
+                    // `BearerAuthLayer::token_from_header`'s usual name, and DPoP proofs.
+                    HeaderName::from_static("x-api-key"),
+                    HeaderName::from_static("dpop"),
                 ],
                 server_error_level: Level::WARN,
                 client_error_level: Level::INFO,

@@ -49,6 +49,8 @@ mod render;
 mod tests;
 
 pub use json::{ErrorBody, HeadOnly, JsonBody, JsonErrorLayer, JsonErrors, JsonErrorsFuture};
+#[cfg(feature = "dpop")]
+pub(crate) use render::push_quoted_safe;
 pub(crate) use render::{
     ChallengeHint, private_unless_cached, push_json_string, render, render_request, render_with,
 };

@@ -30,7 +30,7 @@ pub(crate) fn render_internal<B: Default>(grpc: Option<HeaderValue>) -> Response
 const GRPC_MESSAGE_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
 
 /// RFC 6750 §3: `error_description` and `scope` use `%x20-21 / %x23-5B / %x5D-7E` only.
-fn push_quoted_safe(out: &mut String, value: &str) {
+pub(crate) fn push_quoted_safe(out: &mut String, value: &str) {
     out.push('"');
     out.extend(
         value
