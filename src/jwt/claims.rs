@@ -346,7 +346,7 @@ fn claims<C: DeserializeOwned>(payload: &[u8]) -> Result<C, AuthError> {
 }
 
 /// The validity window of a verified token, for caches that must recheck it.
-// Only the JWKS token cache reads it; the static authenticator has no cache.
+// Only the JWKS and introspection caches read it; the static authenticator has no cache.
 #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
 #[derive(Clone, Copy)]
 pub(crate) struct Lifetime {
@@ -383,9 +383,21 @@ impl Policy {
 
     /// Checks the registered claims and returns the token's validity window.
     pub(crate) fn check(&self, claims: &Registered<'_>) -> Result<Lifetime, AuthError> {
+        self.check_with(claims, true)
+    }
+
+    /// Checks the registered claims; without `exp_required`, a missing `exp` means "no expiry
+    /// stated" (an introspection answer, RFC 7662 §2.2) and the window's `exp` is infinite.
+    pub(crate) fn check_with(
+        &self,
+        claims: &Registered<'_>,
+        exp_required: bool,
+    ) -> Result<Lifetime, AuthError> {
         let now = self.now();
-        let Some(NumericDate(exp)) = claims.exp else {
-            return Err(invalid("The token has no expiry"));
+        let exp = match claims.exp {
+            Some(NumericDate(exp)) => exp,
+            None if exp_required => return Err(invalid("The token has no expiry")),
+            None => f64::INFINITY,
         };
         if now >= exp + self.leeway {
             return Err(invalid("The token has expired"));

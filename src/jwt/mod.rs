@@ -63,7 +63,7 @@ mod confirmation;
 pub(crate) mod ecdsa;
 mod jws;
 mod keys;
-mod strict_json;
+pub(crate) mod strict_json;
 #[cfg(test)]
 mod tests;
 
@@ -77,7 +77,7 @@ pub(crate) use self::keys::{ASYMMETRIC, VerifyKey};
 // refetch decisions and the token cache's validity window.
 #[cfg(feature = "jwks")]
 pub(crate) use self::{
-    claims::{Lifetime, Policy},
+    claims::{Lifetime, Policy, Registered},
     jws::SignatureError,
     keys::{JwkSetDocument, jwk_value_key},
 };
