@@ -56,7 +56,11 @@ impl ClientAuth {
     /// so an id or secret holding `:`, `%`, `+`, spaces or non-ASCII text arrives intact.
     pub fn basic(client_id: impl Into<String>, secret: impl AsRef<str>) -> Self {
         let client_id = client_id.into();
-        let joined = format!("{}:{}", form_encode(&client_id), form_encode(secret.as_ref()));
+        let joined = format!(
+            "{}:{}",
+            form_encode(&client_id),
+            form_encode(secret.as_ref())
+        );
         // Base64 output is always a valid header value.
         let header = sensitive(format!("Basic {}", STANDARD.encode(joined)))
             .unwrap_or_else(|| HeaderValue::from_static(""));

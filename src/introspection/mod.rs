@@ -293,7 +293,8 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
     fn accept(&self, body: &[u8], digest: TokenDigest) -> Outcome<U> {
         // Not a JSON object at all (an HTML error page, truncated JSON): the endpoint is
         // broken, which says nothing about the token.
-        if !strict_json::is_strict_object(body) || serde_json::from_slice::<IgnoredAny>(body).is_err()
+        if !strict_json::is_strict_object(body)
+            || serde_json::from_slice::<IgnoredAny>(body).is_err()
         {
             return Err(self.unavailable("the answer is not a JSON object"));
         }
@@ -304,17 +305,15 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
             return Err(invalid("The token is not active"));
         }
         let mut claims: Registered<'_> = registered(body)?;
-        let lifetime = self
-            .rules
-            .policy
-            .check_with(&claims, self.exp_required)?;
+        let lifetime = self.rules.policy.check_with(&claims, self.exp_required)?;
         let user = Authenticated::new(self.rules.user(body)?);
         let now = self.rules.policy.now();
         let source = Cached {
             cnf: claims.cnf.take(),
             iss: claims.iss.as_deref().map(Into::into),
         };
-        self.cache.insert(digest, user.clone(), lifetime, now, source);
+        self.cache
+            .insert(digest, user.clone(), lifetime, now, source);
         Ok(user)
     }
 }
