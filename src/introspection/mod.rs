@@ -53,7 +53,11 @@
 //! [`timeout`]: IntrospectionAuthenticatorBuilder::timeout
 //! [`max_response_bytes`]: IntrospectionAuthenticatorBuilder::max_response_bytes
 //!
-//! ```
+//! With feature `test-util`, [`MockIssuer`](crate::jwks::mock::MockIssuer) serves an
+//! introspection endpoint on loopback:
+//!
+#![cfg_attr(feature = "test-util", doc = "```")]
+#![cfg_attr(not(feature = "test-util"), doc = "```ignore")]
 //! use http::{Request, Response, StatusCode, header};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_scope::BearerAuthLayer;

@@ -77,10 +77,14 @@ pub(crate) use self::keys::{ASYMMETRIC, VerifyKey};
 // refetch decisions and the token cache's validity window.
 #[cfg(feature = "jwks")]
 pub(crate) use self::{
-    claims::{Lifetime, Policy, Registered},
+    claims::{Lifetime, Policy},
     jws::SignatureError,
     keys::{JwkSetDocument, jwk_value_key},
 };
+
+// The introspection authenticator checks an answer's registered claims with the same rules.
+#[cfg(feature = "introspection")]
+pub(crate) use self::claims::Registered;
 
 /// The default clock leeway for `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
