@@ -103,6 +103,21 @@ async fn rfc7662_2_1_client_secret_post_sends_the_credentials_in_the_form() {
 }
 
 #[tokio::test]
+async fn rfc7662_2_1_the_token_is_form_encoded_so_every_b64token_character_arrives() {
+    // `+` unencoded would arrive as a space, `=` and `/` could split or bend the form: the
+    // endpoint would then introspect another token than the one the client sent.
+    let idp = MockIssuer::start().await.unwrap();
+    let token = "a+b/c=d~e-f.g_h==";
+    idp.register_introspection(token, active(&idp));
+    idp.register_introspection(
+        "a b/c=d~e-f.g_h==",
+        json!({"active": true, "sub": "mallory"}),
+    );
+    let auth = builder(&idp).build().await.unwrap();
+    assert_eq!(auth_of(&auth, token).await.unwrap()["sub"], "alice");
+}
+
+#[tokio::test]
 async fn rfc7662_2_1_refused_client_credentials_are_503_never_blamed_on_the_token() {
     let idp = MockIssuer::start().await.unwrap();
     idp.register_introspection("tok-a", active(&idp));
@@ -254,6 +269,47 @@ async fn rfc7662_2_2_exp_is_optional_unless_required() {
         kind(auth_of(&strict, "no-exp").await),
         AuthErrorKind::InvalidToken
     );
+}
+
+#[tokio::test]
+async fn rfc7662_2_2_token_type_can_be_required_so_other_tokens_do_not_pass() {
+    // An authorization server may answer `active: true` for a refresh token sent as a bearer
+    // token (`token_type_hint` is only a hint, RFC 7662 §2.1).
+    let idp = MockIssuer::start().await.unwrap();
+    idp.register_introspection("access", active(&idp)); // token_type: Bearer
+    let mut lower = active(&idp);
+    lower["token_type"] = json!("bearer");
+    idp.register_introspection("lower", lower);
+    let mut refresh = active(&idp);
+    refresh["token_type"] = json!("refresh_token");
+    idp.register_introspection("refresh", refresh);
+    let mut untyped = active(&idp);
+    untyped.as_object_mut().unwrap().remove("token_type");
+    idp.register_introspection("untyped", untyped);
+    let mut numeric = active(&idp);
+    numeric["token_type"] = json!(1);
+    idp.register_introspection("numeric", numeric);
+
+    let strict = builder(&idp)
+        .require_token_type("Bearer")
+        .build()
+        .await
+        .unwrap();
+    assert!(auth_of(&strict, "access").await.is_ok());
+    assert!(
+        auth_of(&strict, "lower").await.is_ok(),
+        "token types are case-insensitive"
+    );
+    for token in ["refresh", "untyped", "numeric"] {
+        assert_eq!(
+            kind(auth_of(&strict, token).await),
+            AuthErrorKind::InvalidToken,
+            "{token}"
+        );
+    }
+    let lenient = builder(&idp).build().await.unwrap();
+    assert!(auth_of(&lenient, "refresh").await.is_ok());
+    assert!(auth_of(&lenient, "untyped").await.is_ok());
 }
 
 #[tokio::test]
@@ -624,6 +680,7 @@ async fn bad_configurations_are_config_errors_at_build() {
         ok().cache_capacity(0),
         ok().audience(""),
         ok().issuer(""),
+        ok().require_token_type(""),
         ok().endpoint(Endpoint::discover("http://as.example.com")),
     ];
     for builder in cases {

@@ -73,6 +73,7 @@ struct Settings {
     cache_capacity: usize,
     cache_max_ttl: Duration,
     exp_required: bool,
+    token_type: Option<String>,
 }
 
 impl Default for Settings {
@@ -86,6 +87,7 @@ impl Default for Settings {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             cache_max_ttl: DEFAULT_CACHE_MAX_TTL,
             exp_required: false,
+            token_type: None,
         }
     }
 }
@@ -143,6 +145,16 @@ impl<C: DeserializeOwned, U> IntrospectionAuthenticatorBuilder<C, U> {
     #[must_use]
     pub fn require_exp(mut self) -> Self {
         self.settings.exp_required = true;
+        self
+    }
+
+    /// Requires the answer's `token_type` to be `token_type` (compared case-insensitively,
+    /// e.g. `Bearer`): an authorization server may answer `active: true` for a refresh token
+    /// sent as a bearer token (`token_type_hint` is only a hint, RFC 7662 §2.1). Without this,
+    /// `token_type` is not checked.
+    #[must_use]
+    pub fn require_token_type(mut self, token_type: impl Into<String>) -> Self {
+        self.settings.token_type = Some(token_type.into());
         self
     }
 
@@ -270,6 +282,9 @@ impl<C: DeserializeOwned, U> IntrospectionAuthenticatorBuilder<C, U> {
         if self.settings.cache_capacity == 0 {
             return bad("cache capacity", "must be positive");
         }
+        if self.settings.token_type.as_deref() == Some("") {
+            return bad("token type", "must not be empty");
+        }
         self.rules.policy.validate()
     }
 
@@ -299,6 +314,7 @@ impl<C: DeserializeOwned, U> IntrospectionAuthenticatorBuilder<C, U> {
             cache_capacity,
             cache_max_ttl,
             exp_required,
+            token_type,
         } = self.settings;
         // `check` refused both `None`s already; this only spares an `unwrap`.
         let (Some(Endpoint(endpoint)), Some(client)) = (endpoint, client) else {
@@ -321,6 +337,7 @@ impl<C: DeserializeOwned, U> IntrospectionAuthenticatorBuilder<C, U> {
                 http,
                 rules: self.rules,
                 exp_required,
+                token_type: token_type.map(String::into_boxed_str),
                 cache,
                 flights: Mutex::new(HashMap::new()),
                 runtime,

@@ -15,7 +15,9 @@
 //! - **The answer** (RFC 7662 §2.2): `active` must be the JSON boolean `true` — `false`, missing,
 //!   `"true"`, `1` or a duplicated `active` are 401 `invalid_token`. Then the crate's claim
 //!   rules: `exp` (optional in RFC 7662, required with [`require_exp`]) and `nbf`/`iat` with
-//!   leeway, `iss` against [`issuer`], `aud` (string or array) against [`audience`]. The whole
+//!   leeway, `iss` against [`issuer`], `aud` (string or array) against [`audience`],
+//!   `token_type` against [`require_token_type`] (so a refresh token the server also answers
+//!   `active` for is not taken as an access token). The whole
 //!   answer is then deserialized into your claims type `C`, so
 //!   [`ClaimGrants`](crate::authz::ClaimGrants) reads the introspected `scope` as it reads a
 //!   JWT's.
@@ -48,6 +50,7 @@
 //! [`require_exp`]: IntrospectionAuthenticatorBuilder::require_exp
 //! [`issuer`]: IntrospectionAuthenticatorBuilder::issuer
 //! [`audience`]: IntrospectionAuthenticatorBuilder::audience
+//! [`require_token_type`]: IntrospectionAuthenticatorBuilder::require_token_type
 //! [`accept_sender_constrained`]: IntrospectionAuthenticatorBuilder::accept_sender_constrained
 //! [`cache_max_ttl`]: IntrospectionAuthenticatorBuilder::cache_max_ttl
 //! [`timeout`]: IntrospectionAuthenticatorBuilder::timeout
@@ -155,6 +158,7 @@ pub(crate) struct Inner<C, U> {
     http: Http,
     rules: ClaimRules<C, U>,
     exp_required: bool,
+    token_type: Option<Box<str>>,
     cache: TokenCache<U, Cached>,
     flights: Mutex<HashMap<TokenDigest, Flight<U>>>,
     runtime: Handle,
@@ -302,11 +306,17 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
         {
             return Err(self.unavailable("the answer is not a JSON object"));
         }
-        let Ok(TopLevel { active }) = serde_json::from_slice::<TopLevel>(body) else {
+        let Ok(TopLevel { active, token_type }) = serde_json::from_slice::<TopLevel>(body) else {
             return Err(invalid("The introspection answer is malformed"));
         };
         if !active {
             return Err(invalid("The token is not active"));
+        }
+        // Token types are case-insensitive (RFC 6749 §7.1): `Bearer` and `bearer` are one.
+        if let Some(required) = &self.token_type
+            && !token_type.is_some_and(|t| t.eq_ignore_ascii_case(required))
+        {
+            return Err(invalid("The token type is not accepted"));
         }
         let mut claims: Registered<'_> = registered(body)?;
         let lifetime = self.rules.policy.check_with(&claims, self.exp_required)?;
@@ -332,9 +342,11 @@ fn is_client_error(body: &[u8]) -> bool {
         .is_ok_and(|a| matches!(&*a.error, "invalid_client" | "unauthorized_client"))
 }
 
-/// The top level of an answer: every member name once, and whether `active` is `true`.
+/// The top level of an answer: every member name once, whether `active` is `true`, and the
+/// `token_type` when it is a string.
 struct TopLevel {
     active: bool,
+    token_type: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for TopLevel {
@@ -350,10 +362,16 @@ impl<'de> Deserialize<'de> for TopLevel {
                 // different values: refuse it (serde_json keeps the last one silently).
                 let mut seen = std::collections::HashSet::new();
                 let mut active = false;
+                let mut token_type = None;
                 while let Some(name) = map.next_key::<String>()? {
                     if name == "active" {
                         // RFC 7662 §2.2: a boolean; `"true"` or `1` is not one.
                         active = matches!(map.next_value()?, serde_json::Value::Bool(true));
+                    } else if name == "token_type" {
+                        token_type = match map.next_value()? {
+                            serde_json::Value::String(t) => Some(t),
+                            _ => None,
+                        };
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -361,7 +379,7 @@ impl<'de> Deserialize<'de> for TopLevel {
                         return Err(de::Error::custom("duplicate member"));
                     }
                 }
-                Ok(TopLevel { active })
+                Ok(TopLevel { active, token_type })
             }
         }
         d.deserialize_map(V)
