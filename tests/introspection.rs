@@ -567,6 +567,71 @@ async fn an_endpoint_that_is_down_slow_or_failing_is_503_never_a_pass() {
     );
 }
 
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn failures_are_logged_without_the_token_or_the_secret() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    // The current-thread test runtime runs the spawned introspection call on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let idp = MockIssuer::start().await.unwrap();
+    idp.register_introspection("sekrit-token-123", active(&idp));
+    for client in [
+        ClientAuth::basic("resource-server", "hunter2-basic"),
+        ClientAuth::post("resource-server", "hunter2-post"),
+    ] {
+        let auth = builder(&idp).client_auth(client).build().await.unwrap();
+        assert_eq!(
+            kind(auth_of(&auth, "sekrit-token-123").await),
+            AuthErrorKind::Unavailable
+        );
+    }
+    idp.set_introspection_status(Some(502));
+    let auth = builder(&idp).build().await.unwrap();
+    assert_eq!(
+        kind(auth_of(&auth, "sekrit-token-123").await),
+        AuthErrorKind::Unavailable
+    );
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("token introspection failed"), "{text}");
+    assert!(text.contains("client credentials"), "{text}");
+    assert!(text.contains("502"), "{text}");
+    // The Basic header as sent (id and secret form-encoded, then base64).
+    let basic_header = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("resource-server:hunter2-basic")
+    };
+    for secret in [
+        "sekrit-token",
+        "hunter2",
+        &basic_header,
+        MockIssuer::INTROSPECTION_CLIENT.1,
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked into the logs:\n{text}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_400_means_the_token_was_refused_unless_it_names_the_client() {
     let idp = MockIssuer::start().await.unwrap();
@@ -578,8 +643,8 @@ async fn a_400_means_the_token_was_refused_unless_it_names_the_client() {
         AuthErrorKind::InvalidToken
     );
     idp.set_introspection_status(None);
-    // Both client authentication methods at once: the mock answers 400 invalid_request.
-    // (Not reachable through ClientAuth, which sends exactly one.)
+    idp.register_introspection("tok-a", active(&idp));
+    assert!(auth_of(&auth, "tok-a").await.is_ok());
 }
 
 #[tokio::test]
