@@ -499,6 +499,36 @@ async fn concurrent_first_requests_for_one_token_cause_one_post() {
     assert_eq!(idp.introspection_requests(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_tokens_past_the_call_limit_get_503_and_cached_ones_keep_working() {
+    let idp = MockIssuer::start().await.unwrap();
+    for token in ["t1", "t2", "t3", "cached"] {
+        idp.register_introspection(token, active(&idp));
+    }
+    let auth = builder(&idp).max_concurrent_calls(2).build().await.unwrap();
+    assert!(auth_of(&auth, "cached").await.is_ok());
+    idp.set_introspection_delay(Duration::from_millis(1000));
+    let first: Vec<_> = ["t1", "t2"]
+        .into_iter()
+        .map(|token| {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth_of(&auth, token).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Two calls in flight: a third distinct token fails closed at once, without a call...
+    assert_eq!(kind(auth_of(&auth, "t3").await), AuthErrorKind::Unavailable);
+    // ...while a token waiting on a call in flight joins it, and a cached one needs none.
+    assert!(auth_of(&auth, "t1").await.is_ok());
+    assert!(auth_of(&auth, "cached").await.is_ok());
+    for call in first {
+        assert!(call.await.unwrap().is_ok());
+    }
+    assert_eq!(idp.introspection_requests(), 3);
+    // The permits are back.
+    assert!(auth_of(&auth, "t3").await.is_ok());
+}
+
 #[tokio::test]
 async fn a_cancelled_first_request_still_completes_the_call() {
     let idp = MockIssuer::start().await.unwrap();
@@ -590,8 +620,10 @@ async fn failures_are_logged_without_the_token_or_the_secret() {
         .with_ansi(false)
         .with_max_level(tracing::Level::TRACE)
         .finish();
-    // The current-thread test runtime runs the spawned introspection call on this thread.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global, not thread-local: a thread-local default loses events when other tests' threads
+    // register the same callsites first (tracing's interest cache). Other tests of this binary
+    // log here too, which only widens what the leak check below covers.
+    tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
     let idp = MockIssuer::start().await.unwrap();
     idp.register_introspection("sekrit-token-123", active(&idp));
     for client in [
@@ -746,6 +778,7 @@ async fn bad_configurations_are_config_errors_at_build() {
         ok().audience(""),
         ok().issuer(""),
         ok().require_token_type(""),
+        ok().max_concurrent_calls(0),
         ok().endpoint(Endpoint::discover("http://as.example.com")),
     ];
     for builder in cases {

@@ -11,10 +11,12 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
 
 use super::{
     ClientAuth, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_MAX_TTL, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Inner, IntrospectionAuthenticator,
+    DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Inner,
+    IntrospectionAuthenticator,
 };
 use crate::jwks::cache::TokenCache;
 use crate::jwks::fetch::{FetchError, Http, checked_url, key_url};
@@ -74,6 +76,7 @@ struct Settings {
     cache_max_ttl: Duration,
     exp_required: bool,
     token_type: Option<String>,
+    max_calls: usize,
 }
 
 impl Default for Settings {
@@ -88,6 +91,7 @@ impl Default for Settings {
             cache_max_ttl: DEFAULT_CACHE_MAX_TTL,
             exp_required: false,
             token_type: None,
+            max_calls: DEFAULT_MAX_CONCURRENT_CALLS,
         }
     }
 }
@@ -234,6 +238,14 @@ impl<C: DeserializeOwned, U> IntrospectionAuthenticatorBuilder<C, U> {
         self
     }
 
+    /// Sets how many introspection calls (for distinct tokens) may run at once (default 256);
+    /// a request whose token needs one more gets 503 until one finishes.
+    #[must_use]
+    pub fn max_concurrent_calls(mut self, calls: usize) -> Self {
+        self.settings.max_calls = calls;
+        self
+    }
+
     /// Sets how many active answers are cached (default 10 000).
     #[must_use]
     pub fn cache_capacity(mut self, capacity: usize) -> Self {
@@ -282,6 +294,9 @@ impl<C: DeserializeOwned, U> IntrospectionAuthenticatorBuilder<C, U> {
         if self.settings.cache_capacity == 0 {
             return bad("cache capacity", "must be positive");
         }
+        if self.settings.max_calls == 0 || self.settings.max_calls > Semaphore::MAX_PERMITS {
+            return bad("max concurrent calls", "must be positive");
+        }
         if self.settings.token_type.as_deref() == Some("") {
             return bad("token type", "must not be empty");
         }
@@ -315,6 +330,7 @@ impl<C: DeserializeOwned, U> IntrospectionAuthenticatorBuilder<C, U> {
             cache_max_ttl,
             exp_required,
             token_type,
+            max_calls,
         } = self.settings;
         // `check` refused both `None`s already; this only spares an `unwrap`.
         let (Some(Endpoint(endpoint)), Some(client)) = (endpoint, client) else {
@@ -340,6 +356,7 @@ impl<C: DeserializeOwned, U> IntrospectionAuthenticatorBuilder<C, U> {
                 token_type: token_type.map(String::into_boxed_str),
                 cache,
                 flights: Mutex::new(HashMap::new()),
+                calls: Arc::new(Semaphore::new(max_calls)),
                 runtime,
             }),
         })

@@ -43,7 +43,7 @@ where
         } else if let Some(result) = inner.cached(&digest) {
             // A call finished between our cache miss and taking the lock.
             Err(result)
-        } else {
+        } else if let Ok(permit) = Arc::clone(&inner.calls).try_acquire_owned() {
             let (done, waiting) = watch::channel(None);
             flights.insert(digest, Flight(waiting.clone()));
             let task = Arc::clone(inner);
@@ -51,6 +51,7 @@ where
             // Spawned: the call completes and lands in the cache even if every request
             // waiting for it is cancelled.
             inner.runtime.spawn(async move {
+                let _permit = permit;
                 let _landing = Landing {
                     inner: &task,
                     digest,
@@ -60,6 +61,12 @@ where
                 let _ = done.send(Some(outcome));
             });
             Ok(waiting)
+        } else {
+            // A flood of distinct tokens must not become a flood of calls to the
+            // authorization server: past the limit, fail closed.
+            Err(Err(
+                inner.unavailable("too many introspection calls in flight")
+            ))
         }
     };
     async move {

@@ -35,8 +35,10 @@
 //!   avoids). `exp`/`nbf` and `cnf` are checked again on every hit.
 //! - **Inactive answers are not cached**: a token that was not active yet (or a transient
 //!   refusal) must not be remembered as bad, and random tokens must not evict good entries.
-//!   Concurrent requests with the same token still share one call (below); rate-limit
-//!   unauthenticated traffic in front of this layer if floods of random tokens are a concern.
+//!   Concurrent requests with the same token still share one call (below), and at most
+//!   [`max_concurrent_calls`] calls (default 256) run at once: past that, a request whose token
+//!   needs a new call gets 503, so a flood of random tokens cannot become a flood of calls to
+//!   the authorization server (cached tokens keep working).
 //! - **One request in flight per token.** Concurrent first requests for the same token wait for
 //!   one POST; the call runs in a spawned task, so it completes (and is cached) even if every
 //!   waiting request is cancelled.
@@ -54,6 +56,7 @@
 //! [`accept_sender_constrained`]: IntrospectionAuthenticatorBuilder::accept_sender_constrained
 //! [`cache_max_ttl`]: IntrospectionAuthenticatorBuilder::cache_max_ttl
 //! [`timeout`]: IntrospectionAuthenticatorBuilder::timeout
+//! [`max_concurrent_calls`]: IntrospectionAuthenticatorBuilder::max_concurrent_calls
 //! [`max_response_bytes`]: IntrospectionAuthenticatorBuilder::max_response_bytes
 //!
 //! With feature `test-util`, [`MockIssuer`](crate::jwks::mock::MockIssuer) serves an
@@ -108,6 +111,7 @@ use reqwest::Url;
 use serde::de::{self, DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
 
 pub use self::builder::{Endpoint, IntrospectionAuthenticatorBuilder};
 pub use self::client::ClientAuth;
@@ -129,6 +133,8 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The default total timeout of an introspection call (and of discovery at `build()`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default number of introspection calls (distinct tokens) in flight at once.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 256;
 /// The default cap on an introspection (or metadata) response body.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
@@ -161,6 +167,8 @@ pub(crate) struct Inner<C, U> {
     token_type: Option<Box<str>>,
     cache: TokenCache<U, Cached>,
     flights: Mutex<HashMap<TokenDigest, Flight<U>>>,
+    /// Bounds the calls in flight (distinct tokens) at once.
+    calls: Arc<Semaphore>,
     runtime: Handle,
 }
 
