@@ -76,6 +76,15 @@ pub enum ConfigError {
     },
     /// The operating system's random number generator failed (a secret key could not be drawn).
     NoRandomness,
+    /// An authorization server's metadata (RFC 8414, OIDC discovery) could not be read or
+    /// does not name what was needed, when the authenticator was built.
+    Discovery {
+        /// The configured issuer.
+        issuer: String,
+        /// What failed (timeout, HTTP status, issuer mismatch, a missing endpoint...), never a
+        /// response body.
+        reason: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -122,6 +131,9 @@ impl fmt::Display for ConfigError {
                 "credentials with `{origin}` let every website under that top-level domain read responses made with the user's cookies or token: wildcard a domain you control (`https://*.example.com`), or list the origins"
             ),
             Self::NoRandomness => f.write_str("the operating system's random number generator failed"),
+            Self::Discovery { issuer, reason } => {
+                write!(f, "could not discover the metadata of authorization server {issuer:?}: {reason}")
+            }
         }
     }
 }

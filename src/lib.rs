@@ -139,6 +139,8 @@ mod gate;
 #[cfg(feature = "guard")]
 pub mod guard;
 mod http;
+#[cfg(feature = "introspection")]
+pub mod introspection;
 #[cfg(feature = "jwks")]
 pub mod jwks;
 #[cfg(feature = "jwt")]

@@ -39,14 +39,15 @@ impl DigestKey {
     }
 }
 
-pub(crate) struct Entry<U> {
+pub(crate) struct Entry<U, S = Source> {
     pub(crate) user: Authenticated<U>,
     expires: f64,
     nbf: Option<f64>,
-    pub(crate) source: Source,
+    pub(crate) source: S,
 }
 
-/// What a cached token was verified with, for the checks every hit repeats.
+/// What a cached JWT was verified with, for the checks every hit repeats (the
+/// introspection cache keeps its own kind of source).
 pub(crate) struct Source {
     /// The index of the issuer whose key verified it.
     pub(crate) issuer: usize,
@@ -92,13 +93,13 @@ impl Hasher for DigestHasher {
     }
 }
 
-pub(crate) struct TokenCache<U> {
-    entries: Cache<TokenDigest, Arc<Entry<U>>, UnitWeighter, DigestHash>,
+pub(crate) struct TokenCache<U, S = Source> {
+    entries: Cache<TokenDigest, Arc<Entry<U, S>>, UnitWeighter, DigestHash>,
     key: DigestKey,
     max_ttl: f64,
 }
 
-impl<U> TokenCache<U> {
+impl<U, S> TokenCache<U, S> {
     /// A cache with a fresh random digest key; fails only when the OS has no randomness.
     pub(crate) fn new(capacity: usize, max_ttl: f64) -> Result<Self, getrandom::Error> {
         Ok(Self {
@@ -122,7 +123,12 @@ impl<U> TokenCache<U> {
     }
 
     /// A live entry: not past its expiry, `nbf` reached (within `leeway`).
-    pub(crate) fn get(&self, digest: &TokenDigest, now: f64, leeway: f64) -> Option<Arc<Entry<U>>> {
+    pub(crate) fn get(
+        &self,
+        digest: &TokenDigest,
+        now: f64,
+        leeway: f64,
+    ) -> Option<Arc<Entry<U, S>>> {
         let entry = self.entries.get(digest)?;
         if now < entry.expires && entry.nbf.is_none_or(|nbf| nbf <= now + leeway) {
             Some(entry)
@@ -142,7 +148,7 @@ impl<U> TokenCache<U> {
         user: Authenticated<U>,
         lifetime: Lifetime,
         now: f64,
-        source: Source,
+        source: S,
     ) {
         // Never past `exp` itself: the leeway is for clock skew at verification, not for reuse.
         let expires = lifetime.exp.min(now + self.max_ttl);

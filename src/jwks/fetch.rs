@@ -117,14 +117,7 @@ impl Http {
 
     /// GETs `url` and returns its body and `Cache-Control: max-age`, if any.
     pub(crate) async fn get(&self, url: &Url) -> Result<(Vec<u8>, Option<Duration>), FetchError> {
-        let classify = |e: reqwest::Error| {
-            if e.is_timeout() {
-                FetchError::Timeout
-            } else {
-                FetchError::Network
-            }
-        };
-        let mut response = self
+        let response = self
             .client
             .get(url.clone())
             .header(http::header::ACCEPT, "application/json")
@@ -134,17 +127,50 @@ impl Http {
         if !response.status().is_success() {
             return Err(FetchError::Status(response.status().as_u16()));
         }
+        let max_age = response
+            .headers()
+            .get(CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age);
+        let body = self.body(response).await?;
+        Ok((body, max_age))
+    }
+
+    /// POSTs a form body (`application/x-www-form-urlencoded`, already encoded) with an
+    /// optional `Authorization` value, and returns the status and the (capped) body whatever
+    /// the status, for endpoints whose error answers carry a JSON error code.
+    #[cfg(feature = "introspection")]
+    pub(crate) async fn post_form(
+        &self,
+        url: &Url,
+        authorization: Option<&http::HeaderValue>,
+        form: String,
+    ) -> Result<(u16, Vec<u8>), FetchError> {
+        let mut request = self
+            .client
+            .post(url.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form);
+        if let Some(value) = authorization {
+            request = request.header(http::header::AUTHORIZATION, value.clone());
+        }
+        let response = request.send().await.map_err(classify)?;
+        let status = response.status().as_u16();
+        Ok((status, self.body(response).await?))
+    }
+
+    /// Reads a body up to the size cap.
+    async fn body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
         if response
             .content_length()
             .is_some_and(|len| len > self.max_bytes as u64)
         {
             return Err(FetchError::TooLarge);
         }
-        let max_age = response
-            .headers()
-            .get(CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok())
-            .and_then(max_age);
         let mut body = Vec::new();
         // Chunked responses have no length: count as we go so a huge body is cut short.
         while let Some(chunk) = response.chunk().await.map_err(classify)? {
@@ -153,7 +179,15 @@ impl Http {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok((body, max_age))
+        Ok(body)
+    }
+}
+
+fn classify(e: reqwest::Error) -> FetchError {
+    if e.is_timeout() {
+        FetchError::Timeout
+    } else {
+        FetchError::Network
     }
 }
 

@@ -22,13 +22,13 @@ enum State<U> {
 }
 
 impl<U> JwksFuture<U> {
-    pub(super) fn ready(result: Result<Authenticated<U>, AuthError>) -> Self {
+    pub(crate) fn ready(result: Result<Authenticated<U>, AuthError>) -> Self {
         Self {
             state: State::Ready(Some(result)),
         }
     }
 
-    pub(super) fn fetching(
+    pub(crate) fn fetching(
         fetch: impl Future<Output = Result<Authenticated<U>, AuthError>> + Send + 'static,
     ) -> Self {
         Self {

@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
@@ -76,6 +77,19 @@ struct Settings {
     discovery_jwks_uri: Option<String>,
     /// When set, the JWKS holds exactly these JWKs instead of the issuer's keys.
     published: Option<Vec<Value>>,
+    introspection: Introspection,
+}
+
+/// The introspection endpoint's state (RFC 7662).
+struct Introspection {
+    /// Registered tokens and the exact answer body each gets; unknown tokens are inactive.
+    answers: HashMap<String, String>,
+    client: (String, String),
+    status: Option<u16>,
+    hanging: bool,
+    delay: Duration,
+    oauth_metadata: bool,
+    last_client_auth: Option<&'static str>,
 }
 
 struct State {
@@ -86,6 +100,7 @@ struct State {
     settings: Mutex<Settings>,
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
+    introspections: AtomicUsize,
     requests: AtomicUsize,
 }
 
@@ -207,9 +222,22 @@ impl MockIssuer {
                 discovery_issuer: None,
                 discovery_jwks_uri: None,
                 published: None,
+                introspection: Introspection {
+                    answers: HashMap::new(),
+                    client: (
+                        Self::INTROSPECTION_CLIENT.0.into(),
+                        Self::INTROSPECTION_CLIENT.1.into(),
+                    ),
+                    status: None,
+                    hanging: false,
+                    delay: Duration::ZERO,
+                    oauth_metadata: true,
+                    last_client_auth: None,
+                },
             }),
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
+            introspections: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&state)));
@@ -366,6 +394,78 @@ impl MockIssuer {
         self.settings().discovery_issuer = Some(issuer.into());
     }
 
+    /// The client id and secret the introspection endpoint accepts unless
+    /// [`set_introspection_client`](Self::set_introspection_client) changes them.
+    pub const INTROSPECTION_CLIENT: (&'static str, &'static str) =
+        ("resource-server", "mock introspection secret: tests only!");
+
+    /// The introspection endpoint (RFC 7662), `{issuer}/introspect`; also named by the
+    /// RFC 8414 and OIDC discovery documents.
+    ///
+    /// It answers POSTed forms only, requires the client credentials by `client_secret_basic`
+    /// or `client_secret_post` (exactly one, RFC 6749 §2.3.1; otherwise 401 `invalid_client`),
+    /// answers 400 `invalid_request` without exactly one `token`, and for a registered token
+    /// its registered answer, else `{"active":false}`.
+    pub fn introspection_url(&self) -> String {
+        format!("{}/introspect", self.state.issuer)
+    }
+
+    /// Answers introspection of `token` with `answer` (e.g. `{"active": true, "sub": ...}`).
+    pub fn register_introspection(&self, token: impl Into<String>, answer: Value) {
+        self.register_introspection_raw(token, answer.to_string());
+    }
+
+    /// Answers introspection of `token` with exactly this body (duplicate members, not JSON...).
+    pub fn register_introspection_raw(&self, token: impl Into<String>, body: impl Into<String>) {
+        self.settings()
+            .introspection
+            .answers
+            .insert(token.into(), body.into());
+    }
+
+    /// Forgets `token`: it is inactive from now on (a revocation at the authorization server).
+    pub fn revoke_introspection(&self, token: &str) {
+        self.settings().introspection.answers.remove(token);
+    }
+
+    /// Sets the client id and secret the introspection endpoint accepts.
+    pub fn set_introspection_client(&self, id: impl Into<String>, secret: impl Into<String>) {
+        self.settings().introspection.client = (id.into(), secret.into());
+    }
+
+    /// Makes the introspection endpoint answer every call with `status` and a JSON error body
+    /// (`Some(500)`, `Some(400)`...), or work again (`None`).
+    pub fn set_introspection_status(&self, status: Option<u16>) {
+        self.settings().introspection.status = status;
+    }
+
+    /// Makes the introspection endpoint never answer (`true`) or work again (`false`).
+    pub fn set_introspection_hanging(&self, hanging: bool) {
+        self.settings().introspection.hanging = hanging;
+    }
+
+    /// Delays every introspection answer by `delay` (to make concurrent calls overlap).
+    pub fn set_introspection_delay(&self, delay: Duration) {
+        self.settings().introspection.delay = delay;
+    }
+
+    /// Serves the RFC 8414 metadata document (`true`, the default) or answers it 404, so
+    /// discovery falls back to OIDC.
+    pub fn set_oauth_metadata(&self, served: bool) {
+        self.settings().introspection.oauth_metadata = served;
+    }
+
+    /// How many calls reached the introspection endpoint.
+    pub fn introspection_requests(&self) -> usize {
+        self.state.introspections.load(Ordering::SeqCst)
+    }
+
+    /// The client authentication method of the last accepted introspection call: `"basic"`
+    /// or `"post"`.
+    pub fn last_client_auth(&self) -> Option<&'static str> {
+        self.settings().introspection.last_client_auth
+    }
+
     /// How many times the JWKS was requested.
     pub fn jwks_fetches(&self) -> usize {
         self.state.jwks_fetches.load(Ordering::SeqCst)
@@ -391,6 +491,132 @@ impl State {
         self.settings
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        match req.uri().path() {
+            "/introspect" => {
+                self.requests.fetch_add(1, Ordering::SeqCst);
+                self.introspect(req).await
+            }
+            "/.well-known/oauth-authorization-server" => {
+                self.requests.fetch_add(1, Ordering::SeqCst);
+                self.discovery_fetches.fetch_add(1, Ordering::SeqCst);
+                if !self.settings().introspection.oauth_metadata {
+                    return status(StatusCode::NOT_FOUND);
+                }
+                self.respond_json(self.metadata())
+            }
+            path => self.respond(path).await,
+        }
+    }
+
+    /// The discovery document (RFC 8414 and OIDC share these members here).
+    fn metadata(&self) -> Value {
+        let settings = self.settings();
+        let issuer = settings
+            .discovery_issuer
+            .clone()
+            .unwrap_or_else(|| self.issuer.clone());
+        let jwks_uri = settings
+            .discovery_jwks_uri
+            .clone()
+            .unwrap_or_else(|| format!("{}/jwks.json", self.issuer));
+        json!({"issuer": issuer, "jwks_uri": jwks_uri,
+            "introspection_endpoint": format!("{}/introspect", self.issuer),
+            "introspection_endpoint_auth_methods_supported":
+                ["client_secret_basic", "client_secret_post"]})
+    }
+
+    fn respond_json(&self, body: Value) -> Response<Full<Bytes>> {
+        json_response(StatusCode::OK, body.to_string())
+    }
+
+    async fn introspect(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        use http_body_util::BodyExt as _;
+
+        self.introspections.fetch_add(1, Ordering::SeqCst);
+        let (hanging, delay, fail) = {
+            let s = self.settings();
+            (
+                s.introspection.hanging,
+                s.introspection.delay,
+                s.introspection.status,
+            )
+        };
+        if hanging {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(code) = fail {
+            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return json_response(code, json!({"error": "server_error"}).to_string());
+        }
+        if req.method() != http::Method::POST {
+            return status(StatusCode::METHOD_NOT_ALLOWED);
+        }
+        let basic = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .map(str::to_owned);
+        let Ok(body) = http_body_util::Limited::new(req.into_body(), 64 * 1024)
+            .collect()
+            .await
+        else {
+            return status(StatusCode::PAYLOAD_TOO_LARGE);
+        };
+        let form: Vec<(String, String)> = form_urlencoded::parse(&body.to_bytes())
+            .into_owned()
+            .collect();
+        let one = |name: &str| {
+            let mut values = form.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+            match (values.next(), values.next()) {
+                (Some(v), None) => Ok(Some(v.clone())),
+                (None, _) => Ok(None),
+                _ => Err(()),
+            }
+        };
+        let (Ok(token), Ok(id), Ok(secret)) =
+            (one("token"), one("client_id"), one("client_secret"))
+        else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+        };
+        let method = match (basic, id, secret) {
+            // RFC 6749 §2.3.1: one method only.
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+            }
+            (Some(basic), None, None) => decode_basic(&basic).map(|c| ("basic", c)),
+            (None, Some(id), Some(secret)) => Some(("post", (id, secret))),
+            _ => None,
+        };
+        let mut settings = self.settings();
+        let accepted = method.filter(|(_, creds)| *creds == settings.introspection.client);
+        let Some((method, _)) = accepted else {
+            drop(settings);
+            let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Basic realm=\"introspection\""),
+            );
+            return response;
+        };
+        settings.introspection.last_client_auth = Some(method);
+        let Some(token) = token else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+        };
+        let answer = settings
+            .introspection
+            .answers
+            .get(&token)
+            .cloned()
+            .unwrap_or_else(|| json!({"active": false}).to_string());
+        drop(settings);
+        json_response(StatusCode::OK, answer)
     }
 
     async fn respond(&self, path: &str) -> Response<Full<Bytes>> {
@@ -425,16 +651,8 @@ impl State {
             };
             (json!({ "keys": keys }), settings.max_age)
         } else {
-            let issuer = settings
-                .discovery_issuer
-                .clone()
-                .unwrap_or_else(|| self.issuer.clone());
-            let jwks_uri = settings
-                .discovery_jwks_uri
-                .clone()
-                .unwrap_or_else(|| format!("{}/jwks.json", self.issuer));
-            let doc = json!({"issuer": issuer, "jwks_uri": jwks_uri});
-            (doc, None)
+            drop(settings);
+            (self.metadata(), None)
         };
         let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
         response.headers_mut().insert(
@@ -448,6 +666,34 @@ impl State {
         }
         response
     }
+}
+
+/// `Basic` credentials: base64 of the form-encoded id and secret joined by `:` (RFC 6749 §2.3.1).
+fn decode_basic(value: &str) -> Option<(String, String)> {
+    use base64::engine::general_purpose::STANDARD;
+    let decoded = String::from_utf8(STANDARD.decode(value).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unform = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .ok()
+            .map(|s| s.into_owned())
+    };
+    Some((unform(id)?, unform(secret)?))
+}
+
+fn json_response(code: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn oauth_error(code: StatusCode, error: &str) -> Response<Full<Bytes>> {
+    json_response(code, json!({ "error": error }).to_string())
 }
 
 fn status(code: StatusCode) -> Response<Full<Bytes>> {
@@ -465,7 +711,7 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(state.respond(req.uri().path()).await) }
+                async move { Ok::<_, Infallible>(state.route(req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

@@ -71,8 +71,8 @@
 //! ```
 
 mod builder;
-mod cache;
-mod fetch;
+pub(crate) mod cache;
+pub(crate) mod fetch;
 mod future;
 #[cfg(feature = "test-util")]
 pub mod mock;

@@ -361,7 +361,7 @@ fn claims<C: DeserializeOwned>(payload: &[u8]) -> Result<C, AuthError> {
 }
 
 /// The validity window of a verified token, for caches that must recheck it.
-// Only the JWKS token cache reads it; the static authenticator has no cache.
+// Only the JWKS and introspection caches read it; the static authenticator has no cache.
 #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
 #[derive(Clone, Copy)]
 pub(crate) struct Lifetime {
@@ -403,9 +403,22 @@ impl Policy {
         claims: &Registered<'_>,
         proof: Option<&str>,
     ) -> Result<Lifetime, AuthError> {
+        self.check_with(claims, proof, true)
+    }
+
+    /// Checks the registered claims; without `exp_required`, a missing `exp` means "no expiry
+    /// stated" (an introspection answer, RFC 7662 §2.2) and the window's `exp` is infinite.
+    pub(crate) fn check_with(
+        &self,
+        claims: &Registered<'_>,
+        proof: Option<&str>,
+        exp_required: bool,
+    ) -> Result<Lifetime, AuthError> {
         let now = self.now();
-        let Some(NumericDate(exp)) = claims.exp else {
-            return Err(invalid("The token has no expiry"));
+        let exp = match claims.exp {
+            Some(NumericDate(exp)) => exp,
+            None if exp_required => return Err(invalid("The token has no expiry")),
+            None => f64::INFINITY,
         };
         if now >= exp + self.leeway {
             return Err(invalid("The token has expired"));

@@ -63,7 +63,7 @@ mod confirmation;
 pub(crate) mod ecdsa;
 mod jws;
 mod keys;
-mod strict_json;
+pub(crate) mod strict_json;
 #[cfg(test)]
 mod tests;
 
@@ -86,6 +86,10 @@ pub(crate) use self::{
 pub(crate) use self::jws::Jws;
 #[cfg(any(feature = "jwks", feature = "dpop"))]
 pub(crate) use self::keys::jwk_value_key;
+
+// The introspection authenticator checks an answer's registered claims with the same rules.
+#[cfg(feature = "introspection")]
+pub(crate) use self::claims::Registered;
 
 /// The default clock leeway for `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
