@@ -214,6 +214,7 @@ fn main() {
             audience: None,
             cors_origins: Vec::new(),
             dev_tokens: Vec::new(),
+            public_url: None,
         };
         let layered = serve(app::app(store.clone(), &settings).unwrap()).await;
         let bare = serve(layerless(store.clone())).await;
