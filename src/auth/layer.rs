@@ -520,7 +520,13 @@ fn render_refusal<B: Default>(
 ) -> Response<B> {
     #[cfg(feature = "dpop")]
     if let Some(dpop) = &config.dpop {
-        return crate::dpop::challenge::render(rejection, headers, config.realm.as_deref(), dpop);
+        return crate::dpop::challenge::render(
+            rejection,
+            headers,
+            config.realm.as_deref(),
+            config.resource_metadata.as_deref(),
+            dpop,
+        );
     }
     render_with(
         rejection,

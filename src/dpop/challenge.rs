@@ -74,6 +74,7 @@ pub(crate) fn render<B: Default>(
     rejection: Rejection,
     headers: &HeaderMap,
     realm: Option<&str>,
+    resource_metadata: Option<&str>,
     config: &DpopConfig,
 ) -> Response<B> {
     if rejection.message() == REPLAYED {
@@ -82,7 +83,8 @@ pub(crate) fn render<B: Default>(
     }
     let code = rejection.kind().bearer_error();
     let description = rejection.description().to_owned();
-    let mut response = reject::render(rejection, headers, realm);
+    // The Bearer challenge names the RFC 9728 metadata as without DPoP.
+    let mut response = reject::render_with(rejection, headers, realm, resource_metadata);
     if is_grpc(headers) || !response.headers().contains_key(header::WWW_AUTHENTICATE) {
         return response;
     }
