@@ -971,3 +971,34 @@ async fn rfc9449_7_1_scheme_case_and_ambiguity() {
     let res = send(&svc, Method::GET, &uri, &format!("DPoP {token}"), &[&proof]).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }
+
+// RFC 9449 §7.1 with RFC 9728 §5.1: with DPoP and protected-resource metadata both on, the 401
+// still offers both schemes, and the Bearer challenge names the metadata document.
+#[tokio::test]
+async fn rfc9449_7_1_and_rfc9728_5_1_challenges_name_the_metadata_with_dpop_on() {
+    let metadata =
+        tower_scope::auth::ProtectedResourceMetadata::new("https://api.example.com").unwrap();
+    let (layer, _well_known) = BearerAuthLayer::new(authenticator())
+        .dpop(config())
+        .unwrap()
+        .protected_resource(metadata)
+        .unwrap();
+    let svc: Svc =
+        tower::util::BoxCloneSyncService::new(ServiceBuilder::new().layer(layer).service(
+            service_fn(|_req: Request<String>| async {
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }),
+        ));
+    let res = send(&svc, Method::GET, "/api/items", "", &[]).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let challenges = challenge(&res);
+    assert_eq!(challenges.len(), 2, "{challenges:?}");
+    assert!(
+        challenges[0].starts_with("Bearer")
+            && challenges[0].contains(
+                r#"resource_metadata="https://api.example.com/.well-known/oauth-protected-resource""#
+            ),
+        "{challenges:?}"
+    );
+    assert!(challenges[1].starts_with("DPoP algs=\""), "{challenges:?}");
+}
