@@ -20,8 +20,8 @@ use tower_scope::jwks::mock::MockIssuer;
 use tower_scope::jwt::{Algorithm, JwtAuthenticator};
 use tower_scope_peer_bench::report::{self, BARE, BARE07, JWKS};
 use tower_scope_peer_bench::{
-    AUDIENCE, Claims, HandWrittenLayer, PATH, drive, handler, handler_with_claims, handler07,
-    interleaved,
+    AUDIENCE, Claims, HandWrittenLayer, PATH, count_loop, drive, handler, handler_with_claims,
+    handler07, interleaved,
 };
 
 /// The token of one row, its bad-signature twin, and the one-key JWK set that verifies it.
@@ -69,6 +69,22 @@ fn output_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
     target.join("criterion")
+}
+
+/// `PEER_COUNT=<ALG>:<contestant>:<case>`, split.
+fn counted() -> Option<Vec<String>> {
+    let spec = std::env::var("PEER_COUNT").ok()?;
+    let parts: Vec<String> = spec.split(':').map(str::to_owned).collect();
+    assert_eq!(parts.len(), 3, "PEER_COUNT=<ALG>:<contestant>:<case>");
+    Some(parts)
+}
+
+/// How many requests a `PEER_COUNT` run makes (`COUNT`, default 20,000).
+fn count() -> usize {
+    std::env::var("COUNT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000)
 }
 
 fn main() {
@@ -253,6 +269,35 @@ fn main() {
         check!(hand_written, "hand-written");
         check!(jwks_plain, "jwks");
         check!(jwks_cached, "jwks-cached");
+
+        // `PEER_COUNT=<ALG>:<contestant>:<case>`: that one row, `COUNT` times, then exit (see
+        // `scripts/peer-instructions.sh`); `bare` and `bare07` run with no token.
+        if let Some(wanted) = counted() {
+            let (alg_wanted, who, case) = (&wanted[0], &wanted[1], &wanted[2]);
+            if *alg_wanted != name {
+                continue;
+            }
+            let auth = match case.as_str() {
+                "valid" => Some(&m.token),
+                "bad-signature" => Some(&m.bad),
+                _ => None,
+            };
+            let n = count();
+            let run = |svc: &dyn Fn() -> u16| count_loop(svc, n);
+            match who.as_str() {
+                "bare" => run(&|| drive(&bare, None)),
+                "bare07" => run(&|| drive(&bare07, None)),
+                "tower-scope" => run(&|| drive(&tower_scope, auth)),
+                "jwt-authorizer" => run(&|| drive(&jwt_authorizer, auth)),
+                "axum-jwt-auth" => run(&|| drive(&axum_jwt_auth, auth)),
+                "tower-oauth2" => run(&|| drive(&tower_oauth2, auth)),
+                "hand-written" => run(&|| drive(&hand_written, auth)),
+                "jwks" => run(&|| drive(&jwks_plain, auth)),
+                "jwks-cached" => run(&|| drive(&jwks_cached, auth)),
+                other => panic!("PEER_COUNT: unknown contestant {other}"),
+            }
+            return;
+        }
 
         for (kind, auth) in [
             ("valid", Some(&m.token)),

@@ -205,3 +205,12 @@ pub fn interleaved(contestants: &[&dyn Fn() -> u16], rounds: usize) -> Vec<f64> 
         })
         .collect()
 }
+
+/// Runs `f` `n` times, for an instruction count: `scripts/peer-instructions.sh` has callgrind
+/// collect inside this function only (`--toggle-collect`), so setup never counts.
+#[inline(never)]
+pub fn count_loop(f: &dyn Fn() -> u16, n: usize) {
+    for _ in 0..n {
+        std::hint::black_box(f());
+    }
+}
