@@ -68,6 +68,25 @@ where
         }
     }
 
+    /// Applies an outcome known in `call`: the request goes to `inner` (ready) now, or the
+    /// refusal is rendered now; either way the future holds no request.
+    pub(crate) fn decided<ResB>(
+        outcome: G::Outcome,
+        mut req: Request<ReqB>,
+        inner: &mut S,
+        gate: G,
+    ) -> Self
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+        G: Gate<ReqB>,
+        ResB: Default,
+    {
+        match apply(&gate, outcome, &mut req) {
+            Ok(()) => Self::pass(inner.call(req), Some(gate)),
+            Err(response) => Self::done(response),
+        }
+    }
+
     /// The request went to the inner service straight away.
     pub(crate) fn pass(fut: S::Future, gate: Option<G>) -> Self {
         Self {
@@ -154,6 +173,21 @@ pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
     std::mem::replace(inner, clone)
 }
 
+/// Admits the request with `outcome`, or renders (and finishes) its refusal.
+fn apply<G: Gate<ReqB>, ReqB, ResB: Default>(
+    gate: &G,
+    outcome: G::Outcome,
+    req: &mut Request<ReqB>,
+) -> Result<(), Response<ResB>> {
+    let admitted = gate.admit(outcome, req);
+    note(req);
+    admitted.map_err(|rejection| {
+        let mut response = gate.render(rejection, req);
+        gate.finish(&mut response, false);
+        response
+    })
+}
+
 const POLLED_AFTER_DONE: &str = "GateFuture polled after completion";
 
 impl<S, G, D, ReqB, ResB> Future for GateFuture<S, G, D, ReqB>
@@ -177,16 +211,12 @@ where
                     let outcome = ready!(decision.poll(cx));
                     let mut req = request.take().expect(POLLED_AFTER_DONE);
                     let gate = this.gate.as_ref().expect(POLLED_AFTER_DONE);
-                    let admitted = gate.admit(outcome, &mut req);
-                    note(&req);
-                    match admitted {
+                    match apply(gate, outcome, &mut req) {
                         Ok(()) => {
                             let fut = inner.take().expect(POLLED_AFTER_DONE).call(req);
                             this.state.set(State::Inner { fut });
                         }
-                        Err(rejection) => {
-                            let mut response = gate.render(rejection, &req);
-                            gate.finish(&mut response, false);
+                        Err(response) => {
                             this.state.set(State::Done { response: None });
                             return Poll::Ready(Ok(response));
                         }

@@ -236,6 +236,12 @@ impl<A: Authenticate> Authenticate for Member<A> {
         self.authenticator.authenticate(token)
     }
 
+    fn ready_outcome(
+        future: A::Future,
+    ) -> Result<Result<Authenticated<A::User>, AuthError>, A::Future> {
+        A::ready_outcome(future)
+    }
+
     fn checks_dpop_binding(&self) -> bool {
         self.authenticator.checks_dpop_binding()
     }
@@ -345,6 +351,16 @@ impl<A: Route, B: Route<User = A::User>> Authenticate for CompositeAuth<A, B> {
                 AuthErrorKind::InvalidRequest,
                 "More than one authenticator claims this credential",
             )),
+        }
+    }
+
+    fn ready_outcome(
+        future: Self::Future,
+    ) -> Result<Result<Authenticated<A::User>, AuthError>, Self::Future> {
+        match future.state {
+            State::First { inner } => A::ready_outcome(inner).map_err(CompositeFuture::first),
+            State::Second { inner } => B::ready_outcome(inner).map_err(CompositeFuture::second),
+            State::Refused { err } => Ok(Err(err.unwrap_or_else(AuthError::invalid_token))),
         }
     }
 

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -478,12 +478,19 @@ where
             proof,
             _user: PhantomData,
         };
-        ResponseFuture::new(GateFuture::deciding(
-            decision,
-            req,
-            take_ready(&mut self.inner),
-            gate,
-        ))
+        // A decision made without waiting (a signature check, a cache hit) applies now: the
+        // request goes straight on, and the response future never holds it.
+        match A::ready_outcome(decision) {
+            Ok(outcome) => {
+                ResponseFuture::new(GateFuture::decided(outcome, req, &mut self.inner, gate))
+            }
+            Err(decision) => ResponseFuture::new(GateFuture::deciding(
+                decision,
+                req,
+                take_ready(&mut self.inner),
+                gate,
+            )),
+        }
     }
 }
 
@@ -635,6 +642,6 @@ fn mark_private<B>(response: &mut Response<B>) {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("private") || v.contains("no-store"));
     if !already {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+        headers.insert(header::CACHE_CONTROL, crate::reject::PRIVATE);
     }
 }

@@ -201,6 +201,18 @@ pub trait Authenticate: Clone + Send + Sync + 'static {
         Ok(self.authenticate(token))
     }
 
+    /// The outcome `future` already holds (an authenticator that decided without waiting,
+    /// such as a signature check or a cache hit), else the future back: the layer then admits
+    /// or refuses inside `call`, and the request goes on without waiting in its response
+    /// future. The default always gives the future back.
+    #[doc(hidden)]
+    #[allow(clippy::type_complexity)]
+    fn ready_outcome(
+        future: Self::Future,
+    ) -> Result<Result<Authenticated<Self::User>, AuthError>, Self::Future> {
+        Err(future)
+    }
+
     /// Whether this authenticator compares the key binding of every token it accepts with the
     /// request's verified DPoP proof ([`Token::dpop_thumbprint`]): it accepts a DPoP-bound
     /// token only with a proof by that key, and refuses an unbound token sent with a proof.

@@ -116,6 +116,12 @@ where
                 .ok_or_else(AuthError::invalid_token),
         )
     }
+
+    fn ready_outcome(
+        future: Self::Future,
+    ) -> Result<Result<Authenticated<U>, AuthError>, Self::Future> {
+        Ok(future.into_inner())
+    }
 }
 
 #[cfg(test)]

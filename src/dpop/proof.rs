@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::DpopConfig;
-use crate::jwt::{Jws, jwk_value_key};
+use crate::jwt::{Buffers, Jws, jwk_value_key};
 
 /// The `DPoP` request header (RFC 9449 §4.1).
 pub(crate) static DPOP: HeaderName = HeaderName::from_static("dpop");
@@ -86,7 +86,8 @@ pub(crate) fn verify(
     let malformed = ProofError::Invalid("The DPoP proof is malformed");
     // High-S ECDSA is fine here: browsers sign half their proofs so, and replays are caught by
     // `jti`, not by the proof's bytes.
-    let jws = Jws::parse(proof, Some("dpop+jwt"), true).map_err(|err| {
+    let mut buffers = Buffers::new();
+    let jws = Jws::parse(proof, Some("dpop+jwt"), true, &mut buffers.signature).map_err(|err| {
         ProofError::Invalid(match err.message() {
             "The token type is not accepted" => "The DPoP proof type must be dpop+jwt",
             "The token algorithm is not allowed" => "The DPoP proof algorithm is not allowed",
@@ -114,7 +115,7 @@ pub(crate) fn verify(
     jws.verify_with(provider, [&key])
         .map_err(|_| ProofError::Invalid("The DPoP proof signature is invalid"))?;
 
-    let payload = jws.payload().map_err(|_| malformed)?;
+    let payload = jws.payload(&mut buffers.payload).map_err(|_| malformed)?;
     let claims: Claims<'_> = serde_json::from_slice(&payload).map_err(|_| malformed)?;
     if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
         return Err(malformed);

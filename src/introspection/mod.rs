@@ -26,7 +26,7 @@
 //!   unless [`accept_sender_constrained`] approves the [`Confirmation`](crate::jwt::Confirmation),
 //!   on every request, cache hits included. That verifier is the hook for proof-of-possession
 //!   checks.
-//! - **Cache.** Active answers are cached by a keyed digest of the token (SipHash-2-4, 128-bit,
+//! - **Cache.** Active answers are cached by a keyed digest of the token (SipHash-1-3, 128-bit,
 //!   a random key per authenticator; the cache never holds a usable token), never past `exp`
 //!   nor [`cache_max_ttl`] (default 60 s: a revoked token keeps working at most that long).
 //!   The cache holds the *claims*, never a decision: `AuthorizeLayer` and every other layer
@@ -212,6 +212,12 @@ where
 
     fn authenticate(&self, token: Token<'_>) -> IntrospectionFuture<U> {
         self.decide(token.expose_secret())
+    }
+
+    fn ready_outcome(
+        future: IntrospectionFuture<U>,
+    ) -> Result<Result<Authenticated<U>, AuthError>, IntrospectionFuture<U>> {
+        future.into_ready()
     }
 
     fn authenticate_unchecked(

@@ -167,7 +167,7 @@ impl<C: DeserializeOwned, U> JwksAuthenticatorBuilder<C, U> {
     /// `map_user` then runs once per token, not once per request, and every hit shares the one
     /// user value it produced.
     ///
-    /// Entries are keyed by SipHash-2-4 (128-bit output) of the whole token under a random key
+    /// Entries are keyed by SipHash-1-3 (128-bit output) of the whole token under a random key
     /// drawn for this cache: the cache never holds a usable token, and a token that differs by
     /// any byte misses. A hit costs one pass of that digest over the token, a map lookup and
     /// two clock reads.

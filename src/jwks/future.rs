@@ -28,6 +28,15 @@ impl<U> JwksFuture<U> {
         }
     }
 
+    /// The outcome, when it is already there (no fetch).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn into_ready(self) -> Result<Result<Authenticated<U>, AuthError>, Self> {
+        match self.state {
+            State::Ready(Some(result)) => Ok(result),
+            state => Err(Self { state }),
+        }
+    }
+
     pub(crate) fn fetching(
         fetch: impl Future<Output = Result<Authenticated<U>, AuthError>> + Send + 'static,
     ) -> Self {

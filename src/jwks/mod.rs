@@ -24,7 +24,7 @@
 //! - **Issuer binding.** The unverified `iss` only picks the issuer; the token is then verified
 //!   with that issuer's keys alone, so issuer B's key never vouches for a token claiming A.
 //! - **Cache.** [`token_cache`](JwksAuthenticatorBuilder::token_cache) keeps verified users by
-//!   a keyed digest of the token (SipHash-2-4, 128-bit, secret random key per cache), never
+//!   a keyed digest of the token (SipHash-1-3, 128-bit, secret random key per cache), never
 //!   past `exp`, rechecking `exp`/`nbf` on every hit and dropping entries whose key has left the
 //!   set. Every hit hands out the same shared user: nothing is copied per request.
 //! - **Stats.** [`JwksAuthenticator::stats`] counts allowed and denied requests, fetches and
@@ -210,6 +210,12 @@ where
 
     fn checks_dpop_binding(&self) -> bool {
         self.inner.rules.policy.binding.checks_dpop()
+    }
+
+    fn ready_outcome(
+        future: JwksFuture<U>,
+    ) -> Result<Result<crate::Authenticated<U>, crate::AuthError>, JwksFuture<U>> {
+        future.into_ready()
     }
 
     fn authenticate_unchecked(

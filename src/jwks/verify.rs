@@ -12,7 +12,7 @@ use super::source::KeySource;
 use super::stats::Counters;
 use crate::Authenticated;
 use crate::auth::AuthError;
-use crate::jwt::{ClaimRules, Policy, SignatureError, invalid, registered};
+use crate::jwt::{Buffers, ClaimRules, Policy, SignatureError, invalid, registered};
 
 /// One trusted issuer: its keys, and the claim rules bound to its `iss`.
 pub(super) struct IssuerState {
@@ -87,8 +87,9 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
         proof: Option<&str>,
         digest: Option<&TokenDigest>,
     ) -> Result<Authenticated<U>, Failure> {
-        let jws = self.rules.parse(token)?;
-        let payload = jws.payload()?;
+        let mut buffers = Buffers::new();
+        let jws = self.rules.parse(token, &mut buffers.signature)?;
+        let payload = jws.payload(&mut buffers.payload)?;
         let mut registered = registered(&payload)?;
         // The unverified `iss` only picks whose keys to try (RFC 8725 §3.8): a token is trusted
         // only once that issuer's own key has verified it.

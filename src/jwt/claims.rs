@@ -65,15 +65,26 @@ impl<C: DeserializeOwned, U> ClaimRules<C, U> {
             .ok_or(ConfigError::NoCryptoBackend)
     }
 
-    /// Splits `token` and checks its header against these rules (`typ`, high-S ECDSA).
-    pub(crate) fn parse<'t>(&self, token: &'t str) -> Result<Jws<'t>, AuthError> {
-        Jws::parse(token, self.policy.typ.as_deref(), self.policy.accept_high_s)
+    /// Splits `token` and checks its header against these rules (`typ`, high-S ECDSA); the
+    /// signature is decoded into `signature` when it fits.
+    pub(crate) fn parse<'t>(
+        &self,
+        token: &'t str,
+        signature: &'t mut [u8],
+    ) -> Result<Jws<'t>, AuthError> {
+        Jws::parse(
+            token,
+            self.policy.typ.as_deref(),
+            self.policy.accept_high_s,
+            signature,
+        )
     }
 
     /// Maps a verified payload, which passed the claim checks, to the user.
     pub(crate) fn user(&self, payload: &[u8]) -> Result<U, AuthError> {
         (self.map_user)(claims(payload)?)
     }
+
 }
 
 /// The claim-rule setters of a JWT builder holding `rules: ClaimRules<C, U>` and one other
@@ -467,3 +478,4 @@ impl Policy {
         })
     }
 }
+

@@ -49,12 +49,63 @@ fn typ_matches(given: &str, wanted: &str) -> bool {
 
 /// A compact JWS split and checked up to (not including) the signature: the shared first
 /// step of every verification.
+///
+/// The decoded signature and payload go to buffers the caller keeps on its stack
+/// ([`Buffers`]): a token is decoded on every request, three allocations were a tenth of a
+/// verification's cost, and moving kilobyte arrays around in return values cost as much again.
 pub(crate) struct Jws<'a> {
     pub(crate) alg: Algorithm,
-    pub(crate) kid: Option<Box<str>>,
+    kid: Option<Kid>,
     message: &'a [u8],
-    signature: Vec<u8>,
+    signature: Cow<'a, [u8]>,
     payload_b64: &'a str,
+}
+
+/// Where a verification decodes the token's signature and payload; larger ones go to the heap.
+pub(crate) struct Buffers {
+    /// Up to RSA-2048's 256-byte signatures (ECDSA and HMAC ones are shorter).
+    pub(crate) signature: [u8; 256],
+    /// Claims sets up to 1 KiB; an IdP's larger ones go to the heap.
+    pub(crate) payload: [u8; 1024],
+}
+
+impl Buffers {
+    pub(crate) fn new() -> Self {
+        Self {
+            signature: [0; 256],
+            payload: [0; 1024],
+        }
+    }
+}
+
+/// A header's `kid`, compared byte for byte with the configured keys' ids: short ones are
+/// kept without an allocation.
+enum Kid {
+    Inline([u8; KID_INLINE], u8),
+    Heap(Box<[u8]>),
+}
+
+const KID_INLINE: usize = 64;
+
+impl Kid {
+    fn new(kid: &str) -> Self {
+        let bytes = kid.as_bytes();
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= KID_INLINE => {
+                let mut inline = [0; KID_INLINE];
+                inline[..bytes.len()].copy_from_slice(bytes);
+                Self::Inline(inline, len)
+            }
+            _ => Self::Heap(bytes.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline(bytes, len) => &bytes[..usize::from(*len)],
+            Self::Heap(bytes) => bytes,
+        }
+    }
 }
 
 /// Why no key verified a token: none was eligible (maybe a rotation), or the signature is bad.
@@ -78,6 +129,7 @@ impl<'a> Jws<'a> {
         token: &'a str,
         typ: Option<&str>,
         accept_high_s: bool,
+        signature: &'a mut [u8],
     ) -> Result<Self, AuthError> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64)) =
@@ -94,7 +146,8 @@ impl<'a> Jws<'a> {
             _ => return Err(invalid("The token is malformed")),
         }
 
-        let header_json = b64(header_b64)?;
+        let mut header_buffer = [0; 256];
+        let header_json = b64(header_b64, &mut header_buffer)?;
         let malformed = || invalid("The token header is malformed");
         if !strict_json::is_strict_object(&header_json) {
             return Err(malformed());
@@ -120,7 +173,7 @@ impl<'a> Jws<'a> {
             return Err(invalid("The token type is not accepted"));
         }
 
-        let signature = b64(signature_b64)?;
+        let signature = b64(signature_b64, signature)?;
         // Before any key is looked up: a high-S twin is never accepted, and never worth a
         // JWKS refetch either.
         if !accept_high_s && !ecdsa::is_canonical(alg, &signature) {
@@ -129,7 +182,7 @@ impl<'a> Jws<'a> {
         let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
         Ok(Self {
             alg,
-            kid: header.kid.map(|kid| kid.into()),
+            kid: header.kid.as_deref().map(Kid::new),
             message,
             signature,
             payload_b64,
@@ -144,7 +197,7 @@ impl<'a> Jws<'a> {
     ) -> Result<&'k VerifyKey, SignatureError> {
         let mut any_key = false;
         for key in keys {
-            if !key.matches(self.alg, self.kid.as_deref()) {
+            if !key.matches(self.alg, self.kid.as_ref().map(Kid::as_bytes)) {
                 continue;
             }
             any_key = true;
@@ -159,9 +212,10 @@ impl<'a> Jws<'a> {
         })
     }
 
-    /// The decoded (not yet trusted) payload: a JSON object in valid UTF-8, or an error.
-    pub(crate) fn payload(&self) -> Result<Vec<u8>, AuthError> {
-        let payload = b64(self.payload_b64)?;
+    /// The decoded (not yet trusted) payload, in `buffer` when it fits: a JSON object in valid
+    /// UTF-8, or an error.
+    pub(crate) fn payload<'b>(&self, buffer: &'b mut [u8]) -> Result<Cow<'b, [u8]>, AuthError> {
+        let payload = b64(self.payload_b64, buffer)?;
         if !strict_json::is_strict_object(&payload) {
             return Err(invalid("The token claims are malformed"));
         }
@@ -171,14 +225,12 @@ impl<'a> Jws<'a> {
 
 /// One key's verdict: its prepared AWS-LC form when the provider is AWS-LC's own, else the
 /// provider's verifier (a custom provider always decides itself).
-// `&Vec`: the provider's `Verifier<Vec<u8>>` takes one, and the token's signature already is one.
-#[allow(clippy::ptr_arg)]
 fn verify_one(
     provider: &CryptoProvider,
     key: &VerifyKey,
     alg: Algorithm,
     message: &[u8],
-    signature: &Vec<u8>,
+    signature: &[u8],
 ) -> bool {
     #[cfg(feature = "aws-lc")]
     if std::ptr::eq(provider, &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER)
@@ -186,14 +238,27 @@ fn verify_one(
     {
         return verdict;
     }
+    // The provider's `Verifier<Vec<u8>>` takes the signature as a `Vec`.
     (provider.verifier_factory)(&alg, &key.key)
-        .is_ok_and(|verifier| verifier.verify(message, signature).is_ok())
+        .is_ok_and(|verifier| verifier.verify(message, &signature.to_vec()).is_ok())
 }
 
-fn b64(part: &str) -> Result<Vec<u8>, AuthError> {
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| invalid("The token is malformed"))
+/// The bytes of one base64url segment, in `buffer` when they fit.
+fn b64<'b>(part: &str, buffer: &'b mut [u8]) -> Result<Cow<'b, [u8]>, AuthError> {
+    fn malformed<E>(_: E) -> AuthError {
+        invalid("The token is malformed")
+    }
+    if base64::decoded_len_estimate(part.len()) <= buffer.len() {
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(part, buffer)
+            .map_err(malformed)?;
+        Ok(Cow::Borrowed(&buffer[..len]))
+    } else {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .map(Cow::Owned)
+            .map_err(malformed)
+    }
 }
 
 #[cfg(test)]

@@ -225,10 +225,10 @@ impl VerifyKey {
     }
 
     /// Whether this key may verify a token with this `alg` and (optional) `kid`.
-    pub(crate) fn matches(&self, alg: Algorithm, kid: Option<&str>) -> bool {
+    pub(crate) fn matches(&self, alg: Algorithm, kid: Option<&[u8]>) -> bool {
         self.algorithms.contains(&alg)
             && match (kid, &self.kid) {
-                (Some(wanted), Some(kid)) => wanted == &**kid,
+                (Some(wanted), Some(kid)) => wanted == kid.as_bytes(),
                 _ => true,
             }
     }

@@ -70,6 +70,7 @@ mod tests;
 pub(crate) use self::claims::{ClaimRules, claim_rule_setters, invalid, registered};
 pub(crate) use self::confirmation::Binding;
 pub use self::confirmation::Confirmation;
+pub(crate) use self::jws::Buffers;
 pub use self::keys::JwtKey;
 use self::keys::jwk_set_keys;
 pub(crate) use self::keys::{ASYMMETRIC, VerifyKey};
@@ -278,9 +279,10 @@ impl<C: DeserializeOwned, U> JwtAuthenticator<C, U> {
 
     fn verify_bound(&self, token: &str, proof: Option<&str>) -> Result<U, AuthError> {
         let inner = &*self.inner;
-        let jws = inner.rules.parse(token)?;
+        let mut buffers = Buffers::new();
+        let jws = inner.rules.parse(token, &mut buffers.signature)?;
         jws.verify_with(inner.provider, &inner.keys)?;
-        let payload = jws.payload()?;
+        let payload = jws.payload(&mut buffers.payload)?;
         inner.rules.policy.check(&registered(&payload)?, proof)?;
         inner.rules.user(&payload)
     }
@@ -299,6 +301,12 @@ where
             self.verify_bound(token.expose_secret(), token.dpop_thumbprint())
                 .map(Authenticated::new),
         )
+    }
+
+    fn ready_outcome(
+        future: Self::Future,
+    ) -> Result<Result<Authenticated<U>, AuthError>, Self::Future> {
+        Ok(future.into_inner())
     }
 
     fn checks_dpop_binding(&self) -> bool {

@@ -19,7 +19,33 @@ pub(crate) fn is_strict_object(json: &[u8]) -> bool {
     let first = json
         .iter()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    first == Some(&b'{') && std::str::from_utf8(json).is_ok() && escapes_are_scalar_values(json)
+    first == Some(&b'{')
+        && (ascii_without_escapes(json)
+            || (std::str::from_utf8(json).is_ok() && escapes_are_scalar_values(json)))
+}
+
+/// Whether every byte is ASCII and none is a backslash: then the text is valid UTF-8 and holds
+/// no escape, which is what almost every token's JSON is. One branch-free pass (eight bytes at a
+/// time); anything else takes the exact checks.
+fn ascii_without_escapes(json: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    const BACKSLASH: u64 = ONES * b'\\' as u64;
+    let mut flags = 0u64;
+    let mut words = json.chunks_exact(8);
+    for word in &mut words {
+        if let Ok(word) = <[u8; 8]>::try_from(word) {
+            let word = u64::from_le_bytes(word);
+            // A byte of `no_backslash` is zero exactly where `word` has a backslash; the
+            // subtraction sets that byte's high bit (the classic "has a zero byte" test).
+            let no_backslash = word ^ BACKSLASH;
+            flags |= word | (no_backslash.wrapping_sub(ONES) & !no_backslash);
+        }
+    }
+    for &b in words.remainder() {
+        flags |= u64::from(b) | if b == b'\\' { 0x80 } else { 0 };
+    }
+    flags & HIGH == 0
 }
 
 /// Every `\uXXXX` escape is a non-surrogate, or a high surrogate escape directly followed by a
@@ -82,6 +108,23 @@ mod tests {
         ] {
             assert!(is_strict_object(ok), "{}", String::from_utf8_lossy(ok));
         }
+    }
+
+    #[test]
+    fn the_ascii_fast_path_sees_every_non_ascii_byte_and_backslash() {
+        // At every offset, inside and after the eight-byte words.
+        for len in 1..40 {
+            for at in 0..len {
+                for byte in [b'\\', 0x80, 0xff, 0xc3] {
+                    let mut json = vec![b'a'; len];
+                    json[at] = byte;
+                    assert!(!super::ascii_without_escapes(&json), "{len} {at} {byte:#x}");
+                }
+                assert!(super::ascii_without_escapes(&vec![b'a'; len]));
+            }
+        }
+        // Bytes next to a backslash's value (0x5c) are not mistaken for it.
+        assert!(super::ascii_without_escapes(b"[]^_[]^_[]^_[]^_[]^"));
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub use json::{ErrorBody, HeadOnly, JsonBody, JsonErrorLayer, JsonErrors, JsonEr
 #[cfg(feature = "dpop")]
 pub(crate) use render::push_quoted_safe;
 pub(crate) use render::{
-    ChallengeHint, private_unless_cached, push_json_string, render, render_request, render_with,
+    ChallengeHint, PRIVATE, private_unless_cached, push_json_string, render, render_request,
+    render_with,
 };
 #[cfg(feature = "log")]
 pub(crate) use render::{grpc_content_type, render_internal};

@@ -65,6 +65,10 @@ pub(crate) fn render_request<B: Default, ReqB>(
 }
 
 /// Builds the `WWW-Authenticate` value for a rejection, or `None` when it has no challenge.
+// Constants, so the header bytes are checked at compile time rather than on every response.
+const BEARER: HeaderValue = HeaderValue::from_static("Bearer");
+pub(crate) const PRIVATE: HeaderValue = HeaderValue::from_static("private");
+
 fn challenge(
     rejection: &Rejection,
     realm: Option<&str>,
@@ -73,6 +77,11 @@ fn challenge(
     if !rejection.kind.has_challenge() {
         return None;
     }
+    let error = rejection.kind.bearer_error();
+    if realm.is_none() && error.is_none() && resource_metadata.is_none() {
+        // RFC 6750 §3.1: no credentials, no error code; the bare scheme needs no formatting.
+        return Some(BEARER);
+    }
     let mut value = String::from("Bearer");
     let mut sep = " ";
     if let Some(realm) = realm {
@@ -80,7 +89,7 @@ fn challenge(
         push_quoted_safe(&mut value, realm);
         sep = ", ";
     }
-    if let Some(code) = rejection.kind.bearer_error() {
+    if let Some(code) = error {
         value.push_str(sep);
         value.push_str("error=\"");
         value.push_str(code);
@@ -100,17 +109,17 @@ fn challenge(
         push_quoted_safe(&mut value, url);
     }
     // Only filtered printable ASCII went in, so this cannot fail; fall back to a bare challenge.
-    Some(HeaderValue::try_from(value).unwrap_or(HeaderValue::from_static("Bearer")))
+    Some(HeaderValue::try_from(value).unwrap_or(BEARER))
 }
 
 /// Marks an answer that depends on who asked `Cache-Control: private`, unless the inner
 /// service chose its own caching: a shared cache must never serve one user's answer to another.
 pub(crate) fn private_unless_cached<B>(response: &mut Response<B>) {
-    if !response.headers().contains_key(header::CACHE_CONTROL) {
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
-    }
+    // One lookup of the name; an existing `Cache-Control` is the handler's and stays.
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(PRIVATE);
 }
 
 /// Renders a rejection for a request: trailers-only gRPC or head-only HTTP.

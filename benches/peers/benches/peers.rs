@@ -71,6 +71,11 @@ fn output_dir() -> PathBuf {
     target.join("criterion")
 }
 
+/// Whether only the alternated target timings run (`PEER_TARGETS_ONLY`).
+fn targets_only() -> bool {
+    std::env::var_os("PEER_TARGETS_ONLY").is_some()
+}
+
 /// `PEER_COUNT=<ALG>:<contestant>:<case>`, split.
 fn counted() -> Option<Vec<String>> {
     let spec = std::env::var("PEER_COUNT").ok()?;
@@ -111,7 +116,7 @@ fn main() {
     let bare07 = axum07::Router::new().route(PATH, axum07::routing::get(handler07));
     assert_eq!(drive(&bare, None), 200);
     assert_eq!(drive(&bare07, None), 200);
-    {
+    if !targets_only() {
         let mut g = c.benchmark_group("bare");
         g.bench_function(BARE, |b| b.iter(|| black_box(drive(&bare, None))));
         g.bench_function(BARE07, |b| b.iter(|| black_box(drive(&bare07, None))));
@@ -299,11 +304,17 @@ fn main() {
             return;
         }
 
-        for (kind, auth) in [
-            ("valid", Some(&m.token)),
-            ("bad-signature", Some(&m.bad)),
-            ("missing-token", None),
-        ] {
+        // `PEER_TARGETS_ONLY=1`: only the alternated target timings below (about a minute).
+        let rows: &[(&str, Option<&HeaderValue>)] = if targets_only() {
+            &[]
+        } else {
+            &[
+                ("valid", Some(&m.token)),
+                ("bad-signature", Some(&m.bad)),
+                ("missing-token", None),
+            ]
+        };
+        for &(kind, auth) in rows {
             let mut g = c.benchmark_group(format!("{name}-{kind}"));
             g.bench_function("tower-scope", |b| {
                 b.iter(|| black_box(drive(&tower_scope, auth)))
@@ -332,7 +343,10 @@ fn main() {
             let ja = || drive(&jwt_authorizer, None);
             let t = interleaved(&[&ts, &ja], rounds);
             target(
-                format!("{name} missing token: tower-scope / jwt-authorizer"),
+                format!(
+                    "{name} missing token: tower-scope / jwt-authorizer ({:.0} / {:.0} ns)",
+                    t[0], t[1]
+                ),
                 t[0] / t[1],
                 1.0,
             );
@@ -351,7 +365,11 @@ fn main() {
                 let ja = || drive(&jwt_authorizer, Some(&m.token));
                 let t = interleaved(&[&b, &b07, &ts, &ja], rounds);
                 target(
-                    "HS256 valid: tower-scope's cost over bare / jwt-authorizer's".into(),
+                    format!(
+                        "HS256 valid: tower-scope's cost over bare / jwt-authorizer's ({:.0} − {:.0} \
+                         ns / {:.0} − {:.0} ns)",
+                        t[2], t[0], t[3], t[1]
+                    ),
                     (t[2] - t[0]) / (t[3] - t[1]),
                     0.45,
                 );
@@ -373,7 +391,9 @@ fn main() {
     }
 
     c.final_summary();
-    println!("\n{}", report::render(&dir));
+    if !targets_only() {
+        println!("\n{}", report::render(&dir));
+    }
     if criterion_filter_matches_all() {
         println!("{targets}");
     }
