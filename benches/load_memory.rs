@@ -177,7 +177,12 @@ fn arg(n: usize, default: u64) -> u64 {
 
 /// The same handlers with no layer: a trusted header names the caller.
 fn layerless(store: SqlThreadStore) -> axum::Router {
-    app::handlers(store).layer(tower::util::MapRequestLayer::new(
+    trusted_caller(app::handlers(store))
+}
+
+/// `router` with the caller's `ResourceId` taken from the trusted header.
+fn trusted_caller(router: axum::Router) -> axum::Router {
+    router.layer(tower::util::MapRequestLayer::new(
         |mut req: Request<axum::body::Body>| {
             let id = req
                 .headers()
@@ -190,6 +195,44 @@ fn layerless(store: SqlThreadStore) -> axum::Router {
             req
         },
     ))
+}
+
+/// The same handlers behind the thread guard alone (the trusted header names the caller): what
+/// the guard's share of the stack's cost is.
+fn guard_only(store: SqlThreadStore) -> axum::Router {
+    let guard = tower_scope::mastra::memory_guard(store.clone(), "/api")
+        .unwrap()
+        .prefetch_thread_records();
+    trusted_caller(app::handlers(store).layer(guard))
+}
+
+/// The same handlers behind bearer auth alone (HS256, as the memory server), the caller's
+/// `ResourceId` taken from the verified `sub`: what verifying a token costs under load.
+fn auth_only(store: SqlThreadStore) -> axum::Router {
+    use tower_scope::jwt::{Algorithm, JwtAuthenticator, JwtKey};
+    let auth = JwtAuthenticator::<app::Claims>::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, SECRET.as_bytes()))
+        .build()
+        .unwrap();
+    app::handlers(store)
+        .layer(tower::util::MapRequestLayer::new(
+            |mut req: Request<axum::body::Body>| {
+                let id = req
+                    .extensions()
+                    .get::<tower_scope::Authenticated<app::Claims>>()
+                    .and_then(|user| ResourceId::new(&user.sub).ok());
+                if let Some(id) = id {
+                    req.extensions_mut().insert(id);
+                }
+                req
+            },
+        ))
+        .layer(tower_scope::BearerAuthLayer::new(auth))
+}
+
+/// The same handlers behind the log layer alone (the trusted header names the caller).
+fn log_only(store: SqlThreadStore) -> axum::Router {
+    trusted_caller(app::handlers(store).layer(tower_scope::LogLayer::new()))
 }
 
 fn main() {
@@ -218,6 +261,9 @@ fn main() {
         };
         let layered = serve(app::app(store.clone(), &settings).unwrap()).await;
         let bare = serve(layerless(store.clone())).await;
+        let guarded = serve(guard_only(store.clone())).await;
+        let authed = serve(auth_only(store.clone())).await;
+        let logged = serve(log_only(store.clone())).await;
 
         // Each user owns one thread with a few messages, created through the whole stack.
         let http = reqwest::Client::new();
@@ -283,20 +329,36 @@ fn main() {
             "{:<26} {:>12} {:>12} {:>7} {:>9} {:>9} {:>9} {:>9}",
             "workload", "layers req/s", "none req/s", "ratio", "p50 lay", "p50 none", "p99 lay", "p99 none"
         );
+        // `LOAD_WORKLOADS=read,list` runs only those; `LOAD_LAYERS=1` adds the handlers behind
+        // the guard, bearer auth and the log layer alone (each one's share of the stack's cost).
+        let wanted = std::env::var("LOAD_WORKLOADS").ok();
+        let guard_too = std::env::var_os("LOAD_LAYERS").is_some();
         for kind in ["read", "list", "cross-user"] {
-            let (with_calls, without_calls) = (workload(true, kind), workload(false, kind));
-            // Warm both.
-            measure(layered, &with_calls, 1, connections).await;
-            measure(bare, &without_calls, 1, connections).await;
-            let (mut with, mut without) = (Vec::new(), Vec::new());
+            if wanted.as_deref().is_some_and(|w| !w.split(',').any(|k| k == kind)) {
+                continue;
+            }
+            // The servers compared, alternated in rotating order each round so drift in the
+            // machine falls on all of them; `none` is the baseline.
+            let mut servers = vec![
+                ("layers", layered, workload(true, kind)),
+                ("none", bare, workload(false, kind)),
+            ];
+            if guard_too && kind != "list" {
+                servers.push(("guard only", guarded, workload(false, kind)));
+            }
+            if guard_too {
+                servers.push(("auth only", authed, workload(true, kind)));
+                servers.push(("log only", logged, workload(false, kind)));
+            }
+            for (_, addr, calls) in &servers {
+                measure(*addr, calls, 1, connections).await; // warm-up
+            }
+            let mut results: Vec<Vec<Measured>> = servers.iter().map(|_| Vec::new()).collect();
             for round in 0..rounds {
-                // Alternate which goes first, so drift in the machine falls on both.
-                if round % 2 == 0 {
-                    with.push(measure(layered, &with_calls, secs, connections).await);
-                    without.push(measure(bare, &without_calls, secs, connections).await);
-                } else {
-                    without.push(measure(bare, &without_calls, secs, connections).await);
-                    with.push(measure(layered, &with_calls, secs, connections).await);
+                for k in 0..servers.len() {
+                    let i = (round + k) % servers.len();
+                    let (_, addr, calls) = &servers[i];
+                    results[i].push(measure(*addr, calls, secs, connections).await);
                 }
             }
             let mean = |m: &[Measured]| m.iter().map(|x| x.rps).sum::<f64>() / m.len() as f64;
@@ -305,21 +367,43 @@ fn main() {
                 v.sort_unstable();
                 v[v.len() / 2]
             };
+            let label = match kind {
+                "read" => "own-thread read",
+                "list" => "listing",
+                _ => "cross-user (403 / 404)",
+            };
+            // The ratio of each round's two runs (made next to each other), then the median
+            // over rounds: a drift in the machine's speed between rounds cancels out.
+            let ratio = |m: &[Measured]| {
+                let mut r: Vec<f64> = m.iter().zip(&results[1]).map(|(a, b)| a.rps / b.rps).collect();
+                r.sort_by(f64::total_cmp);
+                r[r.len() / 2]
+            };
+            let (with, without) = (&results[0], &results[1]);
             println!(
-                "{:<26} {:>12.0} {:>12.0} {:>7.2} {:>8}µs {:>8}µs {:>8}µs {:>8}µs",
-                match kind {
-                    "read" => "own-thread read",
-                    "list" => "listing",
-                    _ => "cross-user (403 / 404)",
-                },
-                mean(&with),
-                mean(&without),
-                mean(&with) / mean(&without),
-                median(&with, |m| m.p50_us),
-                median(&without, |m| m.p50_us),
-                median(&with, |m| m.p99_us),
-                median(&without, |m| m.p99_us),
+                "{label:<26} {:>12.0} {:>12.0} {:>7.2} {:>8}µs {:>8}µs {:>8}µs {:>8}µs",
+                mean(with),
+                mean(without),
+                ratio(with),
+                median(with, |m| m.p50_us),
+                median(without, |m| m.p50_us),
+                median(with, |m| m.p99_us),
+                median(without, |m| m.p99_us),
             );
+            for (i, (name, _, _)) in servers.iter().enumerate().skip(2) {
+                let m = &results[i];
+                println!(
+                    "{:<26} {:>12.0} {:>12.0} {:>7.2} {:>8}µs {:>8}µs {:>8}µs {:>8}µs",
+                    format!("  {label}, {name}"),
+                    mean(m),
+                    mean(without),
+                    ratio(m),
+                    median(m, |m| m.p50_us),
+                    median(without, |m| m.p50_us),
+                    median(m, |m| m.p99_us),
+                    median(without, |m| m.p99_us),
+                );
+            }
         }
         let _ = std::fs::remove_dir_all(&dir);
     });

@@ -245,6 +245,85 @@ async fn main_thread<T: ThreadStore>(
     }
 }
 
+/// What checking the route's own thread concluded.
+struct RouteThread {
+    /// The thread the request may use (it exists and is the caller's, or may be created).
+    admitted: Option<ThreadId>,
+    acting_as: Option<ActingAs>,
+    record: Option<ThreadRecord>,
+}
+
+/// The route's own thread (`thread`, if the request named one) checked as the caller's.
+async fn route_thread<T: ThreadStore>(
+    check: &OwnershipCheck<T>,
+    missing: Missing,
+    scope: &ResourceId,
+    thread: Option<&ThreadId>,
+    privileged: Option<&Privileged>,
+    read: bool,
+) -> Result<RouteThread, Rejection> {
+    let Some(id) = thread else {
+        if missing == Missing::Allow {
+            return Ok(RouteThread {
+                admitted: None,
+                acting_as: None,
+                record: None,
+            });
+        }
+        return Err(Rejection::with_message(
+            RejectionKind::BadRequest,
+            messages::NO_THREAD_ID,
+        ));
+    };
+    match main_thread(check, scope, id, privileged, read).await? {
+        (ThreadPresence::Exists, acting_as, record) => Ok(RouteThread {
+            admitted: Some(id.clone()),
+            acting_as,
+            record,
+        }),
+        (ThreadPresence::Missing, _, _) if missing == Missing::Allow => Ok(RouteThread {
+            admitted: Some(id.clone()),
+            acting_as: None,
+            record: None,
+        }),
+        (ThreadPresence::Missing, _, _) => Err(GuardError::ThreadNotFound.into()),
+    }
+}
+
+/// [`decide`] for a route whose only check is its own thread, named in the path, query or a
+/// header (a read of `/threads/{threadId}`): the same answer from a far smaller future, since
+/// there is no body, no other id and nothing to edit.
+pub(crate) async fn decide_thread<T: ThreadStore>(
+    check: OwnershipCheck<T>,
+    missing: Missing,
+    scope: Option<ResourceId>,
+    privileged: Option<Privileged>,
+    read: bool,
+    trusted: Option<ThreadId>,
+    client_thread: Option<ThreadId>,
+) -> Result<Admit, Rejection> {
+    let scope = scope.ok_or(GuardError::NotScoped)?;
+    // A trusted id wins over the client's (Mastra's MASTRA_THREAD_ID_KEY).
+    let thread = trusted.clone().or(client_thread);
+    let checked = route_thread(
+        &check,
+        missing,
+        &scope,
+        thread.as_ref(),
+        privileged.as_ref(),
+        read,
+    )
+    .await?;
+    Ok(Admit {
+        thread: checked.admitted,
+        message: None,
+        body: None,
+        rewrite: trusted,
+        acting_as: checked.acting_as,
+        prefetched: checked.record,
+    })
+}
+
 pub(crate) async fn decide<T, B>(
     check: OwnershipCheck<T>,
     route: Arc<GuardRoute>,
@@ -314,34 +393,21 @@ where
     };
     let mut admitted = None;
     if route.checks_thread() {
-        match &thread {
-            Some(id) => {
-                match main_thread(&check, &scope, id, input.privileged.as_ref(), input.read).await?
-                {
-                    (ThreadPresence::Exists, owner, record) => {
-                        admitted = Some(id.clone());
-                        prefetched = record;
-                        if let Some(acting) = owner {
-                            // Every later check of this request is made as the thread's owner.
-                            scope = acting.resource.clone();
-                            acting_as = Some(acting);
-                        }
-                    }
-                    (ThreadPresence::Missing, _, _) if route.missing == Missing::Allow => {
-                        admitted = Some(id.clone())
-                    }
-                    (ThreadPresence::Missing, _, _) => {
-                        return Err(GuardError::ThreadNotFound.into());
-                    }
-                }
-            }
-            None if route.missing == Missing::Allow => {}
-            None => {
-                return Err(Rejection::with_message(
-                    RejectionKind::BadRequest,
-                    messages::NO_THREAD_ID,
-                ));
-            }
+        let checked = route_thread(
+            &check,
+            route.missing,
+            &scope,
+            thread.as_ref(),
+            input.privileged.as_ref(),
+            input.read,
+        )
+        .await?;
+        admitted = checked.admitted;
+        prefetched = checked.record;
+        if let Some(acting) = checked.acting_as {
+            // Every later check of this request is made as the thread's owner.
+            scope = acting.resource.clone();
+            acting_as = Some(acting);
         }
     }
     // Thread ids the handler might also read (`?threadId=`): checked like the route's own.

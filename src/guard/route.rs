@@ -258,6 +258,15 @@ impl GuardRoute {
             && self.deny.is_none()
     }
 
+    /// Whether the route's own thread, from the path, query or a header, is all it checks.
+    pub(crate) fn checks_only_its_thread(&self) -> bool {
+        self.checks_thread()
+            && !self.needs_body()
+            && self.messages_path.is_none()
+            && self.include_query.is_none()
+            && self.deny.is_none()
+    }
+
     pub(crate) fn needs_body(&self) -> bool {
         !self.thread_body.is_empty()
             || self.messages_body.is_some()

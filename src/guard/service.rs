@@ -11,7 +11,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::check::OwnershipCheck;
-use super::decide::{Admit, Decision, Input, decide, rewrite_thread};
+use super::decide::{Admit, Decision, Input, decide, decide_thread, rewrite_thread};
 use super::layer::{Coverage, ThreadGuardLayer};
 use super::route::{GuardRoute, Routes, single};
 use super::store::ThreadStore;
@@ -111,16 +111,35 @@ where
             return ResponseFuture::new(GateFuture::pass(forward(&mut self.inner, req), None));
         }
         let route = Arc::clone(route);
+        // Privileged: see `Input::privileged`.
+        let privileged = || {
+            req.extensions()
+                .get::<Privileged>()
+                .filter(|_| req.extensions().get::<ActingAs>().is_none())
+                .cloned()
+        };
+        let read = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+        if route.checks_only_its_thread()
+            && extra_threads.as_ref().is_ok_and(Vec::is_empty)
+            && let Ok(client_thread) = route.thread_in_request(&req)
+        {
+            let decision: Decision = Box::pin(decide_thread(
+                self.check.clone(),
+                route.missing,
+                req.extensions().get::<ResourceId>().cloned(),
+                privileged(),
+                read,
+                req.extensions().get::<ThreadId>().cloned(),
+                client_thread,
+            ));
+            return self.deciding(decision, req, route);
+        }
         let input = Input {
             scope: req.extensions().get::<ResourceId>().cloned(),
             // A request the scope layer already re-targeted (an `ActingAs` there) acts as that
             // resource only: the guard does not move it on to a thread's owner.
-            privileged: req
-                .extensions()
-                .get::<Privileged>()
-                .filter(|_| req.extensions().get::<ActingAs>().is_none())
-                .cloned(),
-            read: matches!(*req.method(), http::Method::GET | http::Method::HEAD),
+            privileged: privileged(),
+            read,
             trusted: req.extensions().get::<ThreadId>().cloned(),
             client_thread: route.thread_in_request(&req),
             extra_threads,
@@ -138,6 +157,22 @@ where
             input,
             self.limits,
         ));
+        self.deciding(decision, req, route)
+    }
+}
+
+impl<S, T> ThreadGuard<S, T> {
+    fn deciding<ReqB>(
+        &mut self,
+        decision: Decision,
+        req: Request<ReqB>,
+        route: Arc<GuardRoute>,
+    ) -> ResponseFuture<S, ReqB>
+    where
+        S: Service<Request<ReqB>> + Clone,
+        ReqB: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+        ReqB::Error: Into<BoxError>,
+    {
         ResponseFuture::new(GateFuture::deciding(
             decision,
             req,

@@ -84,7 +84,6 @@ impl<C: DeserializeOwned, U> ClaimRules<C, U> {
     pub(crate) fn user(&self, payload: &[u8]) -> Result<U, AuthError> {
         (self.map_user)(claims(payload)?)
     }
-
 }
 
 /// The claim-rule setters of a JWT builder holding `rules: ClaimRules<C, U>` and one other
@@ -478,4 +477,3 @@ impl Policy {
         })
     }
 }
-
