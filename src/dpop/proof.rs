@@ -87,13 +87,14 @@ pub(crate) fn verify(
     // High-S ECDSA is fine here: browsers sign half their proofs so, and replays are caught by
     // `jti`, not by the proof's bytes.
     let mut buffers = Buffers::new();
-    let jws = Jws::parse(proof, Some("dpop+jwt"), true, &mut buffers.signature).map_err(|err| {
-        ProofError::Invalid(match err.message() {
-            "The token type is not accepted" => "The DPoP proof type must be dpop+jwt",
-            "The token algorithm is not allowed" => "The DPoP proof algorithm is not allowed",
-            _ => "The DPoP proof is malformed",
-        })
-    })?;
+    let jws =
+        Jws::parse(proof, Some("dpop+jwt"), true, &mut buffers.signature, None).map_err(|err| {
+            ProofError::Invalid(match err.message() {
+                "The token type is not accepted" => "The DPoP proof type must be dpop+jwt",
+                "The token algorithm is not allowed" => "The DPoP proof algorithm is not allowed",
+                _ => "The DPoP proof is malformed",
+            })
+        })?;
     if !config.algorithms.contains(&jws.alg) {
         return Err(ProofError::Invalid(
             "The DPoP proof algorithm is not allowed",

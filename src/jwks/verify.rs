@@ -115,6 +115,7 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
         };
         let lifetime = issuer.policy.check(&registered, proof)?;
         let user = Authenticated::new(self.rules.user(&payload)?);
+        jws.verified(&self.rules.headers);
         if let (Some(cache), Some(digest)) = (&self.cache, digest)
             && let Some(key) = set.keys.iter().find(|k| std::ptr::eq(&k.key, key))
         {

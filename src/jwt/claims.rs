@@ -13,7 +13,7 @@ use jsonwebtoken::crypto::CryptoProvider;
 use serde::de::{self, DeserializeOwned};
 use serde::{Deserialize, Deserializer};
 
-use super::jws::Jws;
+use super::jws::{Jws, KnownHeaders};
 use super::{Binding, DEFAULT_LEEWAY, default_provider};
 use crate::ConfigError;
 use crate::auth::AuthError;
@@ -28,6 +28,8 @@ pub(crate) struct ClaimRules<C, U> {
     pub(crate) policy: Policy,
     pub(crate) provider: Option<&'static CryptoProvider>,
     map_user: Box<MapUser<C, U>>,
+    /// Headers of tokens that verified: not checked again (see [`KnownHeaders`]).
+    pub(crate) headers: KnownHeaders,
 }
 
 impl<C: DeserializeOwned + 'static> ClaimRules<C, C> {
@@ -37,6 +39,7 @@ impl<C: DeserializeOwned + 'static> ClaimRules<C, C> {
             policy: Policy::default(),
             provider: None,
             map_user: Box::new(Ok),
+            headers: KnownHeaders::default(),
         }
     }
 }
@@ -51,6 +54,7 @@ impl<C: DeserializeOwned, U> ClaimRules<C, U> {
             policy: self.policy,
             provider: self.provider,
             map_user: Box::new(map),
+            headers: self.headers,
         }
     }
 
@@ -77,6 +81,7 @@ impl<C: DeserializeOwned, U> ClaimRules<C, U> {
             self.policy.typ.as_deref(),
             self.policy.accept_high_s,
             signature,
+            Some(&self.headers),
         )
     }
 

@@ -58,6 +58,7 @@ pub(crate) struct Jws<'a> {
     kid: Option<Kid>,
     message: &'a [u8],
     signature: Cow<'a, [u8]>,
+    header_b64: &'a str,
     payload_b64: &'a str,
 }
 
@@ -80,6 +81,7 @@ impl Buffers {
 
 /// A header's `kid`, compared byte for byte with the configured keys' ids: short ones are
 /// kept without an allocation.
+#[derive(Clone)]
 enum Kid {
     Inline([u8; KID_INLINE], u8),
     Heap(Box<[u8]>),
@@ -108,6 +110,93 @@ impl Kid {
     }
 }
 
+/// Decodes and checks a header (`alg`, `crit`, JWE, `typ` when `typ` is set): its `alg` and
+/// `kid`.
+fn check_header(
+    header_b64: &str,
+    typ: Option<&str>,
+) -> Result<(Algorithm, Option<Kid>), AuthError> {
+    let mut header_buffer = [0; 256];
+    let header_json = b64(header_b64, &mut header_buffer)?;
+
+    let malformed = || invalid("The token header is malformed");
+    if !strict_json::is_strict_object(&header_json) {
+        return Err(malformed());
+    }
+    let header: JoseHeader<'_> = serde_json::from_slice(&header_json).map_err(|_| malformed())?;
+    if header.enc.is_some() {
+        return Err(invalid("Encrypted tokens (JWE) are not accepted"));
+    }
+    let alg =
+        parse_alg(&header.alg).ok_or_else(|| invalid("The token algorithm is not allowed"))?;
+    if header.crit.is_some() {
+        return Err(invalid(
+            "The token has critical header parameters this server does not understand",
+        ));
+    }
+    if let Some(wanted) = typ
+        && !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| typ_matches(t, wanted))
+    {
+        return Err(invalid("The token type is not accepted"));
+    }
+
+    Ok((alg, header.kid.as_deref().map(Kid::new)))
+}
+
+/// Headers of tokens this authenticator verified, byte for byte (a few slots, each filled
+/// once): an issuer signs every token with the same header until it rotates its key, so most
+/// tokens skip decoding and checking theirs. Only a verified token's header is learned, so no
+/// one but the issuer fills a slot; once all are full, other headers are checked every time.
+#[derive(Default)]
+pub(crate) struct KnownHeaders {
+    slots: [std::sync::OnceLock<KnownHeader>; 4],
+}
+
+struct KnownHeader {
+    b64: Box<str>,
+    alg: Algorithm,
+    kid: Option<Kid>,
+}
+
+impl KnownHeaders {
+    fn find(&self, header_b64: &str) -> Option<&KnownHeader> {
+        self.slots
+            .iter()
+            .map_while(std::sync::OnceLock::get)
+            .find(|known| *known.b64 == *header_b64)
+    }
+
+    /// How many headers are known.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.slots
+            .iter()
+            .map_while(std::sync::OnceLock::get)
+            .count()
+    }
+
+    fn learn(&self, header_b64: &str, alg: Algorithm, kid: Option<&Kid>) {
+        for slot in &self.slots {
+            match slot.get() {
+                Some(known) if *known.b64 == *header_b64 => return,
+                Some(_) => {}
+                None => {
+                    // Another thread may fill this slot first; then the next request learns again.
+                    let _ = slot.set(KnownHeader {
+                        b64: header_b64.into(),
+                        alg,
+                        kid: kid.cloned(),
+                    });
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Why no key verified a token: none was eligible (maybe a rotation), or the signature is bad.
 pub(crate) enum SignatureError {
     NoKey,
@@ -125,11 +214,16 @@ impl From<SignatureError> for AuthError {
 
 impl<'a> Jws<'a> {
     /// Splits the token and checks its header (`alg`, `crit`, JWE, `typ` when `typ` is set).
+    ///
+    /// A header in `known` (one a token of this authenticator verified with before, byte for
+    /// byte) is not decoded and checked again: the checks depend on its bytes and the fixed
+    /// configuration only.
     pub(crate) fn parse(
         token: &'a str,
         typ: Option<&str>,
         accept_high_s: bool,
         signature: &'a mut [u8],
+        known: Option<&KnownHeaders>,
     ) -> Result<Self, AuthError> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64)) =
@@ -146,33 +240,10 @@ impl<'a> Jws<'a> {
             _ => return Err(invalid("The token is malformed")),
         }
 
-        let mut header_buffer = [0; 256];
-        let header_json = b64(header_b64, &mut header_buffer)?;
-        let malformed = || invalid("The token header is malformed");
-        if !strict_json::is_strict_object(&header_json) {
-            return Err(malformed());
-        }
-        let header: JoseHeader<'_> =
-            serde_json::from_slice(&header_json).map_err(|_| malformed())?;
-        if header.enc.is_some() {
-            return Err(invalid("Encrypted tokens (JWE) are not accepted"));
-        }
-        let alg =
-            parse_alg(&header.alg).ok_or_else(|| invalid("The token algorithm is not allowed"))?;
-        if header.crit.is_some() {
-            return Err(invalid(
-                "The token has critical header parameters this server does not understand",
-            ));
-        }
-        if let Some(wanted) = typ
-            && !header
-                .typ
-                .as_deref()
-                .is_some_and(|t| typ_matches(t, wanted))
-        {
-            return Err(invalid("The token type is not accepted"));
-        }
-
+        let (alg, kid) = match known.and_then(|known| known.find(header_b64)) {
+            Some(header) => (header.alg, header.kid.clone()),
+            None => check_header(header_b64, typ)?,
+        };
         let signature = b64(signature_b64, signature)?;
         // Before any key is looked up: a high-S twin is never accepted, and never worth a
         // JWKS refetch either.
@@ -182,11 +253,17 @@ impl<'a> Jws<'a> {
         let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
         Ok(Self {
             alg,
-            kid: header.kid.as_deref().map(Kid::new),
+            kid,
             message,
             signature,
+            header_b64,
             payload_b64,
         })
+    }
+
+    /// Remembers this token's header in `known`, once the whole token verified.
+    pub(crate) fn verified(&self, known: &KnownHeaders) {
+        known.learn(self.header_b64, self.alg, self.kid.as_ref());
     }
 
     /// Verifies the signature with the first eligible key that accepts it, and returns that key.

@@ -284,7 +284,9 @@ impl<C: DeserializeOwned, U> JwtAuthenticator<C, U> {
         jws.verify_with(inner.provider, &inner.keys)?;
         let payload = jws.payload(&mut buffers.payload)?;
         inner.rules.policy.check(&registered(&payload)?, proof)?;
-        inner.rules.user(&payload)
+        let user = inner.rules.user(&payload)?;
+        jws.verified(&inner.rules.headers);
+        Ok(user)
     }
 }
 

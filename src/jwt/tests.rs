@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::*;
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 // Without a backend nothing verifies, so nothing reads `sub`.
 #[cfg_attr(
     not(any(feature = "aws-lc", feature = "rust-crypto")),
@@ -73,4 +73,103 @@ fn verifies_without_jsonwebtoken_process_default_provider() {
         .verify(&sign_hs256(&format!(r#"{{"sub":"alice","exp":{exp}}}"#)))
         .unwrap();
     assert_eq!(claims.sub, "alice");
+}
+
+/// Signs `claims` under `header` (raw JSON) with the test secret.
+#[cfg(any(feature = "aws-lc", feature = "rust-crypto"))]
+fn sign_with_header(header: &str, claims: &str) -> String {
+    let provider = default_provider().unwrap();
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET);
+    let signer = (provider.signer_factory)(&Algorithm::HS256, &key).unwrap();
+    let signature =
+        jsonwebtoken::signature::Signer::try_sign(&*signer, message.as_bytes()).unwrap();
+    format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+#[cfg(any(feature = "aws-lc", feature = "rust-crypto"))]
+fn known_header_count<C, U>(auth: &JwtAuthenticator<C, U>) -> usize {
+    auth.inner.rules.headers.len()
+}
+
+#[test]
+#[cfg(any(feature = "aws-lc", feature = "rust-crypto"))]
+fn only_verified_tokens_teach_a_header_and_a_known_header_skips_no_other_check() {
+    let auth = JwtAuthenticator::<Claims>::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, SECRET))
+        .build()
+        .unwrap();
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+    let good = sign_with_header(header, &format!(r#"{{"sub":"alice","exp":{exp}}}"#));
+
+    // A forged signature under that header teaches nothing.
+    let (message, _) = good.rsplit_once('.').unwrap();
+    let forged = format!("{message}.{}", URL_SAFE_NO_PAD.encode([7u8; 32]));
+    assert!(auth.verify(&forged).is_err());
+    assert_eq!(known_header_count(&auth), 0);
+
+    assert_eq!(auth.verify(&good).unwrap().sub, "alice");
+    assert_eq!(known_header_count(&auth), 1);
+    // Verified again: the same header is not learned twice.
+    assert!(auth.verify(&good).is_ok());
+    assert_eq!(known_header_count(&auth), 1);
+
+    // The known header still gets a signature, expiry and claims check.
+    assert!(auth.verify(&forged).is_err());
+    let expired = sign_with_header(header, r#"{"sub":"alice","exp":1}"#);
+    assert_eq!(
+        auth.verify(&expired).unwrap_err().message(),
+        "The token has expired"
+    );
+    let malformed = sign_with_header(header, &format!(r#"{{"sub":7,"exp":{exp}}}"#));
+    assert!(auth.verify(&malformed).is_err());
+
+    // A header differing by one byte is checked in full: `crit` is still refused.
+    let crit = sign_with_header(
+        r#"{"alg":"HS256","typ":"JWT","crit":["x"]}"#,
+        &format!(r#"{{"sub":"alice","exp":{exp}}}"#),
+    );
+    assert!(auth.verify(&crit).is_err());
+    assert_eq!(known_header_count(&auth), 1);
+}
+
+#[test]
+#[cfg(any(feature = "aws-lc", feature = "rust-crypto"))]
+fn a_known_header_is_still_held_to_require_typ() {
+    // The cache belongs to one authenticator: another one's configuration is checked afresh.
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    let token = sign_with_header(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &format!(r#"{{"sub":"alice","exp":{exp}}}"#),
+    );
+    let lax = JwtAuthenticator::<Claims>::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, SECRET))
+        .build()
+        .unwrap();
+    assert!(lax.verify(&token).is_ok());
+    let strict = JwtAuthenticator::<Claims>::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, SECRET))
+        .require_typ("at+jwt")
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            strict.verify(&token).unwrap_err().message(),
+            "The token type is not accepted"
+        );
+    }
+    assert_eq!(known_header_count(&strict), 0);
 }
