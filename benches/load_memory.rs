@@ -5,8 +5,10 @@
 //!
 //! `scripts/load-memory.sh` (or `cargo bench --bench load_memory --features
 //! axum,sqlite,postgres,cors,log,authz -- [secs] [connections] [rounds]`). Every phase stops
-//! after `secs` seconds (default 3); traffic goes to `127.0.0.1` only; any unexpected status fails
-//! the run. Without layers, a trusted test-only layer inserts the caller's `ResourceId` from a
+//! after `secs` seconds (default 2); traffic goes to `127.0.0.1` only; any unexpected status fails
+//! the run. `LOAD_LAYERS=1` also measures the handlers behind the guard, bearer auth and the log
+//! layer alone, and the stack without the server's outer router; `LOAD_WORKLOADS=read,list`
+//! picks workloads. Without layers, a trusted test-only layer inserts the caller's `ResourceId` from a
 //! header, so the handlers run exactly as behind the stack (their reads are owner-filtered).
 #![allow(dead_code)]
 
@@ -236,9 +238,9 @@ fn log_only(store: SqlThreadStore) -> axum::Router {
 }
 
 fn main() {
-    let secs = arg(0, 3).clamp(1, 60);
+    let secs = arg(0, 2).clamp(1, 60);
     let connections = usize::try_from(arg(1, 16).clamp(1, 256)).unwrap_or(16);
-    let rounds = usize::try_from(arg(2, 2).clamp(1, 10)).unwrap_or(2);
+    let rounds = usize::try_from(arg(2, 8).clamp(1, 20)).unwrap_or(8);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -264,6 +266,22 @@ fn main() {
         let guarded = serve(guard_only(store.clone())).await;
         let authed = serve(auth_only(store.clone())).await;
         let logged = serve(log_only(store.clone())).await;
+        // The stack without the server's outer router (the page's routes, the metadata).
+        let stacked = serve(
+            app::app_with_auth(
+                store.clone(),
+                tower_scope::jwt::JwtAuthenticator::<app::Claims>::builder()
+                    .key(tower_scope::jwt::JwtKey::hmac(
+                        tower_scope::jwt::Algorithm::HS256,
+                        SECRET.as_bytes(),
+                    ))
+                    .build()
+                    .unwrap(),
+                &[],
+            )
+            .unwrap(),
+        )
+        .await;
 
         // Each user owns one thread with a few messages, created through the whole stack.
         let http = reqwest::Client::new();
@@ -294,7 +312,9 @@ fn main() {
         }
 
         // Three workloads; for the bare server the caller goes in the trusted header.
-        let workload = |layers: bool, kind: &str| -> Arc<Vec<Call>> {
+        // `token`: the caller goes in a bearer token (else in the trusted header); `guard`: a
+        // thread guard answers another user's thread (403), else the owner-filtered handler (404).
+        let workload = |token: bool, guard: bool, kind: &str| -> Arc<Vec<Call>> {
             Arc::new(
                 users
                     .iter()
@@ -307,11 +327,11 @@ fn main() {
                             // owner-filtered handler's 404.
                             _ => {
                                 let other = &users[(i + 1) % users.len()].0;
-                                let status = if layers { StatusCode::FORBIDDEN } else { StatusCode::NOT_FOUND };
+                                let status = if guard { StatusCode::FORBIDDEN } else { StatusCode::NOT_FOUND };
                                 (format!("/api/memory/threads/t-{other}"), status)
                             }
                         };
-                        let headers = if layers {
+                        let headers = if token {
                             vec![("authorization", bearer.clone())]
                         } else {
                             vec![(TRUSTED, sub.clone())]
@@ -340,15 +360,16 @@ fn main() {
             // The servers compared, alternated in rotating order each round so drift in the
             // machine falls on all of them; `none` is the baseline.
             let mut servers = vec![
-                ("layers", layered, workload(true, kind)),
-                ("none", bare, workload(false, kind)),
+                ("layers", layered, workload(true, true, kind)),
+                ("none", bare, workload(false, false, kind)),
             ];
             if guard_too && kind != "list" {
-                servers.push(("guard only", guarded, workload(false, kind)));
+                servers.push(("guard only", guarded, workload(false, true, kind)));
             }
             if guard_too {
-                servers.push(("auth only", authed, workload(true, kind)));
-                servers.push(("log only", logged, workload(false, kind)));
+                servers.push(("stack alone", stacked, workload(true, true, kind)));
+                servers.push(("auth only", authed, workload(true, false, kind)));
+                servers.push(("log only", logged, workload(false, false, kind)));
             }
             for (_, addr, calls) in &servers {
                 measure(*addr, calls, 1, connections).await; // warm-up
