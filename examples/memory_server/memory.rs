@@ -534,17 +534,32 @@ async fn not_own_thread(m: &Memory, scope: &ResourceId, thread: &ThreadId) -> Ap
     }
 }
 
+/// The thread the guard read while checking its owner, taken out of the request (axum's
+/// `Extension` would copy every field of it).
+struct Prefetched(Option<PrefetchedThread>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Prefetched {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.remove::<PrefetchedThread>()))
+    }
+}
+
 /// The caller's thread: read by id *and* owner, so a thread recreated by someone else after the
 /// guard looked is not shown.
 async fn get_thread(
     State(m): State<Memory>,
     Caller(scope): Caller,
     ThreadPath(thread): ThreadPath,
-    prefetched: Option<axum::Extension<PrefetchedThread>>,
+    Prefetched(prefetched): Prefetched,
 ) -> Result<Json<ThreadJson>, ApiError> {
     // The guard read the thread in the lookup that checked its owner: serve that record, one
     // query per read instead of two (still only the caller's: the same owner filter).
-    if let Some(axum::Extension(PrefetchedThread(record))) = prefetched
+    if let Some(PrefetchedThread(record)) = prefetched
         && record.id == thread
         && record.resource.as_ref() == Some(&scope)
     {

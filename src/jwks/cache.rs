@@ -26,8 +26,8 @@ use crate::jwt::Lifetime;
 /// cached one with probability about 2^-128). Why 1-3 rounds rather than 2-4: the attacker sees
 /// no output at all, only whether a whole 128-bit value matched, which is less than a hash
 /// table's timing shows, and SipHash-1-3 is what std's `HashMap` trusts against an attacker
-/// who does see that timing; no attack on it is known. It runs at about 0.55x SipHash-2-4's
-/// cost per byte here (`benches/jwt.rs`).
+/// who does see that timing; no attack on it is known. On a 531-byte token it took 119 ns
+/// where SipHash-2-4 took 217 ns and SHA-256 326 ns (one run on a 2-core development VM).
 pub(crate) type TokenDigest = u128;
 
 /// The secret SipHash key of one cache.
