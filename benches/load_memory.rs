@@ -400,22 +400,13 @@ fn main() {
                 r.sort_by(f64::total_cmp);
                 r[r.len() / 2]
             };
-            let (with, without) = (&results[0], &results[1]);
-            println!(
-                "{label:<26} {:>12.0} {:>12.0} {:>7.2} {:>8}µs {:>8}µs {:>8}µs {:>8}µs",
-                mean(with),
-                mean(without),
-                ratio(with),
-                median(with, |m| m.p50_us),
-                median(without, |m| m.p50_us),
-                median(with, |m| m.p99_us),
-                median(without, |m| m.p99_us),
-            );
-            for (i, (name, _, _)) in servers.iter().enumerate().skip(2) {
+            let without = &results[1];
+            // The whole stack's line first, then each extra server's, indented.
+            for (i, (name, _, _)) in servers.iter().enumerate().filter(|(i, _)| *i != 1) {
                 let m = &results[i];
+                let row = if i == 0 { label.to_owned() } else { format!("  {label}, {name}") };
                 println!(
-                    "{:<26} {:>12.0} {:>12.0} {:>7.2} {:>8}µs {:>8}µs {:>8}µs {:>8}µs",
-                    format!("  {label}, {name}"),
+                    "{row:<26} {:>12.0} {:>12.0} {:>7.2} {:>8}µs {:>8}µs {:>8}µs {:>8}µs",
                     mean(m),
                     mean(without),
                     ratio(m),

@@ -170,7 +170,7 @@ impl KnownHeaders {
     }
 
     /// How many headers are known.
-    #[cfg(test)]
+    #[cfg(all(test, any(feature = "aws-lc", feature = "rust-crypto")))]
     pub(crate) fn len(&self) -> usize {
         self.slots
             .iter()

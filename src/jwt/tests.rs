@@ -40,42 +40,44 @@ fn both_backends_pick_aws_lc_deterministically() {
     ));
 }
 
+/// The static authenticator with the test secret.
+#[cfg(any(feature = "aws-lc", feature = "rust-crypto"))]
+fn hs256_authenticator() -> JwtAuthenticator<Claims> {
+    JwtAuthenticator::<Claims>::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, SECRET))
+        .build()
+        .unwrap()
+}
+
+/// An `exp` one minute from now.
+#[cfg(any(feature = "aws-lc", feature = "rust-crypto"))]
+fn in_a_minute() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60
+}
+
 /// Signs with a provider directly, leaving jsonwebtoken's process default uninstalled.
 #[cfg(any(feature = "aws-lc", feature = "rust-crypto"))]
 fn sign_hs256(claims: &str) -> String {
-    let provider = default_provider().unwrap();
-    let message = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#),
-        URL_SAFE_NO_PAD.encode(claims)
-    );
-    let key = jsonwebtoken::EncodingKey::from_secret(SECRET);
-    let signer = (provider.signer_factory)(&Algorithm::HS256, &key).unwrap();
-    let signature =
-        jsonwebtoken::signature::Signer::try_sign(&*signer, message.as_bytes()).unwrap();
-    format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
+    sign_with_header(r#"{"alg":"HS256"}"#, claims)
 }
 
 #[test]
 #[cfg(any(feature = "aws-lc", feature = "rust-crypto"))]
 fn verifies_without_jsonwebtoken_process_default_provider() {
     // `jsonwebtoken::decode` would panic here when both backend features are on.
-    let auth = JwtAuthenticator::<Claims>::builder()
-        .key(JwtKey::hmac(Algorithm::HS256, SECRET))
-        .build()
-        .unwrap();
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 60;
+    let auth = hs256_authenticator();
+    let exp = in_a_minute();
     let claims = auth
         .verify(&sign_hs256(&format!(r#"{{"sub":"alice","exp":{exp}}}"#)))
         .unwrap();
     assert_eq!(claims.sub, "alice");
 }
 
-/// Signs `claims` under `header` (raw JSON) with the test secret.
+/// Signs `claims` under `header` (raw JSON) with the test secret, through the provider.
 #[cfg(any(feature = "aws-lc", feature = "rust-crypto"))]
 fn sign_with_header(header: &str, claims: &str) -> String {
     let provider = default_provider().unwrap();
@@ -99,15 +101,8 @@ fn known_header_count<C, U>(auth: &JwtAuthenticator<C, U>) -> usize {
 #[test]
 #[cfg(any(feature = "aws-lc", feature = "rust-crypto"))]
 fn only_verified_tokens_teach_a_header_and_a_known_header_skips_no_other_check() {
-    let auth = JwtAuthenticator::<Claims>::builder()
-        .key(JwtKey::hmac(Algorithm::HS256, SECRET))
-        .build()
-        .unwrap();
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 60;
+    let auth = hs256_authenticator();
+    let exp = in_a_minute();
     let header = r#"{"alg":"HS256","typ":"JWT"}"#;
     let good = sign_with_header(header, &format!(r#"{{"sub":"alice","exp":{exp}}}"#));
 
@@ -146,19 +141,12 @@ fn only_verified_tokens_teach_a_header_and_a_known_header_skips_no_other_check()
 #[cfg(any(feature = "aws-lc", feature = "rust-crypto"))]
 fn a_known_header_is_still_held_to_require_typ() {
     // The cache belongs to one authenticator: another one's configuration is checked afresh.
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 60;
+    let exp = in_a_minute();
     let token = sign_with_header(
         r#"{"alg":"HS256","typ":"JWT"}"#,
         &format!(r#"{{"sub":"alice","exp":{exp}}}"#),
     );
-    let lax = JwtAuthenticator::<Claims>::builder()
-        .key(JwtKey::hmac(Algorithm::HS256, SECRET))
-        .build()
-        .unwrap();
+    let lax = hs256_authenticator();
     assert!(lax.verify(&token).is_ok());
     let strict = JwtAuthenticator::<Claims>::builder()
         .key(JwtKey::hmac(Algorithm::HS256, SECRET))
