@@ -115,75 +115,102 @@ struct Policy {
 /// assert_eq!(guard.check_thread(&bob, &thread).await, Err(GuardError::ForeignThread));
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct OwnershipCheck<S> {
-    store: S,
-    policy: Arc<Policy>,
-    /// Reads a thread's whole record in the ownership lookup (set by
-    /// `ThreadGuardLayer::prefetch_thread_records`, for stores that can).
-    pub(crate) prefetch: Option<Prefetch<S>>,
+    /// One shared allocation: the guard clones the check into every decision, and a clone is
+    /// one reference count, not one per part (under load the counts are shared by every core).
+    shared: Arc<Shared<S>>,
 }
 
-/// A boxed read of one thread's record (the store is cloned into it).
-pub(crate) type Prefetch<S> = fn(&S, &ThreadId) -> PrefetchFuture;
+impl<S> Clone for OwnershipCheck<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
 
-pub(crate) type PrefetchFuture =
-    std::pin::Pin<Box<dyn Future<Output = Result<Option<super::ThreadRecord>, StoreError>> + Send>>;
+#[derive(Debug, Clone)]
+struct Shared<S> {
+    store: S,
+    policy: Policy,
+    /// Reads a thread's whole record in the ownership lookup (set by
+    /// `ThreadGuardLayer::prefetch_thread_records`, for stores that can).
+    prefetch: Option<Prefetch<S>>,
+}
+
+/// A boxed read of one thread's record, borrowing the store and the id.
+pub(crate) type Prefetch<S> = for<'a> fn(&'a S, &'a ThreadId) -> PrefetchFuture<'a>;
+
+pub(crate) type PrefetchFuture<'a> = std::pin::Pin<
+    Box<dyn Future<Output = Result<Option<super::ThreadRecord>, StoreError>> + Send + 'a>,
+>;
 
 /// The [`Prefetch`] of a store that can read records.
-pub(crate) fn prefetch_of<S: super::store::ThreadRecords>(
-    store: &S,
-    thread: &ThreadId,
-) -> PrefetchFuture {
-    let (store, thread) = (store.clone(), thread.clone());
-    Box::pin(async move { store.thread_record(&thread).await })
+pub(crate) fn prefetch_of<'a, S: super::store::ThreadRecords>(
+    store: &'a S,
+    thread: &'a ThreadId,
+) -> PrefetchFuture<'a> {
+    Box::pin(store.thread_record(thread))
 }
 
 impl<S: ThreadStore> OwnershipCheck<S> {
     /// Checks ownership against `store`: foreign threads are 403, unowned threads denied.
     pub fn new(store: S) -> Self {
         Self {
-            store,
-            policy: Arc::new(Policy {
-                hide_foreign: false,
-                allow_unowned: false,
-                timeout: DEFAULT_STORE_TIMEOUT,
+            shared: Arc::new(Shared {
+                store,
+                policy: Policy {
+                    hide_foreign: false,
+                    allow_unowned: false,
+                    timeout: DEFAULT_STORE_TIMEOUT,
+                },
+                prefetch: None,
             }),
-            prefetch: None,
         }
+    }
+
+    /// Settings change before the check is shared; a shared one is copied first.
+    fn policy_mut(&mut self) -> &mut Policy {
+        &mut Arc::make_mut(&mut self.shared).policy
+    }
+
+    /// Reads whole thread records in the ownership lookup (the guard's prefetch).
+    pub(crate) fn set_prefetch(&mut self, prefetch: Prefetch<S>) {
+        Arc::make_mut(&mut self.shared).prefetch = Some(prefetch);
     }
 
     /// Reports another resource's thread as not found (404), hiding that it exists.
     #[must_use]
     pub fn hide_foreign_threads(mut self) -> Self {
-        Arc::make_mut(&mut self.policy).hide_foreign = true;
+        self.policy_mut().hide_foreign = true;
         self
     }
 
     /// Lets anyone use threads without an owner (Mastra treats them as shared).
     #[must_use]
     pub fn allow_unowned_threads(mut self) -> Self {
-        Arc::make_mut(&mut self.policy).allow_unowned = true;
+        self.policy_mut().allow_unowned = true;
         self
     }
 
     /// Sets how long one store lookup may take before the answer is 503 (default 5 s).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        Arc::make_mut(&mut self.policy).timeout = timeout;
+        self.policy_mut().timeout = timeout;
         self
     }
 
     /// The store.
     pub fn store(&self) -> &S {
-        &self.store
+        &self.shared.store
     }
 
     async fn bounded<T>(
         &self,
         lookup: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, GuardError> {
-        match tokio::time::timeout(self.policy.timeout, lookup).await {
+        match tokio::time::timeout(self.shared.policy.timeout, lookup).await {
             Ok(result) => result.map_err(GuardError::Store),
             Err(_) => Err(GuardError::Store(StoreError::Timeout)),
         }
@@ -196,9 +223,11 @@ impl<S: ThreadStore> OwnershipCheck<S> {
     ) -> Result<ThreadPresence, GuardError> {
         match owner {
             ThreadOwner::Owned(owner) if owner == scope => Ok(ThreadPresence::Exists),
-            ThreadOwner::Owned(_) if self.policy.hide_foreign => Err(GuardError::ThreadNotFound),
+            ThreadOwner::Owned(_) if self.shared.policy.hide_foreign => {
+                Err(GuardError::ThreadNotFound)
+            }
             ThreadOwner::Owned(_) => Err(GuardError::ForeignThread),
-            ThreadOwner::Unowned if self.policy.allow_unowned => Ok(ThreadPresence::Exists),
+            ThreadOwner::Unowned if self.shared.policy.allow_unowned => Ok(ThreadPresence::Exists),
             ThreadOwner::Unowned => Err(GuardError::UnownedThread),
             ThreadOwner::Missing => Ok(ThreadPresence::Missing),
         }
@@ -228,10 +257,13 @@ impl<S: ThreadStore> OwnershipCheck<S> {
         &self,
         thread: &ThreadId,
     ) -> Result<(ThreadOwner, Option<super::ThreadRecord>), GuardError> {
-        let Some(prefetch) = self.prefetch else {
-            return Ok((self.bounded(self.store.thread_owner(thread)).await?, None));
+        let Some(prefetch) = self.shared.prefetch else {
+            return Ok((
+                self.bounded(self.shared.store.thread_owner(thread)).await?,
+                None,
+            ));
         };
-        let record = self.bounded(prefetch(&self.store, thread)).await?;
+        let record = self.bounded(prefetch(&self.shared.store, thread)).await?;
         let owner = match &record {
             None => ThreadOwner::Missing,
             Some(r) => match &r.resource {
@@ -247,7 +279,7 @@ impl<S: ThreadStore> OwnershipCheck<S> {
         &self,
         thread: &ThreadId,
     ) -> Result<ThreadOwner, GuardError> {
-        self.bounded(self.store.thread_owner(thread)).await
+        self.bounded(self.shared.store.thread_owner(thread)).await
     }
 
     /// The ownership decision for a looked-up owner.
@@ -270,7 +302,7 @@ impl<S: ThreadStore> OwnershipCheck<S> {
         scope: &ResourceId,
         thread: &ThreadId,
     ) -> Result<ThreadPresence, GuardError> {
-        let owner = self.bounded(self.store.thread_owner(thread)).await?;
+        let owner = self.bounded(self.shared.store.thread_owner(thread)).await?;
         self.decide(scope, &owner)
     }
 
@@ -287,7 +319,9 @@ impl<S: ThreadStore> OwnershipCheck<S> {
         if threads.is_empty() {
             return Ok(());
         }
-        let owners = self.bounded(self.store.thread_owners(threads)).await?;
+        let owners = self
+            .bounded(self.shared.store.thread_owners(threads))
+            .await?;
         for thread in threads {
             self.decide(scope, owners.get(thread).unwrap_or(&ThreadOwner::Missing))?;
         }
@@ -316,7 +350,9 @@ impl<S: ThreadStore> OwnershipCheck<S> {
             .into_iter()
             .cloned()
             .collect();
-        let found = self.bounded(self.store.message_threads(&unique)).await?;
+        let found = self
+            .bounded(self.shared.store.message_threads(&unique))
+            .await?;
         for message in found.values() {
             if message.thread.is_none() {
                 return Err(GuardError::UnverifiableMessage);

@@ -215,7 +215,7 @@ impl<T: super::ThreadRecords, E> ThreadGuardLayer<T, E> {
     /// instead of two. The decision is unchanged (made on the record's owner).
     #[must_use]
     pub fn prefetch_thread_records(mut self) -> Self {
-        self.check.prefetch = Some(super::check::prefetch_of::<T>);
+        self.check.set_prefetch(super::check::prefetch_of::<T>);
         self
     }
 }

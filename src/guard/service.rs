@@ -23,6 +23,12 @@ use crate::{ActingAs, Privileged, ResourceId, ThreadId, query};
 /// The service made by [`ThreadGuardLayer`]: the inner service `S` over the store `T`.
 pub struct ThreadGuard<S, T> {
     inner: S,
+    /// The layer's settings in one allocation: tower clones a service per request (hyper's
+    /// connection, axum's router), and a clone is then one reference count, not five.
+    shared: Arc<Shared<T>>,
+}
+
+struct Shared<T> {
     check: OwnershipCheck<T>,
     routes: Routes,
     coverage: Arc<Coverage>,
@@ -33,22 +39,21 @@ impl<S, T: Clone> ThreadGuard<S, T> {
     pub(crate) fn new<E>(inner: S, layer: &ThreadGuardLayer<T, E>) -> Self {
         Self {
             inner,
-            check: layer.check.clone(),
-            routes: layer.routes.clone(),
-            coverage: Arc::clone(&layer.coverage),
-            limits: layer.limits,
+            shared: Arc::new(Shared {
+                check: layer.check.clone(),
+                routes: layer.routes.clone(),
+                coverage: Arc::clone(&layer.coverage),
+                limits: layer.limits,
+            }),
         }
     }
 }
 
-impl<S: Clone, T: Clone> Clone for ThreadGuard<S, T> {
+impl<S: Clone, T> Clone for ThreadGuard<S, T> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            check: self.check.clone(),
-            routes: self.routes.clone(),
-            coverage: Arc::clone(&self.coverage),
-            limits: self.limits,
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -90,8 +95,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        let Some(route) = self.routes.find(req.method(), req.uri().path()) else {
-            if !self.coverage.covered.is_empty() && self.coverage.covered.matches(req.uri().path())
+        let Self { inner, shared } = self;
+        let Some(route) = shared.routes.find(req.method(), req.uri().path()) else {
+            if !shared.coverage.covered.is_empty()
+                && shared.coverage.covered.matches(req.uri().path())
             {
                 note(&req);
                 return ResponseFuture::new(GateFuture::done(render(
@@ -100,15 +107,15 @@ where
                     None,
                 )));
             }
-            return ResponseFuture::new(GateFuture::pass(forward(&mut self.inner, req), None));
+            return ResponseFuture::new(GateFuture::pass(forward(inner, req), None));
         };
-        let extra_threads = self.coverage.threads_in_request(&req);
+        let extra_threads = shared.coverage.threads_in_request(&req);
         // A covered route that checks nothing (Mastra's listing) needs no store and no body.
         if route.checks_nothing()
             && req.extensions().get::<ResourceId>().is_some()
             && extra_threads.as_ref().is_ok_and(Vec::is_empty)
         {
-            return ResponseFuture::new(GateFuture::pass(forward(&mut self.inner, req), None));
+            return ResponseFuture::new(GateFuture::pass(forward(inner, req), None));
         }
         let route = Arc::clone(route);
         // Privileged: see `Input::privileged`.
@@ -124,7 +131,7 @@ where
             && let Ok(client_thread) = route.thread_in_request(&req)
         {
             let decision: Decision = Box::pin(decide_thread(
-                self.check.clone(),
+                shared.check.clone(),
                 route.missing,
                 req.extensions().get::<ResourceId>().cloned(),
                 privileged(),
@@ -132,7 +139,7 @@ where
                 req.extensions().get::<ThreadId>().cloned(),
                 client_thread,
             ));
-            return self.deciding(decision, req, route);
+            return deciding(inner, decision, req, route);
         }
         let input = Input {
             scope: req.extensions().get::<ResourceId>().cloned(),
@@ -152,37 +159,36 @@ where
             body: route.needs_body().then(|| request_body::take(&mut req)),
         };
         let decision: Decision = Box::pin(decide(
-            self.check.clone(),
+            shared.check.clone(),
             Arc::clone(&route),
             input,
-            self.limits,
+            shared.limits,
         ));
-        self.deciding(decision, req, route)
+        deciding(inner, decision, req, route)
     }
 }
 
-impl<S, T> ThreadGuard<S, T> {
-    fn deciding<ReqB>(
-        &mut self,
-        decision: Decision,
-        req: Request<ReqB>,
-        route: Arc<GuardRoute>,
-    ) -> ResponseFuture<S, ReqB>
-    where
-        S: Service<Request<ReqB>> + Clone,
-        ReqB: Body<Data = Bytes> + From<Bytes> + Send + 'static,
-        ReqB::Error: Into<BoxError>,
-    {
-        ResponseFuture::new(GateFuture::deciding(
-            decision,
-            req,
-            take_ready(&mut self.inner),
-            GuardGate {
-                route,
-                restore: request_body::put_back::<ReqB>,
-            },
-        ))
-    }
+/// Waits for the guard's `decision` with the readied `inner` service.
+fn deciding<S, ReqB>(
+    inner: &mut S,
+    decision: Decision,
+    req: Request<ReqB>,
+    route: Arc<GuardRoute>,
+) -> ResponseFuture<S, ReqB>
+where
+    S: Service<Request<ReqB>> + Clone,
+    ReqB: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
+{
+    ResponseFuture::new(GateFuture::deciding(
+        decision,
+        req,
+        take_ready(inner),
+        GuardGate {
+            route,
+            restore: request_body::put_back::<ReqB>,
+        },
+    ))
 }
 
 /// The raw `include`-style query value: given twice is an error, not UTF-8 is `None`.
