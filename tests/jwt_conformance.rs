@@ -611,6 +611,18 @@ async fn jwe_bad_base64_non_utf8_and_duplicate_claims_are_invalid_token() {
     let (status, challenge, _) = check(auth(), &format!("{h}=.{rest}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(challenge.contains(r#"error="invalid_request""#));
+    // The grammar check runs after a failed verification, yet still answers first: a token
+    // whose bytes break `b64token` is a 400 wherever they are (header, claims, signature).
+    let (claims_part, signature) = rest.split_once('.').unwrap();
+    for broken in [
+        format!("{h}.{claims_part}.{signature} x"),
+        format!("{h}.{claims_part}!.{signature}"),
+        format!("{h},.{claims_part}.{signature}"),
+    ] {
+        let (status, challenge, _) = check(auth(), &broken).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{broken:?}");
+        assert!(challenge.contains(r#"error="invalid_request""#));
+    }
     let plus = good.replacen('-', "+", 1).replacen('_', "/", 1);
     if plus != good {
         assert_invalid(auth(), &plus, "The token is malformed").await;

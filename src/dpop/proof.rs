@@ -117,7 +117,7 @@ pub(crate) fn verify(
         .map_err(|_| ProofError::Invalid("The DPoP proof signature is invalid"))?;
 
     let payload = jws.payload(&mut buffers.payload).map_err(|_| malformed)?;
-    let claims: Claims<'_> = serde_json::from_slice(&payload).map_err(|_| malformed)?;
+    let claims: Claims<'_> = serde_json::from_str(&payload).map_err(|_| malformed)?;
     if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
         return Err(malformed);
     }

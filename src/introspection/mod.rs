@@ -333,6 +333,9 @@ impl<C: DeserializeOwned, U> Inner<C, U> {
         {
             return Err(invalid("The token type is not accepted"));
         }
+        // RFC 8259 §8.1: JSON text is UTF-8; the claim passes read it as text.
+        let body = std::str::from_utf8(body)
+            .map_err(|_| invalid("The introspection answer is malformed"))?;
         let mut claims: Registered<'_> = registered(body)?;
         let lifetime = self
             .rules

@@ -86,7 +86,7 @@ impl<C: DeserializeOwned, U> ClaimRules<C, U> {
     }
 
     /// Maps a verified payload, which passed the claim checks, to the user.
-    pub(crate) fn user(&self, payload: &[u8]) -> Result<U, AuthError> {
+    pub(crate) fn user(&self, payload: &str) -> Result<U, AuthError> {
         (self.map_user)(claims(payload)?)
     }
 }
@@ -366,13 +366,13 @@ pub(crate) fn invalid(message: &'static str) -> AuthError {
 }
 
 /// The registered claims of a decoded payload.
-pub(crate) fn registered(payload: &[u8]) -> Result<Registered<'_>, AuthError> {
-    serde_json::from_slice(payload).map_err(|_| invalid("The token claims are malformed"))
+pub(crate) fn registered(payload: &str) -> Result<Registered<'_>, AuthError> {
+    serde_json::from_str(payload).map_err(|_| invalid("The token claims are malformed"))
 }
 
 /// The application's claims type from a decoded payload.
-fn claims<C: DeserializeOwned>(payload: &[u8]) -> Result<C, AuthError> {
-    serde_json::from_slice(payload).map_err(|_| invalid("The token claims are malformed"))
+fn claims<C: DeserializeOwned>(payload: &str) -> Result<C, AuthError> {
+    serde_json::from_str(payload).map_err(|_| invalid("The token claims are malformed"))
 }
 
 /// The validity window of a verified token, for caches that must recheck it.
