@@ -2,10 +2,10 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -18,7 +18,8 @@ use crate::http::names;
 use crate::http::protocol::is_preflight;
 use crate::path::{PathPattern, PathSet};
 use crate::reject::{
-    ChallengeHint, HeadOnly, JsonBody, JsonErrors, Rejection, RejectionKind, render_with,
+    BEARER, ChallengeHint, HeadOnly, JsonBody, JsonErrors, Rejection, RejectionKind, challenge,
+    render_challenged,
 };
 use crate::{AuthState, Authenticated, ConfigError};
 
@@ -36,6 +37,24 @@ struct Config {
     resource_metadata: Option<Arc<str>>,
     #[cfg(feature = "dpop")]
     dpop: Option<crate::dpop::DpopConfig>,
+    /// The challenge of a refusal without an error code (no credentials, RFC 6750 §3.1),
+    /// which depends only on the settings above: made on first use, forgotten when a setting
+    /// changes.
+    plain_challenge: OnceLock<HeaderValue>,
+}
+
+impl Config {
+    /// The `WWW-Authenticate` value of `rejection` under these settings.
+    fn challenge(&self, rejection: &Rejection) -> Option<HeaderValue> {
+        let (realm, metadata) = (self.realm.as_deref(), self.resource_metadata.as_deref());
+        if rejection.kind() != RejectionKind::MissingCredentials {
+            return challenge(rejection, realm, metadata);
+        }
+        let plain = self
+            .plain_challenge
+            .get_or_init(|| challenge(rejection, realm, metadata).unwrap_or(BEARER));
+        Some(plain.clone())
+    }
 }
 
 /// Authenticates every request's bearer token; see the [module docs](crate::auth).
@@ -126,6 +145,7 @@ impl<A: Authenticate> BearerAuthLayer<A> {
                 resource_metadata: None,
                 #[cfg(feature = "dpop")]
                 dpop: None,
+                plain_challenge: OnceLock::new(),
             }),
         }
     }
@@ -133,7 +153,9 @@ impl<A: Authenticate> BearerAuthLayer<A> {
 
 impl<A: Authenticate, E> BearerAuthLayer<A, E> {
     fn config_mut(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
+        let config = Arc::make_mut(&mut self.config);
+        config.plain_challenge = OnceLock::new();
+        config
     }
 
     /// Sets the `realm` of the `WWW-Authenticate` challenge (default `api`).
@@ -535,12 +557,7 @@ fn render_refusal<B: Default>(
             dpop,
         );
     }
-    render_with(
-        rejection,
-        headers,
-        config.realm.as_deref(),
-        config.resource_metadata.as_deref(),
-    )
+    render_challenged(rejection, headers, |rejection| config.challenge(rejection))
 }
 
 /// Passes a request on without a user, saying why in its [`AuthState`].

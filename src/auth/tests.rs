@@ -608,3 +608,27 @@ async fn content_type_and_cors_headers_never_change_the_authentication_decision(
         }
     }
 }
+
+#[tokio::test]
+async fn the_prepared_challenge_follows_every_later_setting() {
+    // The no-credentials challenge is made once per configuration; a layer configured further
+    // after it answered (or a clone of it) must not keep the old one.
+    let layer = BearerAuthLayer::new(tokens());
+    let res = send(layer.clone(), get(None)).await;
+    assert_eq!(challenge(&res), r#"Bearer realm="api""#);
+    let renamed = layer.clone().realm("memory").unwrap();
+    let res = send(renamed.clone(), get(None)).await;
+    assert_eq!(challenge(&res), r#"Bearer realm="memory""#);
+    let metadata = crate::auth::ProtectedResourceMetadata::new("https://api.example.com").unwrap();
+    let (described, _) = renamed.protected_resource(metadata).unwrap();
+    let res = send(described, get(None)).await;
+    assert_eq!(
+        challenge(&res),
+        r#"Bearer realm="memory", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource""#
+    );
+    // The first layer's answer is unchanged, and an error challenge is still made per refusal.
+    let res = send(layer.clone(), get(None)).await;
+    assert_eq!(challenge(&res), r#"Bearer realm="api""#);
+    let res = send(layer, get(Some("Bearer nobody-0123456789abcdefghijklmn"))).await;
+    assert!(challenge(&res).starts_with(r#"Bearer realm="api", error="invalid_token""#));
+}

@@ -51,9 +51,11 @@ mod tests;
 pub use json::{ErrorBody, HeadOnly, JsonBody, JsonErrorLayer, JsonErrors, JsonErrorsFuture};
 #[cfg(feature = "dpop")]
 pub(crate) use render::push_quoted_safe;
+#[cfg(feature = "dpop")]
+pub(crate) use render::render_with;
 pub(crate) use render::{
-    ChallengeHint, PRIVATE, private_unless_cached, push_json_string, render, render_request,
-    render_with,
+    BEARER, ChallengeHint, PRIVATE, challenge, private_unless_cached, push_json_string, render,
+    render_challenged, render_request,
 };
 #[cfg(feature = "log")]
 pub(crate) use render::{grpc_content_type, render_internal};

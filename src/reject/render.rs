@@ -66,10 +66,10 @@ pub(crate) fn render_request<B: Default, ReqB>(
 
 /// Builds the `WWW-Authenticate` value for a rejection, or `None` when it has no challenge.
 // Constants, so the header bytes are checked at compile time rather than on every response.
-const BEARER: HeaderValue = HeaderValue::from_static("Bearer");
+pub(crate) const BEARER: HeaderValue = HeaderValue::from_static("Bearer");
 pub(crate) const PRIVATE: HeaderValue = HeaderValue::from_static("private");
 
-fn challenge(
+pub(crate) fn challenge(
     rejection: &Rejection,
     realm: Option<&str>,
     resource_metadata: Option<&str>,
@@ -138,6 +138,18 @@ pub(crate) fn render_with<B: Default>(
     realm: Option<&str>,
     resource_metadata: Option<&str>,
 ) -> Response<B> {
+    render_challenged(rejection, request_headers, |rejection| {
+        challenge(rejection, realm, resource_metadata)
+    })
+}
+
+/// [`render_with`], the HTTP challenge (if any) made by `challenge`: a layer with fixed
+/// settings can hand out one prepared for them.
+pub(crate) fn render_challenged<B: Default>(
+    rejection: Rejection,
+    request_headers: &HeaderMap,
+    challenge: impl FnOnce(&Rejection) -> Option<HeaderValue>,
+) -> Response<B> {
     let mut response = Response::new(B::default());
     let headers = response.headers_mut();
     if is_grpc(request_headers) {
@@ -156,7 +168,7 @@ pub(crate) fn render_with<B: Default>(
         }
     } else {
         *response.status_mut() = rejection.kind.status();
-        if let Some(value) = challenge(&rejection, realm, resource_metadata) {
+        if let Some(value) = challenge(&rejection) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
